@@ -1,0 +1,427 @@
+#include "agent.h"
+
+#include "downloader.h"
+#include "error.h"
+#include "module.h"
+#include "mqtt-link.h"
+#include "outbox.h"
+#include "protocol.h"
+#include "reporter.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+
+struct _OtaAgent {
+  GObject parent_instance;
+  OtaConfig *config;
+  OtaMqttLink *link;
+  OtaReporter *reporter;
+  SoupSession *session;
+  GHashTable *modules; /* name → OtaModule */
+};
+
+G_DEFINE_TYPE (OtaAgent, ota_agent, G_TYPE_OBJECT)
+
+enum {
+  SIGNAL_OFFERED,
+  SIGNAL_PROGRESS,
+  SIGNAL_FIRMWARE_READY,
+  SIGNAL_MODULES_CHANGED,
+  SIGNAL_CONNECTION_CHANGED,
+  N_SIGNALS
+};
+static guint signals[N_SIGNALS];
+
+static void
+on_module_report (OtaModule *module, const char *payload, gboolean reliable, const char *coalesce_key,
+                  OtaAgent *self)
+{
+  if (reliable)
+    ota_reporter_send_reliable (self->reporter, payload, coalesce_key);
+  else
+    ota_reporter_send_volatile (self->reporter, payload);
+}
+
+static void
+on_module_offered (OtaModule *module, const char *version, guint64 size, OtaAgent *self)
+{
+  g_signal_emit (self, signals[SIGNAL_OFFERED], 0, ota_module_get_name (module), version, size);
+}
+
+static void
+on_module_progress (OtaModule *module, OtaAgent *self)
+{
+  OtaModuleProgress p;
+
+  ota_module_get_progress (module, &p);
+  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, ota_module_get_name (module), p.version,
+                 ota_module_state_to_string (p.state), p.percent, p.downloaded, p.total, p.result_code,
+                 p.result_msg);
+  g_signal_emit (self, signals[SIGNAL_MODULES_CHANGED], 0);
+}
+
+static void
+on_module_firmware_ready (OtaModule *module, const char *version, const char *path, guint64 size,
+                          const char *md5, OtaAgent *self)
+{
+  g_signal_emit (self, signals[SIGNAL_FIRMWARE_READY], 0, ota_module_get_name (module), version, path, size,
+                 md5);
+}
+
+static OtaModule *
+agent_add_module (OtaAgent *self, const char *name)
+{
+  OtaModule *module = ota_module_new (name, self->config, self->session);
+
+  g_signal_connect (module, "report", G_CALLBACK (on_module_report), self);
+  g_signal_connect (module, "offered", G_CALLBACK (on_module_offered), self);
+  g_signal_connect (module, "progress", G_CALLBACK (on_module_progress), self);
+  g_signal_connect (module, "firmware-ready", G_CALLBACK (on_module_firmware_ready), self);
+  g_hash_table_insert (self->modules, g_strdup (name), module);
+  return module;
+}
+
+static const char *
+module_label (const char *module)
+{
+  return *module == '\0' ? "(main)" : module;
+}
+
+static OtaModule *
+agent_owned_module (OtaAgent *self, const char *module)
+{
+  OtaModule *m = g_hash_table_lookup (self->modules, module);
+  return m != NULL && ota_module_get_owner (m) != NULL ? m : NULL;
+}
+
+static void
+agent_handle_offer (OtaAgent *self, const OtaOffer *offer)
+{
+  OtaModule *module = agent_owned_module (self, offer->module);
+
+  if (self->config->require_https && g_ascii_strncasecmp (offer->url, "https:", 6) != 0) {
+    g_warning ("cloud message rejected: update_firmware %s for module %s: plain http URL while "
+               "require_https=true",
+               offer->version, module_label (offer->module));
+    return;
+  }
+  if (module == NULL) {
+    g_warning ("update_firmware %s for module %s dropped: no application owns that module", offer->version,
+               module_label (offer->module));
+    return;
+  }
+  ota_module_handle_offer (module, offer);
+}
+
+static void
+on_link_message (OtaMqttLink *link, const char *topic, GBytes *payload, OtaAgent *self)
+{
+  g_autoptr (GError) error = NULL;
+  OtaCloudMessage msg = { 0 };
+  gsize length = 0;
+  const char *data = g_bytes_get_data (payload, &length);
+  OtaModule *module;
+
+  if (g_strcmp0 (topic, self->config->update_topic) != 0)
+    return;
+  if (!ota_protocol_parse (data, length, self->config->max_firmware_size, &msg, &error)) {
+    g_warning ("cloud message rejected (%" G_GSIZE_FORMAT " bytes): %s", length, error->message);
+    return;
+  }
+  if (msg.type == OTA_CLOUD_MESSAGE_UPDATE_FIRMWARE) {
+    agent_handle_offer (self, &msg.offer);
+  } else {
+    module = agent_owned_module (self, msg.ack.module);
+    if (module != NULL)
+      ota_module_handle_version_ack (module, &msg.ack);
+  }
+  ota_cloud_message_clear (&msg);
+}
+
+static void
+on_link_connection_changed (OtaMqttLink *link, gboolean connected, OtaAgent *self)
+{
+  GHashTableIter iter;
+  gpointer module;
+
+  g_message ("cloud %s", connected ? "connected" : "disconnected");
+  g_signal_emit (self, signals[SIGNAL_CONNECTION_CHANGED], 0, connected);
+  if (!connected)
+    return;
+  g_hash_table_iter_init (&iter, self->modules);
+  while (g_hash_table_iter_next (&iter, NULL, &module))
+    ota_module_handle_connected (module);
+}
+
+static OtaMqttLink *
+agent_new_link (OtaConfig *config, GError **error)
+{
+  OtaMqttSettings settings = {
+    .host = config->mqtt_host,
+    .port = config->mqtt_port,
+    .client_id = config->mqtt_client_id,
+    .username = config->mqtt_username,
+    .password = config->mqtt_password,
+    .keepalive = config->mqtt_keepalive,
+    .tls = config->mqtt_tls,
+    .ca_file = config->mqtt_ca_file,
+    .cert_file = config->mqtt_cert_file,
+    .key_file = config->mqtt_key_file,
+  };
+
+  return ota_mqtt_link_new (&settings, error);
+}
+
+OtaAgent *
+ota_agent_new (OtaConfig *config, GError **error)
+{
+  g_autoptr (OtaAgent) self = g_object_new (OTA_TYPE_AGENT, NULL);
+  g_autofree char *outbox_path = g_build_filename (config->state_dir, "outbox.json", NULL);
+  OtaOutbox *outbox;
+
+  self->config = config;
+  if (g_mkdir_with_parents (config->state_dir, 0700) != 0) {
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot create state_dir %s: %s",
+                 config->state_dir, g_strerror (errno));
+    return NULL;
+  }
+  self->session = ota_download_session_new (config->ca_file, error);
+  if (self->session == NULL)
+    return NULL;
+  self->link = agent_new_link (config, error);
+  if (self->link == NULL)
+    return NULL;
+  outbox = ota_outbox_open (outbox_path, error);
+  if (outbox == NULL)
+    return NULL;
+  self->reporter = ota_reporter_new (self->link, outbox, config->report_topic);
+  ota_mqtt_link_add_subscription (self->link, config->update_topic, 1);
+  g_signal_connect (self->link, "message", G_CALLBACK (on_link_message), self);
+  g_signal_connect (self->link, "connection-changed", G_CALLBACK (on_link_connection_changed), self);
+  return g_steal_pointer (&self);
+}
+
+void
+ota_agent_start (OtaAgent *self)
+{
+  g_message ("connecting to the cloud at %s:%u as %s; reports on %s, offers on %s", self->config->mqtt_host,
+             self->config->mqtt_port, self->config->mqtt_client_id, self->config->report_topic,
+             self->config->update_topic);
+  ota_mqtt_link_start (self->link);
+}
+
+void
+ota_agent_stop (OtaAgent *self)
+{
+  GHashTableIter iter;
+  gpointer module;
+
+  g_hash_table_iter_init (&iter, self->modules);
+  while (g_hash_table_iter_next (&iter, NULL, &module))
+    ota_module_cancel (module);
+  ota_mqtt_link_stop (self->link);
+}
+
+gboolean
+ota_agent_get_connected (OtaAgent *self)
+{
+  return ota_mqtt_link_get_connected (self->link);
+}
+
+static gboolean
+agent_check_module_name (const char *module, GError **error)
+{
+  if (!ota_protocol_module_is_valid (module)) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS,
+                 "module must be \"\" or 1..32 characters of [A-Za-z0-9._-], not \"%s\"", module);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static OtaModule *
+agent_lookup (OtaAgent *self, const char *module, GError **error)
+{
+  OtaModule *m;
+
+  if (!agent_check_module_name (module, error))
+    return NULL;
+  m = g_hash_table_lookup (self->modules, module);
+  if (m == NULL)
+    g_set_error (error, OTA_ERROR, OTA_ERROR_NO_SUCH_MODULE, "no module \"%s\"", module);
+  return m;
+}
+
+/* The module, if @owner owns it. */
+static OtaModule *
+agent_lookup_owned (OtaAgent *self, const char *owner, const char *module, GError **error)
+{
+  OtaModule *m = agent_lookup (self, module, error);
+
+  if (m != NULL && g_strcmp0 (ota_module_get_owner (m), owner) != 0) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_NOT_OWNER, "module \"%s\" is not owned by %s", module, owner);
+    return NULL;
+  }
+  return m;
+}
+
+gboolean
+ota_agent_init_module (OtaAgent *self, const char *owner, uid_t uid, gid_t gid, const char *module,
+                       const char *version, const char *firmware_dir, gboolean ask_before_download,
+                       GError **error)
+{
+  OtaModule *m;
+
+  if (!agent_check_module_name (module, error))
+    return FALSE;
+  m = g_hash_table_lookup (self->modules, module);
+  if (m == NULL && g_hash_table_size (self->modules) >= OTA_AGENT_MAX_MODULES) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "too many modules (at most %d)", OTA_AGENT_MAX_MODULES);
+    return FALSE;
+  }
+  if (m == NULL)
+    m = agent_add_module (self, module);
+  return ota_module_activate (m, owner, uid, gid, version, firmware_dir, ask_before_download, error);
+}
+
+gboolean
+ota_agent_prepare (OtaAgent *self, const char *owner, const char *module, const char *version,
+                   gboolean accept, GError **error)
+{
+  OtaModule *m = agent_lookup_owned (self, owner, module, error);
+  return m != NULL && ota_module_prepare (m, version, accept, error);
+}
+
+gboolean
+ota_agent_report_progress (OtaAgent *self, const char *owner, const char *module, const char *state,
+                           int percent, int result_code, const char *result_msg, GError **error)
+{
+  OtaModule *m = agent_lookup_owned (self, owner, module, error);
+  return m != NULL && ota_module_report_progress (m, state, percent, result_code, result_msg, error);
+}
+
+gboolean
+ota_agent_cancel (OtaAgent *self, const char *owner, const char *module, GError **error)
+{
+  OtaModule *m = agent_lookup_owned (self, owner, module, error);
+
+  if (m == NULL)
+    return FALSE;
+  ota_module_cancel (m);
+  return TRUE;
+}
+
+gboolean
+ota_agent_check_now (OtaAgent *self, const char *module, GError **error)
+{
+  OtaModule *m = agent_lookup (self, module, error);
+  return m != NULL && ota_module_check_now (m, error);
+}
+
+gboolean
+ota_agent_exit (OtaAgent *self, const char *owner, const char *module, GError **error)
+{
+  OtaModule *m = agent_lookup_owned (self, owner, module, error);
+
+  if (m == NULL)
+    return FALSE;
+  ota_module_deactivate (m);
+  return TRUE;
+}
+
+GVariant *
+ota_agent_get_status (OtaAgent *self, const char *module, GError **error)
+{
+  OtaModule *m = agent_lookup (self, module, error);
+  return m != NULL ? ota_module_get_status (m) : NULL;
+}
+
+GVariant *
+ota_agent_get_modules (OtaAgent *self)
+{
+  g_auto (GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE ("a{sa{sv}}"));
+  GHashTableIter iter;
+  gpointer name, module;
+
+  g_hash_table_iter_init (&iter, self->modules);
+  while (g_hash_table_iter_next (&iter, &name, &module))
+    g_variant_builder_add (&builder, "{s@a{sv}}", (const char *) name, ota_module_get_status (module));
+  return g_variant_builder_end (&builder);
+}
+
+void
+ota_agent_release_owner (OtaAgent *self, const char *owner)
+{
+  GHashTableIter iter;
+  gpointer module;
+
+  g_hash_table_iter_init (&iter, self->modules);
+  while (g_hash_table_iter_next (&iter, NULL, &module)) {
+    if (g_strcmp0 (ota_module_get_owner (module), owner) == 0)
+      ota_module_deactivate (module);
+  }
+}
+
+gboolean
+ota_agent_has_owner (OtaAgent *self, const char *owner)
+{
+  GHashTableIter iter;
+  gpointer module;
+
+  g_hash_table_iter_init (&iter, self->modules);
+  while (g_hash_table_iter_next (&iter, NULL, &module)) {
+    if (g_strcmp0 (ota_module_get_owner (module), owner) == 0)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+static void
+ota_agent_dispose (GObject *object)
+{
+  OtaAgent *self = OTA_AGENT (object);
+
+  /* Modules first: they hold the session and emit into the reporter. */
+  g_clear_pointer (&self->modules, g_hash_table_unref);
+  g_clear_object (&self->reporter);
+  g_clear_object (&self->link);
+  g_clear_object (&self->session);
+  G_OBJECT_CLASS (ota_agent_parent_class)->dispose (object);
+}
+
+static void
+ota_agent_finalize (GObject *object)
+{
+  OtaAgent *self = OTA_AGENT (object);
+
+  ota_config_free (self->config);
+  G_OBJECT_CLASS (ota_agent_parent_class)->finalize (object);
+}
+
+static void
+ota_agent_class_init (OtaAgentClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GType type = G_TYPE_FROM_CLASS (klass);
+
+  object_class->dispose = ota_agent_dispose;
+  object_class->finalize = ota_agent_finalize;
+  signals[SIGNAL_OFFERED] = g_signal_new ("offered", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
+                                          3, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_UINT64);
+  signals[SIGNAL_PROGRESS] = g_signal_new ("progress", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                           G_TYPE_NONE, 8, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING,
+                                           G_TYPE_UINT, G_TYPE_UINT64, G_TYPE_UINT64, G_TYPE_INT, G_TYPE_STRING);
+  signals[SIGNAL_FIRMWARE_READY] = g_signal_new ("firmware-ready", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                                 G_TYPE_NONE, 5, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING,
+                                                 G_TYPE_UINT64, G_TYPE_STRING);
+  signals[SIGNAL_MODULES_CHANGED] = g_signal_new ("modules-changed", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                                                  NULL, G_TYPE_NONE, 0);
+  signals[SIGNAL_CONNECTION_CHANGED] = g_signal_new ("connection-changed", type, G_SIGNAL_RUN_LAST, 0, NULL,
+                                                     NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+}
+
+static void
+ota_agent_init (OtaAgent *self)
+{
+  self->modules = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+}

@@ -1,0 +1,59 @@
+/* The agent: the modules, their routing by fw_type, and the cloud session
+ * (MQTT link + reporter). The bus adapter calls in with the caller's identity;
+ * the agent knows nothing of D-Bus. */
+#pragma once
+
+#include "config.h"
+
+#include <gio/gio.h>
+#include <sys/types.h>
+
+G_BEGIN_DECLS
+
+/* A misbehaving app cannot make the agent track modules without bound. */
+#define OTA_AGENT_MAX_MODULES 64
+
+#define OTA_TYPE_AGENT (ota_agent_get_type ())
+G_DECLARE_FINAL_TYPE (OtaAgent, ota_agent, OTA, AGENT, GObject)
+
+/*
+ * Signals:
+ *  "offered" (const char *module, const char *version, guint64 size)
+ *  "progress" (const char *module, const char *version, const char *state, guint percent,
+ *              guint64 downloaded, guint64 total, int result_code, const char *result_msg)
+ *  "firmware-ready" (const char *module, const char *version, const char *path, guint64 size, const char *md5)
+ *  "modules-changed" (): the Modules property changed.
+ *  "connection-changed" (gboolean connected)
+ */
+
+/* Takes ownership of @config. Creates state_dir, opens the outbox. */
+OtaAgent *ota_agent_new (OtaConfig *config, GError **error);
+
+/* Connects to the cloud. */
+void ota_agent_start (OtaAgent *self);
+/* Clean shutdown: cancels downloads (their checkpoints stay), disconnects. */
+void ota_agent_stop (OtaAgent *self);
+
+gboolean ota_agent_get_connected (OtaAgent *self);
+
+/* The D-Bus methods; @owner is the caller's unique name. Errors are OTA_ERROR. */
+gboolean ota_agent_init_module (OtaAgent *self, const char *owner, uid_t uid, gid_t gid, const char *module,
+                                const char *version, const char *firmware_dir, gboolean ask_before_download,
+                                GError **error);
+gboolean ota_agent_prepare (OtaAgent *self, const char *owner, const char *module, const char *version,
+                            gboolean accept, GError **error);
+gboolean ota_agent_report_progress (OtaAgent *self, const char *owner, const char *module, const char *state,
+                                    int percent, int result_code, const char *result_msg, GError **error);
+gboolean ota_agent_cancel (OtaAgent *self, const char *owner, const char *module, GError **error);
+gboolean ota_agent_check_now (OtaAgent *self, const char *module, GError **error);
+gboolean ota_agent_exit (OtaAgent *self, const char *owner, const char *module, GError **error);
+GVariant *ota_agent_get_status (OtaAgent *self, const char *module, GError **error);
+/* a{sa{sv}}, floating. */
+GVariant *ota_agent_get_modules (OtaAgent *self);
+
+/* @owner left the bus: every module it owned is released. */
+void ota_agent_release_owner (OtaAgent *self, const char *owner);
+/* Whether @owner still owns any module. */
+gboolean ota_agent_has_owner (OtaAgent *self, const char *owner);
+
+G_END_DECLS

@@ -1,0 +1,54 @@
+/* The agent's key-file configuration (DESIGN §5): strict, every key consumed. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  /* [mqtt] */
+  char *mqtt_host;          /* default "127.0.0.1" */
+  guint mqtt_port;          /* 1..65535, default 1883 */
+  char *mqtt_client_id;     /* default <product_id><device_name> */
+  char *mqtt_username;      /* default "" */
+  char *mqtt_password;      /* default "" */
+  guint mqtt_keepalive;     /* seconds, 5..3600, default 60 */
+  gboolean mqtt_tls;        /* default FALSE */
+  char *mqtt_ca_file;       /* default "" */
+  char *mqtt_cert_file;     /* default "" */
+  char *mqtt_key_file;      /* default "" */
+  /* [device] */
+  char *product_id;         /* required, 1..64 of [A-Za-z0-9_-] */
+  char *device_name;        /* required, 1..64 of [A-Za-z0-9_.:@-] */
+  char *device_secret;      /* default "", base64 when set */
+  /* [ota] */
+  char *state_dir;          /* default "/var/lib/iv-ota", absolute */
+  guint report_interval;    /* seconds, 1..604800, default 600 */
+  guint retry_interval;     /* seconds, 1..604800, default 60 */
+  guint progress_interval;  /* seconds, 1..3600, default 1 */
+  guint max_retries;        /* 0..1000, default 5 */
+  guint stall_timeout;      /* seconds, 1..3600, default 30 */
+  guint64 checkpoint_bytes; /* 64 KiB..1 GiB, default 4194304 */
+  guint64 max_firmware_size;/* 1..2^50, default 2147483648 */
+  gboolean require_https;   /* default TRUE */
+  char *ca_file;            /* default "" (system store) */
+  char *report_topic;       /* expanded: {product_id}/{device_name} substituted */
+  char *update_topic;       /* expanded */
+} OtaConfig;
+
+/* A config with every default and empty product_id/device_name. */
+OtaConfig *ota_config_new_defaults (void);
+
+/* Parses key-file text. Unknown groups or keys, malformed values, values out of
+ * range and a missing product_id/device_name are errors whose message names the
+ * group and key ("[ota] report_interval: ..."). Topics are expanded. */
+OtaConfig *ota_config_load_from_data (const char *data, gsize length, GError **error);
+
+/* Reads @path and calls ota_config_load_from_data(); errors are prefixed with the path. */
+OtaConfig *ota_config_load (const char *path, GError **error);
+
+void ota_config_free (OtaConfig *self);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (OtaConfig, ota_config_free)
+
+G_END_DECLS

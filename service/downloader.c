@@ -1,0 +1,1454 @@
+/* The download engine (DESIGN §2).
+ *
+ * Two threads per download:
+ *  - the creator's main context only talks to libsoup: it sends the request,
+ *    reads the body into pool buffers and hands each filled buffer over;
+ *  - a worker thread owns the files: it writes and hashes the buffers in
+ *    order, takes checkpoints, re-hashes a resumed prefix and verifies.
+ * Jobs go to the worker through a queue; every job comes back, with its
+ * result, as an idle source on the creator's context. A small pool of
+ * buffers bounds memory and gives backpressure: with every buffer at the
+ * worker, the main context stops reading until one comes back. Neither disk
+ * I/O nor hashing ever runs on the main context.
+ */
+#define G_LOG_DOMAIN "iv-ota-download"
+
+#include "downloader.h"
+
+#include "protocol.h"
+#include "record.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+/* Reads of this size run near the MD5 ceiling (notes/STACK.md); hashing works on whole buffers. */
+#define OTA_CHUNK_SIZE (512 * 1024)
+/* One buffer filling, up to two at the worker: enough to keep both threads busy. */
+#define OTA_POOL_SIZE 3
+/* On a slow link a buffer is handed over partly filled, so progress and checkpoints still move. */
+#define OTA_HANDOVER_USEC (200 * 1000)
+/* Checkpoints sync the disk: never more than once a second. */
+#define OTA_CHECKPOINT_MIN_USEC G_USEC_PER_SEC
+/* Room for the record and file system metadata on top of the image. */
+#define OTA_SPACE_MARGIN (64 * 1024)
+#define OTA_BACKOFF_BASE_MS 500
+#define OTA_BACKOFF_MAX_MS 30000
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (OtaRecord, ota_record_clear)
+
+typedef enum {
+  OTA_JOB_PREPARE,    /* check limits, find the record, open the image, re-hash the prefix */
+  OTA_JOB_WRITE,      /* write and hash one buffer; checkpoint when due */
+  OTA_JOB_RESTART,    /* the server sends the whole file: start over at byte 0 */
+  OTA_JOB_CHECKPOINT, /* the transfer pauses or stops: persist what we have */
+  OTA_JOB_VERIFY,     /* every byte written: compare the MD5, finish the files */
+  OTA_JOB_DISCARD,    /* the server's file is not the offered one: delete both files */
+  OTA_JOB_QUIT,
+} OtaJobKind;
+
+typedef struct {
+  OtaJobKind kind;
+  gboolean final;   /* its reply ends the download with @code and @message */
+  guint generation; /* WRITE: RESTART makes counts from older writes stale */
+  guint8 *data;     /* WRITE: a pool buffer of OTA_CHUNK_SIZE bytes */
+  gsize length;
+  /* Results, set by the worker. */
+  guint64 offset; /* bytes written and hashed once the job is done */
+  int code;
+  char *message;
+  GError *error; /* the first failure of the worker; the files are left alone after it */
+} OtaJob;
+
+/* Shared by the download, its worker and the replies in flight, so that
+ * neither thread depends on the other's lifetime. */
+typedef struct {
+  OtaDownload *self; /* creator's thread only; NULL once finalized */
+  gint stop;         /* atomic: cancelled, abandon the prefix re-hash and skip verification */
+} OtaLink;
+
+typedef struct {
+  OtaLink *link;
+  OtaJob *job;
+} OtaReply;
+
+/* Everything the worker thread touches; it owns and frees it. */
+typedef struct {
+  GAsyncQueue *jobs;
+  GMainContext *context;
+  OtaLink *link;
+  int dir_fd;
+  int bin_fd;
+  char *dir_path;
+  char *bin_name;
+  char *record_name;
+  char *busy_key;
+  OtaRecord record; /* the offer; downloaded_size is the last checkpoint */
+  uid_t owner_uid;
+  gid_t owner_gid;
+  guint64 checkpoint_bytes;
+  guint64 max_firmware_size;
+  GChecksum *checksum;
+  guint64 written;
+  guint64 synced;
+  gint64 synced_at;
+  GError *error;
+} OtaWriter;
+
+typedef enum {
+  OTA_DOWNLOAD_IDLE,
+  OTA_DOWNLOAD_PREPARING,
+  OTA_DOWNLOAD_REQUESTING,
+  OTA_DOWNLOAD_RECEIVING,
+  OTA_DOWNLOAD_BACKOFF,
+  OTA_DOWNLOAD_FINISHING, /* the final job is queued; "finished" follows its reply */
+  OTA_DOWNLOAD_DONE,
+  OTA_DOWNLOAD_CANCELLED,
+} OtaDownloadState;
+
+struct _OtaDownload {
+  GObject parent_instance;
+
+  SoupSession *session;
+  GMainContext *context;
+  char *url;
+  char *path;
+  guint64 file_size;
+  guint stall_timeout;
+  guint max_retries;
+
+  OtaDownloadState state;
+  OtaLink *link;
+  GAsyncQueue *jobs;
+  OtaWriter *writer; /* until the worker thread takes it */
+  gboolean worker_running;
+
+  OtaJob *pool[OTA_POOL_SIZE];
+  guint n_pool;
+  guint n_buffers; /* allocated, wherever they are */
+  OtaJob *filling;
+  gint64 filling_since;
+  guint generation;
+
+  guint64 received; /* offset of the next byte from the network */
+  guint64 downloaded;
+  guint64 resumed_from;
+  guint retries;
+  gboolean verifying;
+  gboolean verifying_emitted;
+
+  SoupMessage *msg;
+  GInputStream *stream;
+  GCancellable *cancellable;
+  gboolean reading;
+  gboolean waiting_for_buffer;
+  gboolean stalled;
+  GSource *stall_source;
+  GSource *backoff_source;
+};
+
+G_DEFINE_FINAL_TYPE (OtaDownload, ota_download, G_TYPE_OBJECT)
+
+enum { SIGNAL_PROGRESS, SIGNAL_VERIFYING, SIGNAL_FINISHED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+static void ota_download_handle_reply (OtaDownload *self, OtaJob *job);
+
+/* ---- jobs and replies (any thread) ---- */
+
+static OtaJob *
+ota_job_new (OtaJobKind kind)
+{
+  OtaJob *job = g_new0 (OtaJob, 1);
+
+  job->kind = kind;
+  return job;
+}
+
+static void
+ota_job_free (OtaJob *job)
+{
+  g_free (job->data);
+  g_free (job->message);
+  g_clear_error (&job->error);
+  g_free (job);
+}
+
+static OtaLink *
+ota_link_new (OtaDownload *self)
+{
+  OtaLink *link = g_atomic_rc_box_new0 (OtaLink);
+
+  link->self = self;
+  return link;
+}
+
+static void
+ota_link_unref (OtaLink *link)
+{
+  g_atomic_rc_box_release (link);
+}
+
+static gboolean
+ota_reply_dispatch (gpointer user_data)
+{
+  OtaReply *reply = user_data;
+
+  if (reply->link->self != NULL)
+    ota_download_handle_reply (reply->link->self, g_steal_pointer (&reply->job));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+ota_reply_free (gpointer user_data)
+{
+  OtaReply *reply = user_data;
+
+  /* Still here when the download was finalized first. */
+  g_clear_pointer (&reply->job, ota_job_free);
+  ota_link_unref (reply->link);
+  g_free (reply);
+}
+
+/* An idle source rather than g_main_context_invoke(): invoke may run the
+ * callback right here, in the worker, when nobody holds the context. */
+static void
+ota_link_post (OtaLink *link, GMainContext *context, OtaJob *job)
+{
+  OtaReply *reply = g_new0 (OtaReply, 1);
+  GSource *source = g_idle_source_new ();
+
+  reply->link = g_atomic_rc_box_acquire (link);
+  reply->job = job;
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, ota_reply_dispatch, reply, ota_reply_free);
+  g_source_set_static_name (source, "[iv-ota] download reply");
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
+static gboolean
+ota_set_errno_error (GError **error, int saved_errno, const char *what, const char *name)
+{
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno), "%s %s: %s", what, name,
+               g_strerror (saved_errno));
+  return FALSE;
+}
+
+/* ---- the worker: files, hashing, checkpoints ---- */
+
+static GMutex ota_busy_lock;
+static GCond ota_busy_cond;
+static GHashTable *ota_busy_keys;
+
+/* A download of the same module in the same directory that was just
+ * cancelled may still be flushing its buffers: wait for it to let go of the
+ * files before touching them. Only worker threads ever wait here. */
+static void
+ota_writer_claim (OtaWriter *w)
+{
+  struct stat st;
+
+  if (fstat (w->dir_fd, &st) == 0)
+    w->busy_key = g_strdup_printf ("%ju:%ju:%s", (uintmax_t) st.st_dev, (uintmax_t) st.st_ino,
+                                   w->record.module);
+  else
+    w->busy_key = g_strdup_printf ("%s:%s", w->dir_path, w->record.module);
+  g_mutex_lock (&ota_busy_lock);
+  if (ota_busy_keys == NULL)
+    ota_busy_keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  while (g_hash_table_contains (ota_busy_keys, w->busy_key))
+    g_cond_wait (&ota_busy_cond, &ota_busy_lock);
+  g_hash_table_add (ota_busy_keys, g_strdup (w->busy_key));
+  g_mutex_unlock (&ota_busy_lock);
+}
+
+static void
+ota_writer_unclaim (OtaWriter *w)
+{
+  g_mutex_lock (&ota_busy_lock);
+  g_hash_table_remove (ota_busy_keys, w->busy_key);
+  g_cond_broadcast (&ota_busy_cond);
+  g_mutex_unlock (&ota_busy_lock);
+}
+
+static OtaWriter *
+ota_writer_new (const OtaDownloadParams *params, OtaLink *link, GMainContext *context,
+                GAsyncQueue *jobs)
+{
+  OtaWriter *w = g_new0 (OtaWriter, 1);
+  g_autofree char *stem = NULL;
+
+  w->jobs = g_async_queue_ref (jobs);
+  w->context = g_main_context_ref (context);
+  w->link = g_atomic_rc_box_acquire (link);
+  w->dir_fd = fcntl (params->dir_fd, F_DUPFD_CLOEXEC, 3);
+  w->bin_fd = -1;
+  w->dir_path = g_strdup (params->dir_path != NULL ? params->dir_path : "");
+  w->record.module = g_strdup (params->module != NULL ? params->module : "");
+  w->record.version = g_strdup (params->version);
+  w->record.md5sum = g_ascii_strdown (params->md5sum, -1);
+  w->record.file_size = params->file_size;
+  stem = ota_firmware_stem (w->record.module, w->record.version);
+  w->bin_name = g_strconcat (stem, ".bin", NULL);
+  w->record_name = g_strconcat (stem, ".json", NULL);
+  w->owner_uid = params->owner_uid;
+  w->owner_gid = params->owner_gid;
+  w->checkpoint_bytes = params->checkpoint_bytes;
+  w->max_firmware_size = params->max_firmware_size;
+  w->checksum = g_checksum_new (G_CHECKSUM_MD5);
+  return w;
+}
+
+static void
+ota_writer_free (OtaWriter *w)
+{
+  if (w->bin_fd >= 0)
+    close (w->bin_fd);
+  if (w->dir_fd >= 0)
+    close (w->dir_fd);
+  g_async_queue_unref (w->jobs);
+  g_main_context_unref (w->context);
+  ota_link_unref (w->link);
+  g_free (w->dir_path);
+  g_free (w->bin_name);
+  g_free (w->record_name);
+  g_free (w->busy_key);
+  ota_record_clear (&w->record);
+  g_checksum_free (w->checksum);
+  g_clear_error (&w->error);
+  g_free (w);
+}
+
+static gboolean
+ota_writer_save_record (OtaWriter *w, guint64 downloaded, GError **error)
+{
+  w->record.downloaded_size = downloaded;
+  return ota_record_save_at (w->dir_fd, w->record_name, &w->record, w->owner_uid, w->owner_gid,
+                             error);
+}
+
+/* The record never claims more than is durably in the image. */
+static gboolean
+ota_writer_checkpoint (OtaWriter *w, GError **error)
+{
+  if (w->written == w->synced)
+    return TRUE;
+  if (fdatasync (w->bin_fd) < 0)
+    return ota_set_errno_error (error, errno, "cannot sync", w->bin_name);
+  if (!ota_writer_save_record (w, w->written, error))
+    return FALSE;
+  w->synced = w->written;
+  w->synced_at = g_get_monotonic_time ();
+  return TRUE;
+}
+
+static gboolean
+ota_writer_write (OtaWriter *w, const guint8 *data, gsize length, GError **error)
+{
+  gsize done = 0;
+
+  while (done < length) {
+    ssize_t n = pwrite (w->bin_fd, data + done, length - done, (off_t) (w->written + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return ota_set_errno_error (error, errno, "cannot write", w->bin_name);
+    done += (gsize) n;
+  }
+  g_checksum_update (w->checksum, data, (gssize) length);
+  w->written += length;
+  /* Syncing per chunk would cap throughput at the disk's sync rate. */
+  if (w->written - w->synced >= w->checkpoint_bytes &&
+      g_get_monotonic_time () - w->synced_at >= OTA_CHECKPOINT_MIN_USEC)
+    return ota_writer_checkpoint (w, error);
+  return TRUE;
+}
+
+/* The record goes first: after a crash in between it describes an empty
+ * download, whatever the image still holds. */
+static gboolean
+ota_writer_restart (OtaWriter *w, GError **error)
+{
+  if (!ota_writer_save_record (w, 0, error))
+    return FALSE;
+  if (ftruncate (w->bin_fd, 0) < 0)
+    return ota_set_errno_error (error, errno, "cannot truncate", w->bin_name);
+  g_checksum_reset (w->checksum);
+  w->written = w->synced = 0;
+  w->synced_at = g_get_monotonic_time ();
+  return TRUE;
+}
+
+static gboolean
+ota_writer_check_offer (OtaWriter *w, GError **error)
+{
+  if (w->record.file_size == 0 || w->record.file_size > w->max_firmware_size ||
+      w->record.file_size > G_MAXINT64) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                 "firmware size %" G_GUINT64_FORMAT " is outside 1..%" G_GUINT64_FORMAT
+                 " (max_firmware_size)",
+                 w->record.file_size, w->max_firmware_size);
+    return FALSE;
+  }
+  /* Both become file names: refuse anything that was not validated. */
+  if (!ota_protocol_module_is_valid (w->record.module) ||
+      !ota_protocol_version_is_valid (w->record.version) || strlen (w->record.md5sum) != 32) {
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                         "invalid module, version or md5sum");
+    return FALSE;
+  }
+  if (w->dir_fd < 0) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_BAD_FILE_DESCRIPTOR,
+                 "no usable descriptor for %s", w->dir_path);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Deletes the partial download named by record @name if it belongs to our
+ * module: a different offer replaces it. Only names computed from the
+ * record's validated fields are deleted. */
+static void
+ota_writer_remove_partial (OtaWriter *w, const char *name)
+{
+  g_auto(OtaRecord) rec = { 0 };
+  g_autofree char *stem = NULL;
+  g_autofree char *record_name = NULL;
+  g_autofree char *bin_name = NULL;
+
+  if (!ota_record_load_at (w->dir_fd, name, &rec, NULL) ||
+      g_strcmp0 (rec.module, w->record.module) != 0)
+    return;
+  stem = ota_firmware_stem (rec.module, rec.version);
+  record_name = g_strconcat (stem, ".json", NULL);
+  if (g_strcmp0 (record_name, name) != 0)
+    return;
+  bin_name = g_strconcat (stem, ".bin", NULL);
+  g_message ("removing the partial download of %s: replaced by %s", rec.version,
+             w->record.version);
+  unlinkat (w->dir_fd, bin_name, 0);
+  unlinkat (w->dir_fd, record_name, 0);
+}
+
+static void
+ota_writer_remove_stale (OtaWriter *w)
+{
+  /* A descriptor of our own: fdopendir() needs one it can read and keep. */
+  int fd = openat (w->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *dir = fd >= 0 ? fdopendir (fd) : NULL;
+  struct dirent *entry;
+
+  if (dir == NULL) {
+    if (fd >= 0)
+      close (fd);
+    return;
+  }
+  while ((entry = readdir (dir)) != NULL) {
+    if (g_str_has_prefix (entry->d_name, "FW_") && g_str_has_suffix (entry->d_name, ".json") &&
+        strcmp (entry->d_name, w->record_name) != 0)
+      ota_writer_remove_partial (w, entry->d_name);
+  }
+  closedir (dir);
+}
+
+/* Returns TRUE, with the size it claims, when our record describes this very offer. */
+static gboolean
+ota_writer_find_record (OtaWriter *w, guint64 *recorded)
+{
+  g_auto(OtaRecord) rec = { 0 };
+  g_autoptr(GError) error = NULL;
+
+  if (!ota_record_load_at (w->dir_fd, w->record_name, &rec, &error)) {
+    if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+      g_message ("starting over: %s", error->message);
+    return FALSE;
+  }
+  if (g_strcmp0 (rec.module, w->record.module) != 0 ||
+      g_strcmp0 (rec.version, w->record.version) != 0 ||
+      g_strcmp0 (rec.md5sum, w->record.md5sum) != 0 || rec.file_size != w->record.file_size) {
+    g_message ("starting over: %s describes another offer", w->record_name);
+    return FALSE;
+  }
+  *recorded = rec.downloaded_size;
+  return TRUE;
+}
+
+/* Bytes of an existing image that the new download will overwrite. */
+static guint64
+ota_writer_reusable_bytes (OtaWriter *w)
+{
+  struct stat st;
+
+  if (fstatat (w->dir_fd, w->bin_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG (st.st_mode))
+    return 0;
+  return MIN ((guint64) st.st_blocks * 512, (guint64) st.st_size);
+}
+
+static gboolean
+ota_writer_check_space (OtaWriter *w, GError **error)
+{
+  struct statvfs vfs;
+  guint64 need, avail;
+
+  if (fstatvfs (w->dir_fd, &vfs) < 0)
+    return ota_set_errno_error (error, errno, "cannot check free space in", w->dir_path);
+  need = w->record.file_size - MIN (ota_writer_reusable_bytes (w), w->record.file_size) +
+         OTA_SPACE_MARGIN;
+  avail = (guint64) vfs.f_bavail * vfs.f_frsize;
+  if (avail < need) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                 "not enough space in %s: need %" G_GUINT64_FORMAT " bytes, %" G_GUINT64_FORMAT
+                 " free",
+                 w->dir_path, need, avail);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+ota_writer_open_image (OtaWriter *w, GError **error)
+{
+  struct stat st;
+
+  /* O_NONBLOCK: a FIFO planted under our name must not hang the worker. */
+  w->bin_fd = openat (w->dir_fd, w->bin_name,
+                      O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+  if (w->bin_fd < 0)
+    return ota_set_errno_error (error, errno, "cannot open", w->bin_name);
+  if (fstat (w->bin_fd, &st) < 0 || !S_ISREG (st.st_mode)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE, "%s is not a regular file",
+                 w->bin_name);
+    return FALSE;
+  }
+  if (w->owner_uid != (uid_t) -1 && geteuid () == 0 &&
+      fchown (w->bin_fd, w->owner_uid, w->owner_gid) < 0)
+    return ota_set_errno_error (error, errno, "cannot change the owner of", w->bin_name);
+  return TRUE;
+}
+
+static gboolean
+ota_writer_rehash (OtaWriter *w, guint64 length, GError **error)
+{
+  g_autofree guint8 *buf = g_malloc (OTA_CHUNK_SIZE);
+  guint64 offset = 0;
+
+  while (offset < length) {
+    ssize_t n;
+
+    if (g_atomic_int_get (&w->link->stop)) {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+      return FALSE;
+    }
+    n = pread (w->bin_fd, buf, MIN (OTA_CHUNK_SIZE, length - offset), (off_t) offset);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return ota_set_errno_error (error, errno, "cannot read", w->bin_name);
+    if (n == 0) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s shrank while re-hashing",
+                   w->bin_name);
+      return FALSE;
+    }
+    g_checksum_update (w->checksum, buf, n);
+    offset += (guint64) n;
+  }
+  return TRUE;
+}
+
+/* Keeps the first @keep bytes: the checkpointed size, or less if the image is shorter. */
+static gboolean
+ota_writer_resume (OtaWriter *w, guint64 recorded, GError **error)
+{
+  struct stat st;
+  guint64 keep;
+
+  if (fstat (w->bin_fd, &st) < 0)
+    return ota_set_errno_error (error, errno, "cannot stat", w->bin_name);
+  keep = MIN (recorded, (guint64) st.st_size);
+  if (ftruncate (w->bin_fd, (off_t) keep) < 0)
+    return ota_set_errno_error (error, errno, "cannot truncate", w->bin_name);
+  if (!ota_writer_rehash (w, keep, error))
+    return FALSE;
+  if (keep != recorded && !ota_writer_save_record (w, keep, error))
+    return FALSE;
+  w->written = w->synced = keep;
+  w->synced_at = g_get_monotonic_time ();
+  return TRUE;
+}
+
+static gboolean
+ota_writer_prepare (OtaWriter *w, GError **error)
+{
+  guint64 recorded = 0;
+  gboolean resume;
+
+  if (!ota_writer_check_offer (w, error))
+    return FALSE;
+  ota_writer_remove_stale (w);
+  resume = ota_writer_find_record (w, &recorded);
+  if (!ota_writer_check_space (w, error) || !ota_writer_open_image (w, error))
+    return FALSE;
+  if (resume) {
+    g_debug ("resuming %s at byte %" G_GUINT64_FORMAT, w->bin_name, recorded);
+    return ota_writer_resume (w, recorded, error);
+  }
+  return ota_writer_restart (w, error);
+}
+
+static gboolean
+ota_writer_discard (OtaWriter *w, GError **error)
+{
+  if (unlinkat (w->dir_fd, w->bin_name, 0) < 0 && errno != ENOENT)
+    return ota_set_errno_error (error, errno, "cannot delete", w->bin_name);
+  if (unlinkat (w->dir_fd, w->record_name, 0) < 0 && errno != ENOENT)
+    return ota_set_errno_error (error, errno, "cannot delete", w->record_name);
+  return TRUE;
+}
+
+static gboolean
+ota_writer_verify (OtaWriter *w, OtaJob *job, GError **error)
+{
+  const char *md5;
+
+  if (w->written != w->record.file_size) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                 "size mismatch: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " bytes", w->written,
+                 w->record.file_size);
+    return FALSE;
+  }
+  md5 = g_checksum_get_string (w->checksum);
+  if (strcmp (md5, w->record.md5sum) != 0) {
+    job->code = OTA_RESULT_MD5_MISMATCH;
+    job->message = g_strdup_printf ("md5 mismatch: expected %s got %s", w->record.md5sum, md5);
+    return ota_writer_discard (w, error);
+  }
+  /* The image must be durable before the record that says "unfinished" goes. */
+  if (fdatasync (w->bin_fd) < 0)
+    return ota_set_errno_error (error, errno, "cannot sync", w->bin_name);
+  if (unlinkat (w->dir_fd, w->record_name, 0) < 0 && errno != ENOENT)
+    return ota_set_errno_error (error, errno, "cannot delete", w->record_name);
+  job->code = OTA_RESULT_OK;
+  return TRUE;
+}
+
+static gboolean
+ota_writer_do (OtaWriter *w, OtaJob *job, GError **error)
+{
+  switch (job->kind) {
+  case OTA_JOB_PREPARE:
+    return ota_writer_prepare (w, error);
+  case OTA_JOB_WRITE:
+    return ota_writer_write (w, job->data, job->length, error);
+  case OTA_JOB_RESTART:
+    return ota_writer_restart (w, error);
+  case OTA_JOB_CHECKPOINT:
+    return ota_writer_checkpoint (w, error);
+  case OTA_JOB_VERIFY:
+    /* Cancelled at the last moment: keep the files resumable instead. */
+    if (g_atomic_int_get (&w->link->stop))
+      return ota_writer_checkpoint (w, error);
+    return ota_writer_verify (w, job, error);
+  case OTA_JOB_DISCARD:
+    return ota_writer_discard (w, error);
+  case OTA_JOB_QUIT:
+  default:
+    return TRUE;
+  }
+}
+
+static void
+ota_writer_run (OtaWriter *w, OtaJob *job)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* After a failure the files are left as they are; jobs still come back. */
+  if (w->error == NULL && !ota_writer_do (w, job, &error)) {
+    w->error = g_error_copy (error);
+    job->error = g_steal_pointer (&error);
+  }
+  job->offset = w->written;
+  if (job->final && w->error != NULL && job->code == OTA_RESULT_OK) {
+    job->code = OTA_RESULT_FAILED;
+    g_free (job->message);
+    job->message = g_strdup (w->error->message);
+  }
+}
+
+static gpointer
+ota_writer_thread (gpointer data)
+{
+  OtaWriter *w = data;
+
+  ota_writer_claim (w);
+  for (;;) {
+    OtaJob *job = g_async_queue_pop (w->jobs);
+
+    if (job->kind == OTA_JOB_QUIT) {
+      ota_job_free (job);
+      break;
+    }
+    ota_writer_run (w, job);
+    ota_link_post (w->link, w->context, job);
+  }
+  if (w->bin_fd >= 0) {
+    close (w->bin_fd);
+    w->bin_fd = -1;
+  }
+  ota_writer_unclaim (w);
+  ota_writer_free (w);
+  return NULL;
+}
+
+/* ---- buffers (creator's context) ---- */
+
+static OtaJob *
+ota_download_take_buffer (OtaDownload *self)
+{
+  OtaJob *job;
+
+  if (self->n_pool > 0)
+    return self->pool[--self->n_pool];
+  if (self->n_buffers == OTA_POOL_SIZE)
+    return NULL;
+  /* Allocated on demand: a link slower than the disk never needs more than one or two. */
+  self->n_buffers++;
+  job = ota_job_new (OTA_JOB_WRITE);
+  job->data = g_malloc (OTA_CHUNK_SIZE);
+  return job;
+}
+
+static gboolean
+ota_download_is_over (OtaDownload *self)
+{
+  return self->state == OTA_DOWNLOAD_DONE || self->state == OTA_DOWNLOAD_CANCELLED;
+}
+
+static void
+ota_download_recycle (OtaDownload *self, OtaJob *job)
+{
+  if (ota_download_is_over (self) || self->n_pool == OTA_POOL_SIZE) {
+    self->n_buffers--;
+    ota_job_free (job);
+    return;
+  }
+  job->length = 0;
+  job->offset = 0;
+  g_clear_error (&job->error);
+  self->pool[self->n_pool++] = job;
+}
+
+static void
+ota_download_free_pool (OtaDownload *self)
+{
+  while (self->n_pool > 0) {
+    ota_job_free (self->pool[--self->n_pool]);
+    self->n_buffers--;
+  }
+}
+
+static void
+ota_download_push (OtaDownload *self, OtaJob *job)
+{
+  if (!self->worker_running) {
+    /* No worker (it could not start): final jobs come back unexecuted. */
+    if (job->final)
+      ota_link_post (self->link, self->context, job);
+    else if (job->kind == OTA_JOB_WRITE)
+      ota_download_recycle (self, job);
+    else
+      ota_job_free (job);
+    return;
+  }
+  g_async_queue_push (self->jobs, job);
+}
+
+static void
+ota_download_push_kind (OtaDownload *self, OtaJobKind kind)
+{
+  ota_download_push (self, ota_job_new (kind));
+}
+
+/* Hands the partly filled buffer to the worker. */
+static void
+ota_download_flush (OtaDownload *self)
+{
+  OtaJob *job = self->filling;
+
+  if (job == NULL || job->length == 0)
+    return;
+  self->filling = NULL;
+  self->filling_since = 0;
+  job->generation = self->generation;
+  ota_download_push (self, job);
+}
+
+static void
+ota_download_stop_worker (OtaDownload *self)
+{
+  if (!self->worker_running)
+    return;
+  g_async_queue_push (self->jobs, ota_job_new (OTA_JOB_QUIT));
+  self->worker_running = FALSE;
+}
+
+/* Cancelled or dropped: what was received is written, checkpointed, kept. */
+static void
+ota_download_stop_writing (OtaDownload *self)
+{
+  ota_download_flush (self);
+  ota_download_push_kind (self, OTA_JOB_CHECKPOINT);
+  ota_download_stop_worker (self);
+}
+
+/* ---- the transfer (creator's context) ---- */
+
+static void
+ota_download_arm_stall (OtaDownload *self)
+{
+  if (self->stall_source != NULL && self->stall_timeout > 0)
+    g_source_set_ready_time (self->stall_source, g_get_monotonic_time () +
+                                                     (gint64) self->stall_timeout * G_USEC_PER_SEC);
+}
+
+static void
+ota_download_pause_stall (OtaDownload *self)
+{
+  if (self->stall_source != NULL)
+    g_source_set_ready_time (self->stall_source, -1);
+}
+
+static gboolean
+ota_download_stall_cb (gpointer user_data)
+{
+  OtaDownload *self = user_data;
+
+  if (self->cancellable != NULL &&
+      (self->state == OTA_DOWNLOAD_REQUESTING || self->state == OTA_DOWNLOAD_RECEIVING)) {
+    self->stalled = TRUE;
+    g_cancellable_cancel (self->cancellable);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+ota_stall_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  g_source_set_ready_time (source, -1);
+  return callback (user_data);
+}
+
+static GSourceFuncs ota_stall_source_funcs = {
+  .dispatch = ota_stall_source_dispatch,
+};
+
+/* One source re-armed on every read: cheaper than a new timeout per read. */
+static void
+ota_download_create_stall_source (OtaDownload *self)
+{
+  self->stall_source = g_source_new (&ota_stall_source_funcs, sizeof (GSource));
+  g_source_set_callback (self->stall_source, ota_download_stall_cb, self, NULL);
+  g_source_set_static_name (self->stall_source, "[iv-ota] download stall");
+  g_source_attach (self->stall_source, self->context);
+}
+
+static void
+ota_download_destroy_source (GSource **source)
+{
+  if (*source == NULL)
+    return;
+  g_source_destroy (*source);
+  g_clear_pointer (source, g_source_unref);
+}
+
+/* Drops the request in flight, if any; a pending callback still runs and sees the new state. */
+static void
+ota_download_end_attempt (OtaDownload *self)
+{
+  if (self->cancellable != NULL)
+    g_cancellable_cancel (self->cancellable);
+  g_clear_object (&self->cancellable);
+  g_clear_object (&self->stream);
+  g_clear_object (&self->msg);
+  self->waiting_for_buffer = FALSE;
+  ota_download_pause_stall (self);
+  ota_download_destroy_source (&self->backoff_source);
+}
+
+/* Queues the job whose reply ends the download; "finished" is emitted then,
+ * once the worker is done with the files, so that a new download of the same
+ * module never races with this one's last writes. */
+static void
+ota_download_conclude (OtaDownload *self, OtaJobKind kind, int code, const char *message)
+{
+  OtaJob *job = ota_job_new (kind);
+
+  ota_download_end_attempt (self);
+  if (!self->reading)
+    ota_download_flush (self);
+  self->state = OTA_DOWNLOAD_FINISHING;
+  job->final = TRUE;
+  job->code = code;
+  job->message = g_strdup (message);
+  ota_download_push (self, job);
+  ota_download_stop_worker (self);
+}
+
+static void
+ota_download_fail (OtaDownload *self, int code, const char *message)
+{
+  ota_download_conclude (self, OTA_JOB_CHECKPOINT, code, message);
+}
+
+static void
+ota_download_emit_verifying (OtaDownload *self)
+{
+  if (self->verifying && !self->verifying_emitted && self->downloaded == self->file_size) {
+    self->verifying_emitted = TRUE;
+    g_signal_emit (self, signals[SIGNAL_VERIFYING], 0);
+  }
+}
+
+static void
+ota_download_verify (OtaDownload *self)
+{
+  self->verifying = TRUE;
+  ota_download_conclude (self, OTA_JOB_VERIFY, OTA_RESULT_OK, NULL);
+  ota_download_emit_verifying (self);
+}
+
+static guint
+ota_backoff_delay_ms (guint attempt)
+{
+  double base = (double) MIN ((guint64) OTA_BACKOFF_BASE_MS << MIN (attempt, 8), OTA_BACKOFF_MAX_MS);
+
+  /* ±25 % so that devices cut off together do not come back together. */
+  return (guint) MIN (g_random_double_range (0.75 * base, 1.25 * base), OTA_BACKOFF_MAX_MS);
+}
+
+static void ota_download_send (OtaDownload *self);
+
+static gboolean
+ota_download_backoff_cb (gpointer user_data)
+{
+  OtaDownload *self = user_data;
+
+  g_clear_pointer (&self->backoff_source, g_source_unref);
+  ota_download_send (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* A transient failure: resume at the current offset after a backoff, or give up. */
+static void
+ota_download_retry (OtaDownload *self, gboolean timeout, const char *reason)
+{
+  guint delay;
+
+  ota_download_end_attempt (self);
+  if (self->retries >= self->max_retries) {
+    g_autofree char *msg = g_strdup_printf ("giving up after %u retries: %s", self->retries, reason);
+    ota_download_fail (self, timeout ? OTA_RESULT_TIMEOUT : OTA_RESULT_FAILED, msg);
+    return;
+  }
+  delay = ota_backoff_delay_ms (self->retries++);
+  g_message ("download of %s interrupted at byte %" G_GUINT64_FORMAT " (%s): retry %u/%u in %u ms",
+             self->path, self->received, reason, self->retries, self->max_retries, delay);
+  /* What this attempt brought survives even if the next one never comes. */
+  ota_download_push_kind (self, OTA_JOB_CHECKPOINT);
+  self->state = OTA_DOWNLOAD_BACKOFF;
+  self->backoff_source = g_timeout_source_new (delay);
+  g_source_set_callback (self->backoff_source, ota_download_backoff_cb, self, NULL);
+  g_source_set_static_name (self->backoff_source, "[iv-ota] download backoff");
+  g_source_attach (self->backoff_source, self->context);
+}
+
+static void
+ota_download_network_error (OtaDownload *self, const GError *error)
+{
+  g_autofree char *reason = NULL;
+
+  if (g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE)) {
+    /* Retrying cannot make a certificate valid. */
+    reason = g_strdup_printf ("TLS certificate rejected: %s", error->message);
+    ota_download_fail (self, OTA_RESULT_FAILED, reason);
+    return;
+  }
+  if (self->stalled) {
+    reason = g_strdup_printf ("no data received for %u s", self->stall_timeout);
+    ota_download_retry (self, TRUE, reason);
+    return;
+  }
+  ota_download_retry (self, g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT),
+                      error->message);
+}
+
+/* The server sent the whole file: drop what we had and take this body. */
+static void
+ota_download_restart (OtaDownload *self)
+{
+  if (self->received == 0)
+    return;
+  g_message ("server ignored the range request: downloading %s from the start", self->path);
+  self->generation++;
+  self->received = self->downloaded = self->resumed_from = 0;
+  ota_download_push_kind (self, OTA_JOB_RESTART);
+}
+
+static void ota_download_read_next (OtaDownload *self);
+
+static void
+ota_download_end_of_body (OtaDownload *self)
+{
+  g_autofree char *reason = NULL;
+
+  if (self->received == self->file_size) {
+    ota_download_end_attempt (self);
+    ota_download_verify (self);
+    return;
+  }
+  reason = g_strdup_printf ("body ended at byte %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT,
+                            self->received, self->file_size);
+  ota_download_retry (self, FALSE, reason);
+}
+
+/* More than the offered size: the server's file is not the offered image. */
+static void
+ota_download_too_long (OtaDownload *self, guint64 size)
+{
+  g_autofree char *msg = NULL;
+
+  msg = g_strdup_printf ("size mismatch: the server sends more than %" G_GUINT64_FORMAT
+                         " bytes (%" G_GUINT64_FORMAT ")",
+                         self->file_size, size);
+  ota_download_conclude (self, OTA_JOB_DISCARD, OTA_RESULT_MD5_MISMATCH, msg);
+}
+
+static void
+ota_download_read_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  g_autoptr(OtaDownload) self = user_data;
+  g_autoptr(GError) error = NULL;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), res, &error);
+  gint64 now;
+
+  self->reading = FALSE;
+  if (self->state == OTA_DOWNLOAD_CANCELLED)
+    ota_download_stop_writing (self); /* cancel() waited for this buffer */
+  if (self->state != OTA_DOWNLOAD_RECEIVING)
+    return;
+  if (n <= 0) {
+    ota_download_flush (self);
+    if (n < 0)
+      ota_download_network_error (self, error);
+    else
+      ota_download_end_of_body (self);
+    return;
+  }
+  if ((guint64) n > self->file_size - self->received) {
+    ota_download_too_long (self, self->received + (guint64) n);
+    return;
+  }
+  self->received += (guint64) n;
+  self->filling->length += (gsize) n;
+  now = g_get_monotonic_time ();
+  if (self->filling_since == 0)
+    self->filling_since = now;
+  if (self->filling->length == OTA_CHUNK_SIZE || self->received == self->file_size ||
+      now - self->filling_since >= OTA_HANDOVER_USEC)
+    ota_download_flush (self);
+  ota_download_read_next (self);
+}
+
+static void
+ota_download_read_next (OtaDownload *self)
+{
+  if (self->filling == NULL && (self->filling = ota_download_take_buffer (self)) == NULL) {
+    /* Backpressure: every buffer is at the worker. The disk is not a stalled network. */
+    self->waiting_for_buffer = TRUE;
+    ota_download_pause_stall (self);
+    return;
+  }
+  self->reading = TRUE;
+  ota_download_arm_stall (self);
+  g_input_stream_read_async (self->stream, self->filling->data + self->filling->length,
+                             OTA_CHUNK_SIZE - self->filling->length, G_PRIORITY_DEFAULT,
+                             self->cancellable, ota_download_read_cb, g_object_ref (self));
+}
+
+static gboolean
+ota_download_check_encoding (OtaDownload *self, SoupMessageHeaders *headers)
+{
+  const char *encoding = soup_message_headers_get_one (headers, "Content-Encoding");
+  g_autofree char *msg = NULL;
+
+  /* We never ask for it, and a compressed image would fail its MD5 anyway. */
+  if (encoding == NULL || g_ascii_strcasecmp (encoding, "identity") == 0)
+    return TRUE;
+  msg = g_strdup_printf ("the server sent an encoded body (Content-Encoding: %s)", encoding);
+  ota_download_fail (self, OTA_RESULT_FAILED, msg);
+  return FALSE;
+}
+
+static void
+ota_download_receive_full (OtaDownload *self, SoupMessageHeaders *headers)
+{
+  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH &&
+      (guint64) soup_message_headers_get_content_length (headers) != self->file_size) {
+    g_autofree char *msg = g_strdup_printf (
+        "size mismatch: the server's file has %" G_GINT64_FORMAT " bytes, the offer %" G_GUINT64_FORMAT,
+        (gint64) soup_message_headers_get_content_length (headers), self->file_size);
+    ota_download_conclude (self, OTA_JOB_DISCARD, OTA_RESULT_MD5_MISMATCH, msg);
+    return;
+  }
+  ota_download_restart (self);
+  self->state = OTA_DOWNLOAD_RECEIVING;
+  ota_download_read_next (self);
+}
+
+static void
+ota_download_receive_partial (OtaDownload *self, SoupMessageHeaders *headers)
+{
+  goffset start = 0, end = 0, total = 0;
+
+  if (!soup_message_headers_get_content_range (headers, &start, &end, &total) ||
+      start < 0 || (guint64) start != self->received || total < 0 ||
+      (guint64) total != self->file_size) {
+    /* Not the bytes we asked for: distrust the range, start over without one. */
+    g_autofree char *reason = g_strdup_printf ("206 with a wrong Content-Range for byte %" G_GUINT64_FORMAT,
+                                               self->received);
+    self->generation++;
+    self->received = self->downloaded = self->resumed_from = 0;
+    ota_download_push_kind (self, OTA_JOB_RESTART);
+    ota_download_retry (self, FALSE, reason);
+    return;
+  }
+  self->state = OTA_DOWNLOAD_RECEIVING;
+  ota_download_read_next (self);
+}
+
+static gboolean
+ota_download_is_downgraded (OtaDownload *self)
+{
+  const char *scheme = g_uri_get_scheme (soup_message_get_uri (self->msg));
+
+  return g_ascii_strncasecmp (self->url, "https:", 6) == 0 &&
+         g_ascii_strcasecmp (scheme, "https") != 0;
+}
+
+static void
+ota_download_handle_status (OtaDownload *self, guint status)
+{
+  g_autofree char *reason = g_strdup_printf ("HTTP %u %s", status,
+                                             soup_message_get_reason_phrase (self->msg));
+
+  if (status == SOUP_STATUS_FORBIDDEN) {
+    ota_download_fail (self, OTA_RESULT_EXPIRED, reason);
+  } else if (status == SOUP_STATUS_NOT_FOUND) {
+    ota_download_fail (self, OTA_RESULT_NOT_FOUND, reason);
+  } else if (status == SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE &&
+             self->received == self->file_size) {
+    /* Everything was already here: the range starts at the end. */
+    ota_download_end_attempt (self);
+    ota_download_verify (self);
+  } else if (status == SOUP_STATUS_REQUEST_TIMEOUT || status == SOUP_STATUS_GATEWAY_TIMEOUT) {
+    ota_download_retry (self, TRUE, reason);
+  } else if (status == SOUP_STATUS_TOO_MANY_REQUESTS || (status >= 500 && status <= 599)) {
+    ota_download_retry (self, FALSE, reason);
+  } else {
+    g_autofree char *msg = g_strdup_printf ("unexpected %s", reason);
+    ota_download_fail (self, OTA_RESULT_FAILED, msg);
+  }
+}
+
+static void
+ota_download_sent_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  g_autoptr(OtaDownload) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInputStream) stream = soup_session_send_finish (SOUP_SESSION (source), res, &error);
+  SoupMessageHeaders *headers;
+  guint status;
+
+  if (self->state != OTA_DOWNLOAD_REQUESTING)
+    return;
+  if (stream == NULL) {
+    ota_download_network_error (self, error);
+    return;
+  }
+  self->stream = g_steal_pointer (&stream);
+  status = soup_message_get_status (self->msg);
+  headers = soup_message_get_response_headers (self->msg);
+  if (ota_download_is_downgraded (self)) {
+    ota_download_fail (self, OTA_RESULT_FAILED, "redirected from https to plain http");
+    return;
+  }
+  if (status == SOUP_STATUS_OK && ota_download_check_encoding (self, headers))
+    ota_download_receive_full (self, headers);
+  else if (status == SOUP_STATUS_PARTIAL_CONTENT && ota_download_check_encoding (self, headers))
+    ota_download_receive_partial (self, headers);
+  else if (status != SOUP_STATUS_OK && status != SOUP_STATUS_PARTIAL_CONTENT)
+    ota_download_handle_status (self, status);
+}
+
+static void
+ota_download_send (OtaDownload *self)
+{
+  g_autoptr(SoupMessage) msg = soup_message_new (SOUP_METHOD_GET, self->url);
+
+  if (msg == NULL) {
+    ota_download_fail (self, OTA_RESULT_FAILED, "invalid download URL");
+    return;
+  }
+  if (self->received > 0)
+    soup_message_headers_set_range (soup_message_get_request_headers (msg), self->received, -1);
+  self->msg = g_steal_pointer (&msg);
+  self->cancellable = g_cancellable_new ();
+  self->stalled = FALSE;
+  self->state = OTA_DOWNLOAD_REQUESTING;
+  ota_download_arm_stall (self);
+  soup_session_send_async (self->session, self->msg, G_PRIORITY_DEFAULT, self->cancellable,
+                           ota_download_sent_cb, g_object_ref (self));
+}
+
+/* ---- replies from the worker (creator's context) ---- */
+
+static void
+ota_download_emit_finished (OtaDownload *self, int code, const char *message)
+{
+  self->state = OTA_DOWNLOAD_DONE;
+  ota_download_destroy_source (&self->stall_source);
+  ota_download_free_pool (self);
+  if (code == OTA_RESULT_OK)
+    g_info ("%s downloaded and verified", self->path);
+  else
+    g_message ("download of %s failed (%d): %s", self->path, code, message);
+  g_signal_emit (self, signals[SIGNAL_FINISHED], 0, code, message != NULL ? message : "");
+}
+
+static void
+ota_download_written (OtaDownload *self, OtaJob *job)
+{
+  g_autoptr(GError) error = g_steal_pointer (&job->error);
+  gboolean current = job->generation == self->generation;
+  guint64 offset = job->offset;
+
+  ota_download_recycle (self, job);
+  if (ota_download_is_over (self) || (self->state == OTA_DOWNLOAD_FINISHING && !self->verifying))
+    return;
+  if (error != NULL) {
+    if (self->state != OTA_DOWNLOAD_FINISHING)
+      ota_download_fail (self, OTA_RESULT_FAILED, error->message);
+    return;
+  }
+  if (current)
+    self->downloaded = offset;
+  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, self->downloaded, self->file_size);
+  if (ota_download_is_over (self))
+    return; /* a handler cancelled */
+  ota_download_emit_verifying (self);
+  if (self->waiting_for_buffer && self->state == OTA_DOWNLOAD_RECEIVING) {
+    self->waiting_for_buffer = FALSE;
+    ota_download_read_next (self);
+  }
+}
+
+static void
+ota_download_prepared (OtaDownload *self, guint64 offset)
+{
+  self->received = self->downloaded = self->resumed_from = offset;
+  ota_download_send (self);
+}
+
+static void
+ota_download_handle_control (OtaDownload *self, OtaJob *job)
+{
+  if (ota_download_is_over (self))
+    return;
+  if (job->final) {
+    if (job->code == OTA_RESULT_OK)
+      ota_download_emit_verifying (self);
+    if (!ota_download_is_over (self))
+      ota_download_emit_finished (self, job->code, job->message);
+  } else if (job->error != NULL && self->state != OTA_DOWNLOAD_FINISHING) {
+    ota_download_fail (self, OTA_RESULT_FAILED, job->error->message);
+  } else if (job->error == NULL && job->kind == OTA_JOB_PREPARE) {
+    ota_download_prepared (self, job->offset);
+  }
+}
+
+static void
+ota_download_handle_reply (OtaDownload *self, OtaJob *job)
+{
+  /* A handler may drop the last reference to us. */
+  g_autoptr(OtaDownload) keep = g_object_ref (self);
+
+  if (job->kind == OTA_JOB_WRITE) {
+    ota_download_written (self, job);
+    return;
+  }
+  ota_download_handle_control (self, job);
+  ota_job_free (job);
+}
+
+/* ---- public API ---- */
+
+SoupSession *
+ota_download_session_new (const char *ca_file, GError **error)
+{
+  g_autoptr(SoupSession) session = NULL;
+
+  /* Stall detection is ours: libsoup's timeouts would also cut slow but live transfers. */
+  session = soup_session_new_with_options ("proxy-resolver", NULL, "timeout", 0, "idle-timeout", 0,
+                                           "user-agent", "iv-ota", NULL);
+  /* Without the decoder libsoup sends no Accept-Encoding: the image arrives as stored. */
+  soup_session_remove_feature_by_type (session, SOUP_TYPE_CONTENT_DECODER);
+  if (ca_file != NULL && ca_file[0] != '\0') {
+    g_autoptr(GTlsDatabase) database = g_tls_file_database_new (ca_file, error);
+    if (database == NULL) {
+      g_prefix_error (error, "cannot load CA file %s: ", ca_file);
+      return NULL;
+    }
+    soup_session_set_tls_database (session, database);
+  }
+  return g_steal_pointer (&session);
+}
+
+OtaDownload *
+ota_download_new (SoupSession *session, const OtaDownloadParams *params)
+{
+  OtaDownload *self;
+  g_autofree char *stem = NULL;
+
+  g_return_val_if_fail (SOUP_IS_SESSION (session), NULL);
+  g_return_val_if_fail (params != NULL && params->url != NULL && params->version != NULL &&
+                            params->md5sum != NULL,
+                        NULL);
+
+  self = g_object_new (OTA_TYPE_DOWNLOAD, NULL);
+  self->session = g_object_ref (session);
+  self->context = g_main_context_ref_thread_default ();
+  self->url = g_strdup (params->url);
+  self->file_size = params->file_size;
+  self->stall_timeout = params->stall_timeout;
+  self->max_retries = params->max_retries;
+  stem = ota_firmware_stem (params->module, params->version);
+  self->path = g_strdup_printf ("%s/%s.bin", params->dir_path != NULL ? params->dir_path : "",
+                                stem);
+  self->link = ota_link_new (self);
+  self->jobs = g_async_queue_new ();
+  self->writer = ota_writer_new (params, self->link, self->context, self->jobs);
+  return self;
+}
+
+void
+ota_download_start (OtaDownload *self)
+{
+  g_autoptr(GError) error = NULL;
+  GThread *thread;
+
+  g_return_if_fail (OTA_IS_DOWNLOAD (self));
+  if (self->state != OTA_DOWNLOAD_IDLE)
+    return;
+  self->state = OTA_DOWNLOAD_PREPARING;
+  ota_download_create_stall_source (self);
+  thread = g_thread_try_new ("ota-download", ota_writer_thread, self->writer, &error);
+  if (thread == NULL) {
+    g_prefix_error (&error, "cannot start the download thread: ");
+    ota_download_fail (self, OTA_RESULT_FAILED, error->message);
+    return;
+  }
+  /* The worker owns its state and outlives us if it must: never joined. */
+  self->writer = NULL;
+  self->worker_running = TRUE;
+  g_thread_unref (thread);
+  ota_download_push_kind (self, OTA_JOB_PREPARE);
+}
+
+void
+ota_download_cancel (OtaDownload *self)
+{
+  g_return_if_fail (OTA_IS_DOWNLOAD (self));
+  if (ota_download_is_over (self))
+    return;
+  self->state = OTA_DOWNLOAD_CANCELLED;
+  g_atomic_int_set (&self->link->stop, TRUE);
+  ota_download_end_attempt (self);
+  ota_download_destroy_source (&self->stall_source);
+  /* A read in flight still fills the current buffer: its callback stops the worker. */
+  if (!self->reading)
+    ota_download_stop_writing (self);
+}
+
+const char *
+ota_download_get_path (OtaDownload *self)
+{
+  g_return_val_if_fail (OTA_IS_DOWNLOAD (self), NULL);
+  return self->path;
+}
+
+guint64
+ota_download_get_downloaded (OtaDownload *self)
+{
+  g_return_val_if_fail (OTA_IS_DOWNLOAD (self), 0);
+  return self->downloaded;
+}
+
+guint64
+ota_download_get_resumed_from (OtaDownload *self)
+{
+  g_return_val_if_fail (OTA_IS_DOWNLOAD (self), 0);
+  return self->resumed_from;
+}
+
+/* ---- GObject ---- */
+
+static void
+ota_download_finalize (GObject *object)
+{
+  OtaDownload *self = OTA_DOWNLOAD (object);
+
+  /* Dropped while running is cancelled. No read is in flight: it would hold a reference. */
+  self->link->self = NULL;
+  if (self->state != OTA_DOWNLOAD_DONE)
+    g_atomic_int_set (&self->link->stop, TRUE);
+  self->state = OTA_DOWNLOAD_CANCELLED;
+  ota_download_end_attempt (self);
+  ota_download_stop_writing (self);
+  ota_download_destroy_source (&self->stall_source);
+  ota_download_free_pool (self);
+  g_clear_pointer (&self->filling, ota_job_free);
+  if (self->writer != NULL)
+    ota_writer_free (self->writer);
+  g_async_queue_unref (self->jobs);
+  ota_link_unref (self->link);
+  g_main_context_unref (self->context);
+  g_object_unref (self->session);
+  g_free (self->url);
+  g_free (self->path);
+  G_OBJECT_CLASS (ota_download_parent_class)->finalize (object);
+}
+
+static void
+ota_download_class_init (OtaDownloadClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = ota_download_finalize;
+  signals[SIGNAL_PROGRESS] =
+      g_signal_new ("progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                    G_TYPE_NONE, 2, G_TYPE_UINT64, G_TYPE_UINT64);
+  signals[SIGNAL_VERIFYING] = g_signal_new ("verifying", G_TYPE_FROM_CLASS (klass),
+                                            G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+  signals[SIGNAL_FINISHED] =
+      g_signal_new ("finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                    G_TYPE_NONE, 2, G_TYPE_INT, G_TYPE_STRING);
+}
+
+static void
+ota_download_init (OtaDownload *self)
+{
+}

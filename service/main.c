@@ -1,0 +1,144 @@
+/* iv-otad: the OTA agent. Wires config, agent and bus adapter together and
+ * runs the GLib main loop until SIGTERM/SIGINT. */
+#include "agent.h"
+#include "bus.h"
+#include "config.h"
+#include "ota-build-config.h"
+
+#include <glib-unix.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+  GMainLoop *loop;
+  int exit_code;
+} Daemon;
+
+/* Info lines are the protocol events an operator wants in the journal, so
+ * they are shown by default; debug only with G_MESSAGES_DEBUG. */
+static GLogWriterOutput
+log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
+{
+  if ((level & G_LOG_LEVEL_DEBUG) && g_log_writer_default_would_drop (level, G_LOG_DOMAIN))
+    return G_LOG_WRITER_HANDLED;
+  if (g_log_writer_is_journald (fileno (stderr)) &&
+      g_log_writer_journald (level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)
+    return G_LOG_WRITER_HANDLED;
+  return g_log_writer_standard_streams (level, fields, n_fields, user_data);
+}
+
+static gboolean
+on_quit_signal (gpointer user_data)
+{
+  Daemon *daemon = user_data;
+
+  g_message ("shutting down");
+  g_main_loop_quit (daemon->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+on_name_lost (OtaBus *bus, gpointer user_data)
+{
+  Daemon *daemon = user_data;
+
+  daemon->exit_code = EXIT_FAILURE;
+  g_main_loop_quit (daemon->loop);
+}
+
+static gboolean
+parse_bus_type (const char *name, GBusType *type, GError **error)
+{
+  const char *starter = g_getenv ("DBUS_STARTER_BUS_TYPE");
+
+  if (name == NULL)
+    name = starter != NULL ? starter : "system";
+  if (g_str_equal (name, "system")) {
+    *type = G_BUS_TYPE_SYSTEM;
+  } else if (g_str_equal (name, "session")) {
+    *type = G_BUS_TYPE_SESSION;
+  } else {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--bus must be system or session, not %s", name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static int
+run (OtaConfig *config, GBusType bus_type)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GDBusConnection) connection = NULL;
+  g_autoptr (OtaAgent) agent = NULL;
+  g_autoptr (OtaBus) bus = NULL;
+  g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  Daemon daemon = { loop, EXIT_SUCCESS };
+  guint sigterm, sigint;
+
+  agent = ota_agent_new (config, &error);
+  if (agent == NULL) {
+    g_printerr ("iv-otad: %s\n", error->message);
+    return EXIT_FAILURE;
+  }
+  connection = g_bus_get_sync (bus_type, NULL, &error);
+  if (connection != NULL)
+    bus = ota_bus_new (agent, connection, &error);
+  if (bus == NULL) {
+    g_printerr ("iv-otad: cannot use the %s bus: %s\n", bus_type == G_BUS_TYPE_SYSTEM ? "system" : "session",
+                error->message);
+    return EXIT_FAILURE;
+  }
+  g_signal_connect (bus, "name-lost", G_CALLBACK (on_name_lost), &daemon);
+  sigterm = g_unix_signal_add (SIGTERM, on_quit_signal, &daemon);
+  sigint = g_unix_signal_add (SIGINT, on_quit_signal, &daemon);
+  ota_agent_start (agent);
+  g_main_loop_run (loop);
+  g_source_remove (sigterm);
+  g_source_remove (sigint);
+  ota_agent_stop (agent);
+  g_dbus_connection_flush_sync (connection, NULL, NULL);
+  return daemon.exit_code;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GOptionContext) context = g_option_context_new ("- the iv-ota agent");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *config_path = NULL;
+  g_autofree char *bus_name = NULL;
+  gboolean version = FALSE;
+  OtaConfig *config;
+  GBusType bus_type;
+  const GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file (default /etc/iv-ota/iv-otad.conf)", "FILE" },
+    { "bus", 'b', 0, G_OPTION_ARG_STRING, &bus_name, "Bus to serve org.iv.Ota on: system (default) or session", "BUS" },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
+    { NULL },
+  };
+
+  setlocale (LC_ALL, "");
+  g_log_set_writer_func (log_writer, NULL, NULL);
+  g_option_context_add_main_entries (context, entries, NULL);
+  g_option_context_set_description (context,
+                                    "Keeps the connection with the cloud ($ota MQTT protocol), downloads firmware\n"
+                                    "with resume and MD5 verification, and serves org.iv.Ota on D-Bus.\n"
+                                    "Debug logs: G_MESSAGES_DEBUG=all.");
+  if (!g_option_context_parse (context, &argc, &argv, &error) || !parse_bus_type (bus_name, &bus_type, &error)) {
+    g_printerr ("iv-otad: %s\n", error->message);
+    return 2;
+  }
+  if (version) {
+    g_print ("iv-otad %s\n", PACKAGE_VERSION);
+    return EXIT_SUCCESS;
+  }
+  if (config_path == NULL)
+    config_path = g_strdup ("/etc/iv-ota/iv-otad.conf");
+  config = ota_config_load (config_path, &error);
+  if (config == NULL) {
+    g_printerr ("iv-otad: %s\n", error->message);
+    return EXIT_FAILURE;
+  }
+  return run (config, bus_type);
+}

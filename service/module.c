@@ -1,0 +1,760 @@
+#include "module.h"
+
+#include "downloader.h"
+#include "error.h"
+#include "state-store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* D-Bus Progress while downloading: at most ~4 per second. */
+#define BUS_PROGRESS_INTERVAL_US (250 * G_USEC_PER_SEC / 1000)
+#define MAX_RESULT_MSG_LEN 256
+
+struct _OtaModule {
+  GObject parent_instance;
+  char *name;
+  const OtaConfig *config;
+  SoupSession *session;
+
+  /* Ownership, set by Init. */
+  char *owner;
+  uid_t uid;
+  gid_t gid;
+  char *version;           /* installed version */
+  char *firmware_dir;
+  int dir_fd;
+  gboolean ask;
+
+  OtaModuleState state;
+  OtaOffer *offer;         /* the cycle's target, NULL when none */
+  OtaDownload *download;
+  guint64 downloaded;
+  guint64 total;
+  char *path;
+  int result_code;
+  char *result_msg;
+
+  guint report_timer;      /* every report_interval while owned */
+  guint retry_timer;       /* one-shot report after a deferral or a refused report */
+  guint start_timer;       /* delayed start after failures of the same offer */
+  guint fail_streak;       /* consecutive failed cycles of the same offer */
+  OtaOffer *failed_offer;
+  gint64 last_cloud_progress;
+  gint64 last_bus_progress;
+};
+
+G_DEFINE_TYPE (OtaModule, ota_module, G_TYPE_OBJECT)
+
+enum { SIGNAL_REPORT, SIGNAL_OFFERED, SIGNAL_PROGRESS, SIGNAL_FIRMWARE_READY, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+static const char *const state_names[] = {
+  "idle", "offered", "downloading", "verifying", "ready", "burning", "rebooting", "done", "fail",
+};
+
+const char *
+ota_module_state_to_string (OtaModuleState state)
+{
+  return state < G_N_ELEMENTS (state_names) ? state_names[state] : "unknown";
+}
+
+/* The module name as logs show it. */
+static const char *
+module_label (OtaModule *self)
+{
+  return *self->name == '\0' ? "(main)" : self->name;
+}
+
+static void
+module_emit_progress (OtaModule *self)
+{
+  self->last_bus_progress = g_get_monotonic_time ();
+  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0);
+}
+
+static void
+module_set_state (OtaModule *self, OtaModuleState state)
+{
+  if (self->state != state)
+    g_info ("module %s: %s -> %s", module_label (self), ota_module_state_to_string (self->state),
+            ota_module_state_to_string (state));
+  self->state = state;
+  module_emit_progress (self);
+}
+
+static void
+module_set_result (OtaModule *self, int code, const char *msg)
+{
+  self->result_code = code;
+  g_free (self->result_msg);
+  self->result_msg = g_strdup (msg != NULL ? msg : "");
+}
+
+static void
+module_report_version (OtaModule *self)
+{
+  g_autofree char *payload = NULL;
+  g_autofree char *key = NULL;
+
+  if (self->owner == NULL)
+    return;
+  payload = ota_protocol_encode_report_version (self->name, self->version);
+  key = g_strconcat ("report_version:", self->name, NULL);
+  g_info ("module %s: report_version %s", module_label (self), self->version);
+  g_signal_emit (self, signals[SIGNAL_REPORT], 0, payload, TRUE, key);
+}
+
+/* A report_progress about the current target. */
+static void
+module_report_progress (OtaModule *self, const char *state, int percent, int code, const char *msg,
+                        gboolean reliable)
+{
+  g_autofree char *payload = NULL;
+  OtaProgressReport report = {
+    .module = self->name,
+    .version = self->offer->version,
+    .state = state,
+    .percent = percent,
+    .result_code = code,
+    .result_msg = msg,
+    .task_id = self->offer->task_id,
+    .task_id_is_number = self->offer->task_id_is_number,
+  };
+
+  payload = ota_protocol_encode_progress (&report);
+  if (reliable)
+    g_info ("module %s: report %s of %s (code %d%s%s)", module_label (self), state,
+            self->offer->version, code, msg != NULL && *msg ? ": " : "", msg != NULL ? msg : "");
+  g_signal_emit (self, signals[SIGNAL_REPORT], 0, payload, reliable, NULL);
+}
+
+static gboolean
+module_retry_cb (gpointer user_data)
+{
+  OtaModule *self = user_data;
+
+  self->retry_timer = 0;
+  module_report_version (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+module_schedule_retry (OtaModule *self)
+{
+  if (self->retry_timer == 0)
+    self->retry_timer = g_timeout_add_seconds (self->config->retry_interval, module_retry_cb, self);
+}
+
+static gboolean
+module_report_timer_cb (gpointer user_data)
+{
+  module_report_version (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+module_stop_download (OtaModule *self)
+{
+  g_clear_handle_id (&self->start_timer, g_source_remove);
+  if (self->download == NULL)
+    return;
+  g_signal_handlers_disconnect_by_data (self->download, self);
+  ota_download_cancel (self->download);
+  g_clear_object (&self->download);
+}
+
+static gboolean
+offers_equal (const OtaOffer *a, const OtaOffer *b)
+{
+  return a != NULL && b != NULL && g_strcmp0 (a->version, b->version) == 0 &&
+         g_strcmp0 (a->md5sum, b->md5sum) == 0 && a->file_size == b->file_size;
+}
+
+static void
+module_send_cloud_progress (OtaModule *self, guint percent)
+{
+  self->last_cloud_progress = g_get_monotonic_time ();
+  module_report_progress (self, "downloading", (int) percent, 0, "", FALSE);
+}
+
+static guint
+module_percent (OtaModule *self)
+{
+  return self->total > 0 ? (guint) MIN (self->downloaded * 100 / self->total, 100) : 0;
+}
+
+static void
+on_download_progress (OtaDownload *download, guint64 downloaded, guint64 total, OtaModule *self)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  self->downloaded = downloaded;
+  self->total = total;
+  if (now - self->last_cloud_progress >= (gint64) self->config->progress_interval * G_USEC_PER_SEC &&
+      downloaded < total)
+    module_send_cloud_progress (self, module_percent (self));
+  if (now - self->last_bus_progress >= BUS_PROGRESS_INTERVAL_US)
+    module_emit_progress (self);
+}
+
+static void
+on_download_verifying (OtaDownload *download, OtaModule *self)
+{
+  module_set_state (self, OTA_MODULE_STATE_VERIFYING);
+}
+
+/* A cycle ended: the cloud learns the version again, which drives the next offer. */
+static void
+module_cycle_failed (OtaModule *self, int code, const char *msg)
+{
+  if (offers_equal (self->failed_offer, self->offer)) {
+    self->fail_streak++;
+  } else {
+    g_clear_pointer (&self->failed_offer, ota_offer_free);
+    self->failed_offer = ota_offer_copy (self->offer);
+    self->fail_streak = 1;
+  }
+  module_set_result (self, code, msg);
+  module_report_progress (self, "fail", -1, code, msg, TRUE);
+  module_set_state (self, OTA_MODULE_STATE_FAIL);
+  module_report_version (self);
+}
+
+static void
+on_download_finished (OtaDownload *download, int code, const char *message, OtaModule *self)
+{
+  g_autoptr (OtaDownload) done = g_steal_pointer (&self->download);
+
+  g_signal_handlers_disconnect_by_data (done, self);
+  if (code != 0) {
+    g_warning ("module %s: download of %s failed (%d): %s", module_label (self), self->offer->version,
+               code, message);
+    module_cycle_failed (self, code, message);
+    return;
+  }
+  self->downloaded = self->total = self->offer->file_size;
+  g_free (self->path);
+  self->path = g_strdup (ota_download_get_path (done));
+  g_clear_pointer (&self->failed_offer, ota_offer_free);
+  self->fail_streak = 0;
+  module_set_result (self, 0, "");
+  module_send_cloud_progress (self, 100);
+  g_info ("module %s: firmware %s ready at %s", module_label (self), self->offer->version, self->path);
+  module_set_state (self, OTA_MODULE_STATE_READY);
+  g_signal_emit (self, signals[SIGNAL_FIRMWARE_READY], 0, self->offer->version, self->path,
+                 self->offer->file_size, self->offer->md5sum);
+}
+
+static void
+module_start_download (OtaModule *self)
+{
+  OtaDownloadParams params = {
+    .url = self->offer->url,
+    .module = self->name,
+    .version = self->offer->version,
+    .md5sum = self->offer->md5sum,
+    .file_size = self->offer->file_size,
+    .dir_fd = self->dir_fd,
+    .dir_path = self->firmware_dir,
+    .owner_uid = self->uid,
+    .owner_gid = self->gid,
+    .checkpoint_bytes = self->config->checkpoint_bytes,
+    .stall_timeout = self->config->stall_timeout,
+    .max_retries = self->config->max_retries,
+    .max_firmware_size = self->config->max_firmware_size,
+  };
+
+  self->download = ota_download_new (self->session, &params);
+  g_signal_connect (self->download, "progress", G_CALLBACK (on_download_progress), self);
+  g_signal_connect (self->download, "verifying", G_CALLBACK (on_download_verifying), self);
+  g_signal_connect (self->download, "finished", G_CALLBACK (on_download_finished), self);
+  self->last_cloud_progress = 0;
+  g_info ("module %s: downloading %s (%" G_GUINT64_FORMAT " bytes) from %s", module_label (self),
+          self->offer->version, self->offer->file_size, self->offer->url);
+  ota_download_start (self->download);
+}
+
+static gboolean
+module_start_timer_cb (gpointer user_data)
+{
+  OtaModule *self = user_data;
+
+  self->start_timer = 0;
+  module_start_download (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* The same offer failing again and again (a 404, a bad image) must not turn
+ * into a hot loop of offers: back off from retry_interval up to report_interval. */
+static guint
+module_failure_delay (OtaModule *self)
+{
+  guint64 delay;
+
+  if (!offers_equal (self->failed_offer, self->offer) || self->fail_streak == 0)
+    return 0;
+  delay = self->config->retry_interval;
+  for (guint i = 1; i < self->fail_streak && delay < self->config->report_interval; i++)
+    delay *= 2;
+  return (guint) MIN (delay, MAX (self->config->report_interval, self->config->retry_interval));
+}
+
+static void
+module_accept (OtaModule *self)
+{
+  guint delay = module_failure_delay (self);
+
+  self->downloaded = 0;
+  self->total = self->offer->file_size;
+  module_set_result (self, 0, "");
+  module_set_state (self, OTA_MODULE_STATE_DOWNLOADING);
+  if (delay == 0) {
+    module_start_download (self);
+    return;
+  }
+  g_info ("module %s: %s failed %u time(s), starting again in %u s", module_label (self),
+          self->offer->version, self->fail_streak, delay);
+  self->start_timer = g_timeout_add_seconds (delay, module_start_timer_cb, self);
+}
+
+static gboolean
+module_offer_is_news (OtaModule *self, const OtaOffer *offer)
+{
+  switch (self->state) {
+  case OTA_MODULE_STATE_OFFERED:
+  case OTA_MODULE_STATE_DOWNLOADING:
+  case OTA_MODULE_STATE_VERIFYING:
+  case OTA_MODULE_STATE_READY:
+    /* Re-offers of what is already under way are expected: the version is reported periodically. */
+    return !offers_equal (self->offer, offer);
+  case OTA_MODULE_STATE_BURNING:
+  case OTA_MODULE_STATE_REBOOTING:
+    return FALSE;
+  case OTA_MODULE_STATE_IDLE:
+  case OTA_MODULE_STATE_DONE:
+  case OTA_MODULE_STATE_FAIL:
+  default:
+    return TRUE;
+  }
+}
+
+void
+ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
+{
+  if (self->owner == NULL)
+    return;
+  if (g_strcmp0 (offer->version, self->version) == 0) {
+    g_info ("module %s: offer of %s ignored: already installed", module_label (self), offer->version);
+    return;
+  }
+  if (!module_offer_is_news (self, offer)) {
+    g_debug ("module %s: offer of %s ignored in state %s", module_label (self), offer->version,
+             ota_module_state_to_string (self->state));
+    return;
+  }
+  module_stop_download (self);
+  g_clear_pointer (&self->offer, ota_offer_free);
+  g_clear_pointer (&self->path, g_free);
+  self->offer = ota_offer_copy (offer);
+  self->downloaded = 0;
+  self->total = offer->file_size;
+  module_set_result (self, 0, "");
+  g_info ("module %s: offered %s (%" G_GUINT64_FORMAT " bytes, md5 %s)", module_label (self),
+          offer->version, offer->file_size, offer->md5sum);
+  self->state = OTA_MODULE_STATE_OFFERED;
+  /* UpdateOffered first, so that a client sees it before Progress(offered). */
+  g_signal_emit (self, signals[SIGNAL_OFFERED], 0, offer->version, offer->file_size);
+  module_emit_progress (self);
+  if (!self->ask)
+    module_accept (self);
+}
+
+void
+ota_module_handle_version_ack (OtaModule *self, const OtaVersionAck *ack)
+{
+  if (ack->result_code == 0) {
+    g_debug ("module %s: version %s acknowledged", module_label (self), ack->version);
+    return;
+  }
+  g_warning ("module %s: cloud refused version report %s: %" G_GINT64_FORMAT " %s", module_label (self),
+             ack->version, ack->result_code, ack->result_msg);
+  if (self->owner != NULL)
+    module_schedule_retry (self);
+}
+
+void
+ota_module_handle_connected (OtaModule *self)
+{
+  module_report_version (self);
+}
+
+static gboolean
+module_open_dir (OtaModule *self, const char *dir, uid_t uid, GError **error)
+{
+  struct stat st;
+  int fd;
+
+  if (!g_path_is_absolute (dir)) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS, "firmware_dir must be an absolute path: %s", dir);
+    return FALSE;
+  }
+  /* O_NOFOLLOW: a symlink in place of the directory is refused, not followed. */
+  fd = open (dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    g_set_error (error, OTA_ERROR, errno == EACCES ? OTA_ERROR_ACCESS_DENIED : OTA_ERROR_INVALID_ARGS,
+                 "cannot open firmware_dir %s: %s", dir, g_strerror (errno));
+    return FALSE;
+  }
+  if (fstat (fd, &st) != 0 || (uid != 0 && st.st_uid != uid)) {
+    close (fd);
+    g_set_error (error, OTA_ERROR, OTA_ERROR_ACCESS_DENIED,
+                 "firmware_dir %s is not owned by the caller (uid %u)", dir, (guint) uid);
+    return FALSE;
+  }
+  if (self->dir_fd >= 0)
+    close (self->dir_fd);
+  self->dir_fd = fd;
+  g_free (self->firmware_dir);
+  self->firmware_dir = g_strdup (dir);
+  return TRUE;
+}
+
+/* The owner reported "rebooting" before: this Init tells how it went. */
+static void
+module_complete_reboot (OtaModule *self)
+{
+  OtaRebootMarker marker = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (OtaOffer) target = g_new0 (OtaOffer, 1);
+
+  if (!ota_reboot_marker_load (self->config->state_dir, self->name, &marker, &error)) {
+    if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+      g_warning ("module %s: ignoring reboot marker: %s", module_label (self), error->message);
+    return;
+  }
+  target->module = g_strdup (self->name);
+  target->version = g_strdup (marker.target_version);
+  target->task_id = g_strdup (marker.task_id);
+  target->task_id_is_number = marker.task_id_is_number;
+  g_clear_pointer (&self->offer, ota_offer_free);
+  self->offer = g_steal_pointer (&target);
+  if (g_strcmp0 (self->version, marker.target_version) == 0) {
+    module_set_result (self, 0, "");
+    module_report_progress (self, "done", -1, 0, "", TRUE);
+    module_set_state (self, OTA_MODULE_STATE_DONE);
+  } else {
+    g_autofree char *msg = g_strdup_printf ("version after reboot is %s, expected %s", self->version,
+                                            marker.target_version);
+    module_set_result (self, OTA_RESULT_FAILED, msg);
+    module_report_progress (self, "fail", -1, OTA_RESULT_FAILED, msg, TRUE);
+    module_set_state (self, OTA_MODULE_STATE_FAIL);
+  }
+  if (!ota_reboot_marker_delete (self->config->state_dir, self->name, &error))
+    g_warning ("module %s: %s", module_label (self), error->message);
+  ota_reboot_marker_clear (&marker);
+}
+
+gboolean
+ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, const char *version,
+                     const char *firmware_dir, gboolean ask_before_download, GError **error)
+{
+  if (self->owner != NULL && g_strcmp0 (self->owner, owner) != 0) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_BUSY, "module \"%s\" is owned by %s", self->name, self->owner);
+    return FALSE;
+  }
+  if (!ota_protocol_installed_version_is_valid (version)) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS,
+                 "version must be 1..63 printable characters without spaces");
+    return FALSE;
+  }
+  if (!module_open_dir (self, firmware_dir, uid, error))
+    return FALSE;
+  if (self->owner == NULL)
+    g_info ("module %s: owned by %s (uid %u), version %s", module_label (self), owner, (guint) uid, version);
+  g_free (self->owner);
+  self->owner = g_strdup (owner);
+  self->uid = uid;
+  self->gid = gid;
+  self->ask = ask_before_download;
+  g_free (self->version);
+  self->version = g_strdup (version);
+  module_complete_reboot (self);
+  if (self->report_timer == 0)
+    self->report_timer = g_timeout_add_seconds (self->config->report_interval, module_report_timer_cb, self);
+  module_report_version (self);
+  module_emit_progress (self);
+  return TRUE;
+}
+
+void
+ota_module_deactivate (OtaModule *self)
+{
+  if (self->owner == NULL)
+    return;
+  g_info ("module %s: released by %s", module_label (self), self->owner);
+  module_stop_download (self);
+  g_clear_handle_id (&self->report_timer, g_source_remove);
+  g_clear_handle_id (&self->retry_timer, g_source_remove);
+  g_clear_pointer (&self->owner, g_free);
+  if (self->state == OTA_MODULE_STATE_OFFERED || self->state == OTA_MODULE_STATE_DOWNLOADING ||
+      self->state == OTA_MODULE_STATE_VERIFYING)
+    module_set_state (self, OTA_MODULE_STATE_IDLE);
+  else
+    module_emit_progress (self);
+}
+
+gboolean
+ota_module_prepare (OtaModule *self, const char *version, gboolean accept, GError **error)
+{
+  if (self->state != OTA_MODULE_STATE_OFFERED || g_strcmp0 (self->offer->version, version) != 0) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "no offer of version %s is waiting for an answer", version);
+    return FALSE;
+  }
+  if (accept) {
+    module_accept (self);
+    return TRUE;
+  }
+  g_info ("module %s: owner deferred %s, asking again in %u s", module_label (self), version,
+          self->config->retry_interval);
+  module_set_state (self, OTA_MODULE_STATE_IDLE);
+  module_schedule_retry (self);
+  return TRUE;
+}
+
+/* Which states each ReportProgress state may follow. */
+static gboolean
+module_may_report (OtaModule *self, const char *state)
+{
+  OtaModuleState s = self->state;
+
+  if (self->offer == NULL || s == OTA_MODULE_STATE_IDLE || s == OTA_MODULE_STATE_DONE ||
+      s == OTA_MODULE_STATE_FAIL)
+    return FALSE;
+  if (g_str_equal (state, "fail"))
+    return TRUE;
+  if (g_str_equal (state, "done"))
+    return s == OTA_MODULE_STATE_READY || s == OTA_MODULE_STATE_BURNING || s == OTA_MODULE_STATE_REBOOTING;
+  return s == OTA_MODULE_STATE_READY || s == OTA_MODULE_STATE_BURNING;
+}
+
+static gboolean
+module_check_progress_args (const char *state, int percent, const char *msg, GError **error)
+{
+  if (!g_str_equal (state, "burning") && !g_str_equal (state, "rebooting") && !g_str_equal (state, "done") &&
+      !g_str_equal (state, "fail")) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS,
+                 "state must be burning, rebooting, done or fail, not \"%s\"", state);
+    return FALSE;
+  }
+  if (percent < -1 || percent > 100) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS, "percent must be -1..100, not %d", percent);
+    return FALSE;
+  }
+  if (strlen (msg) > MAX_RESULT_MSG_LEN) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS, "result_msg longer than %d bytes", MAX_RESULT_MSG_LEN);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+module_mark_rebooting (OtaModule *self, GError **error)
+{
+  OtaRebootMarker marker = {
+    .target_version = self->offer->version,
+    .task_id = self->offer->task_id,
+    .task_id_is_number = self->offer->task_id_is_number,
+  };
+
+  g_autoptr (GError) local_error = NULL;
+
+  if (!ota_reboot_marker_save (self->config->state_dir, self->name, &marker, &local_error)) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "cannot remember the reboot: %s", local_error->message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+module_finish_done (OtaModule *self)
+{
+  g_autoptr (GError) error = NULL;
+
+  module_set_result (self, 0, "");
+  module_report_progress (self, "done", -1, 0, "", TRUE);
+  g_free (self->version);
+  self->version = g_strdup (self->offer->version);
+  if (!ota_reboot_marker_delete (self->config->state_dir, self->name, &error))
+    g_warning ("module %s: %s", module_label (self), error->message);
+  module_set_state (self, OTA_MODULE_STATE_DONE);
+  module_report_version (self);
+}
+
+gboolean
+ota_module_report_progress (OtaModule *self, const char *state, int percent, int result_code,
+                            const char *result_msg, GError **error)
+{
+  if (!module_check_progress_args (state, percent, result_msg, error))
+    return FALSE;
+  if (!module_may_report (self, state)) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "cannot report %s in state %s", state,
+                 ota_module_state_to_string (self->state));
+    return FALSE;
+  }
+  if (g_str_equal (state, "burning")) {
+    module_report_progress (self, "burning", percent, 0, result_msg, TRUE);
+    module_set_state (self, OTA_MODULE_STATE_BURNING);
+  } else if (g_str_equal (state, "rebooting")) {
+    if (!module_mark_rebooting (self, error))
+      return FALSE;
+    module_set_state (self, OTA_MODULE_STATE_REBOOTING);
+  } else if (g_str_equal (state, "done")) {
+    module_finish_done (self);
+  } else {
+    module_stop_download (self);
+    module_cycle_failed (self, result_code < 0 ? result_code : OTA_RESULT_FAILED, result_msg);
+  }
+  return TRUE;
+}
+
+void
+ota_module_cancel (OtaModule *self)
+{
+  if (self->state != OTA_MODULE_STATE_DOWNLOADING && self->state != OTA_MODULE_STATE_VERIFYING)
+    return;
+  g_info ("module %s: download of %s cancelled at %" G_GUINT64_FORMAT " bytes", module_label (self),
+          self->offer->version, self->downloaded);
+  module_stop_download (self);
+  module_set_result (self, 0, "cancelled");
+  module_set_state (self, OTA_MODULE_STATE_IDLE);
+}
+
+gboolean
+ota_module_check_now (OtaModule *self, GError **error)
+{
+  if (self->owner == NULL) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "module \"%s\" has no owner: nothing to check", self->name);
+    return FALSE;
+  }
+  module_report_version (self);
+  return TRUE;
+}
+
+const char *
+ota_module_get_name (OtaModule *self)
+{
+  return self->name;
+}
+
+const char *
+ota_module_get_owner (OtaModule *self)
+{
+  return self->owner;
+}
+
+void
+ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress)
+{
+  progress->version = self->offer != NULL ? self->offer->version : (self->version ? self->version : "");
+  progress->state = self->state;
+  progress->percent = module_percent (self);
+  progress->downloaded = self->downloaded;
+  progress->total = self->total;
+  progress->result_code = self->result_code;
+  progress->result_msg = self->result_msg != NULL ? self->result_msg : "";
+}
+
+GVariant *
+ota_module_get_status (OtaModule *self)
+{
+  g_auto (GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
+  const OtaOffer *offer = self->offer;
+
+  g_variant_builder_add (&builder, "{sv}", "state", g_variant_new_string (ota_module_state_to_string (self->state)));
+  g_variant_builder_add (&builder, "{sv}", "version", g_variant_new_string (self->version ? self->version : ""));
+  g_variant_builder_add (&builder, "{sv}", "target_version", g_variant_new_string (offer ? offer->version : ""));
+  g_variant_builder_add (&builder, "{sv}", "downloaded", g_variant_new_uint64 (self->downloaded));
+  g_variant_builder_add (&builder, "{sv}", "total", g_variant_new_uint64 (self->total));
+  g_variant_builder_add (&builder, "{sv}", "percent", g_variant_new_uint32 (module_percent (self)));
+  g_variant_builder_add (&builder, "{sv}", "path", g_variant_new_string (self->path ? self->path : ""));
+  g_variant_builder_add (&builder, "{sv}", "owner", g_variant_new_string (self->owner ? self->owner : ""));
+  g_variant_builder_add (&builder, "{sv}", "result_code", g_variant_new_int32 (self->result_code));
+  g_variant_builder_add (&builder, "{sv}", "result_msg", g_variant_new_string (self->result_msg ? self->result_msg : ""));
+  if (offer != NULL && offer->task_id != NULL)
+    g_variant_builder_add (&builder, "{sv}", "task_id", g_variant_new_string (offer->task_id));
+  if (offer != NULL && offer->user_defined != NULL)
+    g_variant_builder_add (&builder, "{sv}", "user_defined", g_variant_new_string (offer->user_defined));
+  return g_variant_builder_end (&builder);
+}
+
+OtaModule *
+ota_module_new (const char *name, const OtaConfig *config, SoupSession *session)
+{
+  OtaModule *self = g_object_new (OTA_TYPE_MODULE, NULL);
+
+  self->name = g_strdup (name);
+  self->config = config;
+  self->session = g_object_ref (session);
+  return self;
+}
+
+static void
+ota_module_dispose (GObject *object)
+{
+  OtaModule *self = OTA_MODULE (object);
+
+  module_stop_download (self);
+  g_clear_handle_id (&self->report_timer, g_source_remove);
+  g_clear_handle_id (&self->retry_timer, g_source_remove);
+  g_clear_object (&self->session);
+  G_OBJECT_CLASS (ota_module_parent_class)->dispose (object);
+}
+
+static void
+ota_module_finalize (GObject *object)
+{
+  OtaModule *self = OTA_MODULE (object);
+
+  if (self->dir_fd >= 0)
+    close (self->dir_fd);
+  g_clear_pointer (&self->offer, ota_offer_free);
+  g_clear_pointer (&self->failed_offer, ota_offer_free);
+  g_free (self->name);
+  g_free (self->owner);
+  g_free (self->version);
+  g_free (self->firmware_dir);
+  g_free (self->path);
+  g_free (self->result_msg);
+  G_OBJECT_CLASS (ota_module_parent_class)->finalize (object);
+}
+
+static void
+ota_module_class_init (OtaModuleClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GType type = G_TYPE_FROM_CLASS (klass);
+
+  object_class->dispose = ota_module_dispose;
+  object_class->finalize = ota_module_finalize;
+  signals[SIGNAL_REPORT] = g_signal_new ("report", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
+                                         3, G_TYPE_STRING, G_TYPE_BOOLEAN, G_TYPE_STRING);
+  signals[SIGNAL_OFFERED] = g_signal_new ("offered", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
+                                          2, G_TYPE_STRING, G_TYPE_UINT64);
+  signals[SIGNAL_PROGRESS] = g_signal_new ("progress", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                           G_TYPE_NONE, 0);
+  signals[SIGNAL_FIRMWARE_READY] = g_signal_new ("firmware-ready", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                                 G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_UINT64,
+                                                 G_TYPE_STRING);
+}
+
+static void
+ota_module_init (OtaModule *self)
+{
+  self->dir_fd = -1;
+  self->state = OTA_MODULE_STATE_IDLE;
+  self->result_msg = g_strdup ("");
+}

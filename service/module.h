@@ -1,0 +1,85 @@
+/* One firmware module's update cycle: the state machine between the cloud's
+ * offers and the owner's answers. Knows neither MQTT nor D-Bus: it emits
+ * encoded reports and state changes, the agent routes them. */
+#pragma once
+
+#include "config.h"
+#include "protocol.h"
+
+#include <libsoup/soup.h>
+#include <sys/types.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  OTA_MODULE_STATE_IDLE,
+  OTA_MODULE_STATE_OFFERED,
+  OTA_MODULE_STATE_DOWNLOADING,
+  OTA_MODULE_STATE_VERIFYING,
+  OTA_MODULE_STATE_READY,
+  OTA_MODULE_STATE_BURNING,
+  OTA_MODULE_STATE_REBOOTING,
+  OTA_MODULE_STATE_DONE,
+  OTA_MODULE_STATE_FAIL,
+} OtaModuleState;
+
+const char *ota_module_state_to_string (OtaModuleState state);
+
+/* What the Progress signal carries. Strings owned by the module. */
+typedef struct {
+  const char *version;   /* target version, or the installed one when none */
+  OtaModuleState state;
+  guint percent;
+  guint64 downloaded;
+  guint64 total;
+  int result_code;
+  const char *result_msg;
+} OtaModuleProgress;
+
+#define OTA_TYPE_MODULE (ota_module_get_type ())
+G_DECLARE_FINAL_TYPE (OtaModule, ota_module, OTA, MODULE, GObject)
+
+/*
+ * Signals:
+ *  "report" (const char *payload, gboolean reliable, const char *coalesce_key):
+ *      a report for the cloud; reliable ones must go through the outbox.
+ *  "offered" (const char *version, guint64 size): UpdateOffered.
+ *  "progress" (): the state changed, or download progress (at most ~4/s).
+ *  "firmware-ready" (const char *version, const char *path, guint64 size, const char *md5).
+ */
+
+/* @config and @session must outlive the module. */
+OtaModule *ota_module_new (const char *name, const OtaConfig *config, SoupSession *session);
+
+const char *ota_module_get_name (OtaModule *self);
+/* Unique bus name of the owner, NULL when released. */
+const char *ota_module_get_owner (OtaModule *self);
+
+/* Init: makes @owner the owner (OTA_ERROR_BUSY if another one owns it),
+ * validates @version and @firmware_dir (OTA_ERROR_INVALID_ARGS; for @uid != 0
+ * the directory must belong to @uid, else OTA_ERROR_ACCESS_DENIED), completes
+ * a pending reboot, then reports the version and starts the loop. */
+gboolean ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid,
+                              const char *version, const char *firmware_dir,
+                              gboolean ask_before_download, GError **error);
+
+/* Exit, or the owner left the bus: cancels a download (keeping the partial
+ * file), stops the loop, releases ownership. */
+void ota_module_deactivate (OtaModule *self);
+
+void ota_module_handle_offer (OtaModule *self, const OtaOffer *offer);
+void ota_module_handle_version_ack (OtaModule *self, const OtaVersionAck *ack);
+/* The MQTT session came up: report the version. */
+void ota_module_handle_connected (OtaModule *self);
+
+gboolean ota_module_prepare (OtaModule *self, const char *version, gboolean accept, GError **error);
+gboolean ota_module_report_progress (OtaModule *self, const char *state, int percent,
+                                     int result_code, const char *result_msg, GError **error);
+void ota_module_cancel (OtaModule *self);
+gboolean ota_module_check_now (OtaModule *self, GError **error);
+
+void ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress);
+/* GetStatus as a floating a{sv}. */
+GVariant *ota_module_get_status (OtaModule *self);
+
+G_END_DECLS

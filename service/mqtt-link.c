@@ -1,0 +1,494 @@
+#include "mqtt-link.h"
+
+#include <errno.h>
+#include <mosquitto.h>
+
+#define MISC_INTERVAL_MS 1000
+
+typedef struct {
+  char *topic;
+  int qos;
+} Subscription;
+
+/* Watches the mosquitto socket from the main loop; the fd changes on every
+ * reconnect, so it is re-read in prepare(). */
+typedef struct {
+  GSource source;
+  OtaMqttLink *link;
+  gpointer tag;
+  int fd;
+  GIOCondition events;
+} MqttSource;
+
+struct _OtaMqttLink {
+  GObject parent_instance;
+  char *host, *client_id, *username, *password;
+  char *ca_file, *cert_file, *key_file;
+  guint port, keepalive;
+  gboolean tls;
+  guint backoff_min_ms, backoff_max_ms;
+
+  struct mosquitto *mosq;  /* a fresh instance per connection attempt */
+  GSource *source;
+  GPtrArray *subscriptions;  /* of Subscription */
+  gboolean running;
+  gboolean connected;
+  guint attempt;           /* consecutive failed attempts, drives backoff */
+  guint retry_id;
+  guint misc_id;
+  gint64 attempt_started;  /* monotonic µs of the current connection attempt */
+};
+
+G_DEFINE_TYPE (OtaMqttLink, ota_mqtt_link, G_TYPE_OBJECT)
+
+enum { SIGNAL_MESSAGE, SIGNAL_PUBLISHED, SIGNAL_CONNECTION_CHANGED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+enum { PROP_0, PROP_CONNECTED, N_PROPS };
+static GParamSpec *props[N_PROPS];
+
+static void link_schedule_retry (OtaMqttLink *self, guint min_delay_ms);
+static void link_drop_session (OtaMqttLink *self);
+
+static void
+subscription_free (gpointer data)
+{
+  Subscription *sub = data;
+  g_free (sub->topic);
+  g_free (sub);
+}
+
+static void
+link_set_connected (OtaMqttLink *self, gboolean connected)
+{
+  if (self->connected == connected)
+    return;
+  self->connected = connected;
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_CONNECTED]);
+  g_signal_emit (self, signals[SIGNAL_CONNECTION_CHANGED], 0, connected);
+}
+
+static gboolean
+mqtt_source_prepare (GSource *source, gint *timeout)
+{
+  MqttSource *ms = (MqttSource *) source;
+  OtaMqttLink *self = ms->link;
+  int fd = self->mosq != NULL ? mosquitto_socket (self->mosq) : -1;
+  GIOCondition events = G_IO_IN | G_IO_ERR | G_IO_HUP;
+
+  *timeout = -1;
+  if (fd != ms->fd) {
+    if (ms->tag != NULL)
+      g_source_remove_unix_fd (source, ms->tag);
+    ms->tag = NULL;
+    ms->fd = fd;
+    ms->events = 0;
+  }
+  if (fd < 0)
+    return FALSE;
+  if (mosquitto_want_write (self->mosq))
+    events |= G_IO_OUT;
+  if (ms->tag == NULL) {
+    ms->tag = g_source_add_unix_fd (source, fd, events);
+    ms->events = events;
+  } else if (events != ms->events) {
+    /* Only on change: modifying the fd every iteration spins the loop. */
+    g_source_modify_unix_fd (source, ms->tag, events);
+    ms->events = events;
+  }
+  return FALSE;
+}
+
+static gboolean
+mqtt_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  MqttSource *ms = (MqttSource *) source;
+  OtaMqttLink *self = ms->link;
+  GIOCondition revents;
+  int rc = MOSQ_ERR_SUCCESS;
+
+  if (ms->tag == NULL || self->mosq == NULL)
+    return G_SOURCE_CONTINUE;
+  revents = g_source_query_unix_fd (source, ms->tag);
+  if (revents & (G_IO_IN | G_IO_ERR | G_IO_HUP))
+    rc = mosquitto_loop_read (self->mosq, 1);
+  if (rc == MOSQ_ERR_SUCCESS && self->mosq != NULL && (revents & G_IO_OUT))
+    rc = mosquitto_loop_write (self->mosq, 1);
+  if (rc != MOSQ_ERR_SUCCESS && self->mosq != NULL && self->running) {
+    g_info ("mqtt: connection to %s:%u lost: %s", self->host, self->port,
+            rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc));
+    link_drop_session (self);
+    link_schedule_retry (self, 0);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs mqtt_source_funcs = {
+  .prepare = mqtt_source_prepare,
+  .dispatch = mqtt_source_dispatch,
+};
+
+static gboolean
+link_misc_cb (gpointer user_data)
+{
+  OtaMqttLink *self = user_data;
+  int rc;
+
+  if (self->mosq == NULL)
+    return G_SOURCE_CONTINUE;
+  /* A connect that neither succeeds nor fails (a silent peer) is abandoned. */
+  if (!self->connected && self->running &&
+      g_get_monotonic_time () - self->attempt_started > (gint64) MAX (self->keepalive, 10) * G_USEC_PER_SEC) {
+    g_info ("mqtt: no answer from %s:%u, trying again", self->host, self->port);
+    link_drop_session (self);
+    link_schedule_retry (self, 0);
+    return G_SOURCE_CONTINUE;
+  }
+  /* Keepalive pings and retries of in-flight QoS 1 messages. */
+  rc = mosquitto_loop_misc (self->mosq);
+  if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && self->running) {
+    g_info ("mqtt: session with %s:%u ended: %s", self->host, self->port, mosquitto_strerror (rc));
+    link_drop_session (self);
+    link_schedule_retry (self, 0);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+on_connect (struct mosquitto *mosq, void *obj, int rc, int flags, const mosquitto_property *props_in)
+{
+  OtaMqttLink *self = obj;
+
+  if (rc != 0) {
+    /* Refused (bad credentials, not authorised): a disconnect follows; back off long. */
+    g_warning ("mqtt: broker %s:%u refused the connection: %s", self->host, self->port,
+               mosquitto_connack_string (rc));
+    self->attempt = MAX (self->attempt, 6);
+    return;
+  }
+  self->attempt = 0;
+  for (guint i = 0; i < self->subscriptions->len; i++) {
+    Subscription *sub = g_ptr_array_index (self->subscriptions, i);
+    int src = mosquitto_subscribe (mosq, NULL, sub->topic, sub->qos);
+    if (src != MOSQ_ERR_SUCCESS)
+      g_warning ("mqtt: cannot subscribe to %s: %s", sub->topic, mosquitto_strerror (src));
+  }
+  g_info ("mqtt: connected to %s:%u as %s", self->host, self->port, self->client_id);
+  link_set_connected (self, TRUE);
+}
+
+static void
+on_disconnect (struct mosquitto *mosq, void *obj, int rc, const mosquitto_property *props_in)
+{
+  OtaMqttLink *self = obj;
+
+  /* Called from within loop_read/misc; the instance is torn down from an idle. */
+  if (rc != 0)
+    g_info ("mqtt: disconnected from %s:%u: %s", self->host, self->port,
+            rc == MOSQ_ERR_KEEPALIVE ? "keepalive timeout" : mosquitto_strerror (rc));
+  link_set_connected (self, FALSE);
+  if (self->running)
+    link_schedule_retry (self, 0);
+}
+
+static void
+on_message (struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg,
+            const mosquitto_property *props_in)
+{
+  OtaMqttLink *self = obj;
+  g_autoptr (GBytes) payload = g_bytes_new (msg->payload, (gsize) msg->payloadlen);
+
+  g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, msg->topic, payload);
+}
+
+static void
+on_publish (struct mosquitto *mosq, void *obj, int mid, int reason_code, const mosquitto_property *props_in)
+{
+  OtaMqttLink *self = obj;
+  g_signal_emit (self, signals[SIGNAL_PUBLISHED], 0, mid);
+}
+
+/* Forgets the current session: a new instance is made for the next attempt,
+ * so nothing queued in the old one is ever sent twice. */
+static void
+link_drop_session (OtaMqttLink *self)
+{
+  struct mosquitto *old = self->mosq;
+
+  self->mosq = NULL;
+  link_set_connected (self, FALSE);
+  /* Never called from inside one of its callbacks, so it can go now. */
+  if (old != NULL)
+    mosquitto_destroy (old);
+}
+
+static guint
+link_backoff_ms (OtaMqttLink *self)
+{
+  guint64 delay = self->backoff_min_ms;
+
+  for (guint i = 0; i < self->attempt && delay < self->backoff_max_ms; i++)
+    delay *= 2;
+  delay = MIN (delay, self->backoff_max_ms);
+  /* ±25 % jitter so that a fleet does not reconnect in lockstep. */
+  return (guint) (delay * (0.75 + g_random_double () * 0.5));
+}
+
+static gboolean
+link_set_options (OtaMqttLink *self, struct mosquitto *mosq, GError **error)
+{
+  int rc = MOSQ_ERR_SUCCESS;
+
+  mosquitto_int_option (mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+  if (self->username != NULL)
+    rc = mosquitto_username_pw_set (mosq, self->username, self->password);
+  if (rc == MOSQ_ERR_SUCCESS && self->tls)
+    rc = mosquitto_tls_set (mosq, self->ca_file, self->ca_file == NULL ? "/etc/ssl/certs" : NULL,
+                            self->cert_file, self->key_file, NULL);
+  if (rc == MOSQ_ERR_SUCCESS && self->tls)
+    rc = mosquitto_tls_opts_set (mosq, 1 /* SSL_VERIFY_PEER */, NULL, NULL);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "mqtt: %s",
+                 rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static struct mosquitto *
+link_new_mosq (OtaMqttLink *self, GError **error)
+{
+  struct mosquitto *mosq = mosquitto_new (self->client_id, TRUE, self);
+
+  if (mosq == NULL) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "mqtt: cannot create a client: %s",
+                 g_strerror (errno));
+    return NULL;
+  }
+  if (!link_set_options (self, mosq, error)) {
+    mosquitto_destroy (mosq);
+    return NULL;
+  }
+  mosquitto_connect_v5_callback_set (mosq, on_connect);
+  mosquitto_disconnect_v5_callback_set (mosq, on_disconnect);
+  mosquitto_message_v5_callback_set (mosq, on_message);
+  mosquitto_publish_v5_callback_set (mosq, on_publish);
+  return mosq;
+}
+
+static void
+link_connect (OtaMqttLink *self)
+{
+  g_autoptr (GError) error = NULL;
+  int rc;
+
+  link_drop_session (self);
+  self->mosq = link_new_mosq (self, &error);
+  if (self->mosq == NULL) {
+    g_warning ("%s", error->message);
+    link_schedule_retry (self, 0);
+    return;
+  }
+  self->attempt_started = g_get_monotonic_time ();
+  rc = mosquitto_connect_async (self->mosq, self->host, (int) self->port, (int) self->keepalive);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    /* e.g. ECONNREFUSED on loopback: no disconnect callback comes. */
+    g_info ("mqtt: cannot connect to %s:%u: %s", self->host, self->port,
+            rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc));
+    link_drop_session (self);
+    link_schedule_retry (self, 0);
+  }
+}
+
+static gboolean
+link_retry_cb (gpointer user_data)
+{
+  OtaMqttLink *self = user_data;
+
+  self->retry_id = 0;
+  if (self->running)
+    link_connect (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+link_schedule_retry (OtaMqttLink *self, guint min_delay_ms)
+{
+  guint delay;
+
+  if (self->retry_id != 0 || !self->running)
+    return;
+  delay = MAX (link_backoff_ms (self), min_delay_ms);
+  self->attempt++;
+  g_debug ("mqtt: next attempt in %u ms", delay);
+  self->retry_id = g_timeout_add (delay, link_retry_cb, self);
+}
+
+OtaMqttLink *
+ota_mqtt_link_new (const OtaMqttSettings *settings, GError **error)
+{
+  OtaMqttLink *self;
+
+  if (settings->host == NULL || *settings->host == '\0' || settings->port == 0 || settings->port > 65535) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "mqtt: host and port are required");
+    return NULL;
+  }
+  self = g_object_new (OTA_TYPE_MQTT_LINK, NULL);
+  self->host = g_strdup (settings->host);
+  self->port = settings->port;
+  self->client_id = g_strdup (settings->client_id);
+  self->username = (settings->username && *settings->username) ? g_strdup (settings->username) : NULL;
+  self->password = (settings->password && *settings->password) ? g_strdup (settings->password) : NULL;
+  self->keepalive = settings->keepalive > 0 ? settings->keepalive : 60;
+  self->tls = settings->tls;
+  self->ca_file = (settings->ca_file && *settings->ca_file) ? g_strdup (settings->ca_file) : NULL;
+  self->cert_file = (settings->cert_file && *settings->cert_file) ? g_strdup (settings->cert_file) : NULL;
+  self->key_file = (settings->key_file && *settings->key_file) ? g_strdup (settings->key_file) : NULL;
+  self->backoff_min_ms = settings->backoff_min_ms > 0 ? settings->backoff_min_ms : 500;
+  self->backoff_max_ms = MAX (settings->backoff_max_ms > 0 ? settings->backoff_max_ms : 60000,
+                              self->backoff_min_ms);
+  return self;
+}
+
+void
+ota_mqtt_link_add_subscription (OtaMqttLink *self, const char *topic, int qos)
+{
+  Subscription *sub = g_new0 (Subscription, 1);
+
+  sub->topic = g_strdup (topic);
+  sub->qos = qos;
+  g_ptr_array_add (self->subscriptions, sub);
+  if (self->connected)
+    mosquitto_subscribe (self->mosq, NULL, topic, qos);
+}
+
+void
+ota_mqtt_link_start (OtaMqttLink *self)
+{
+  MqttSource *ms;
+
+  if (self->running)
+    return;
+  self->running = TRUE;
+  if (self->source == NULL) {
+    self->source = g_source_new (&mqtt_source_funcs, sizeof (MqttSource));
+    ms = (MqttSource *) self->source;
+    ms->link = self;
+    ms->fd = -1;
+    g_source_set_name (self->source, "mqtt-link");
+    g_source_attach (self->source, NULL);
+  }
+  self->misc_id = g_timeout_add (MISC_INTERVAL_MS, link_misc_cb, self);
+  link_connect (self);
+}
+
+void
+ota_mqtt_link_stop (OtaMqttLink *self)
+{
+  self->running = FALSE;
+  g_clear_handle_id (&self->retry_id, g_source_remove);
+  g_clear_handle_id (&self->misc_id, g_source_remove);
+  if (self->mosq != NULL && self->connected) {
+    mosquitto_disconnect (self->mosq);
+    /* Push the DISCONNECT out before the socket goes away. */
+    mosquitto_loop_write (self->mosq, 1);
+  }
+  link_drop_session (self);
+}
+
+gboolean
+ota_mqtt_link_get_connected (OtaMqttLink *self)
+{
+  return self->connected;
+}
+
+gboolean
+ota_mqtt_link_publish (OtaMqttLink *self, const char *topic, const void *payload, gsize length,
+                       int qos, int *mid, GError **error)
+{
+  int rc;
+
+  if (!self->connected || self->mosq == NULL) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED, "mqtt: not connected");
+    return FALSE;
+  }
+  rc = mosquitto_publish (self->mosq, mid, topic, (int) length, payload, qos, FALSE);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    g_set_error (error, G_IO_ERROR, rc == MOSQ_ERR_NO_CONN ? G_IO_ERROR_NOT_CONNECTED : G_IO_ERROR_FAILED,
+                 "mqtt: publish on %s failed: %s", topic, mosquitto_strerror (rc));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+ota_mqtt_link_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  OtaMqttLink *self = OTA_MQTT_LINK (object);
+
+  switch (prop_id) {
+  case PROP_CONNECTED:
+    g_value_set_boolean (value, self->connected);
+    break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+  }
+}
+
+static void
+ota_mqtt_link_finalize (GObject *object)
+{
+  OtaMqttLink *self = OTA_MQTT_LINK (object);
+
+  self->running = FALSE;
+  g_clear_handle_id (&self->retry_id, g_source_remove);
+  g_clear_handle_id (&self->misc_id, g_source_remove);
+  if (self->mosq != NULL)
+    mosquitto_destroy (self->mosq);
+  if (self->source != NULL) {
+    g_source_destroy (self->source);
+    g_source_unref (self->source);
+  }
+  g_ptr_array_unref (self->subscriptions);
+  g_free (self->host);
+  g_free (self->client_id);
+  g_free (self->username);
+  g_free (self->password);
+  g_free (self->ca_file);
+  g_free (self->cert_file);
+  g_free (self->key_file);
+  G_OBJECT_CLASS (ota_mqtt_link_parent_class)->finalize (object);
+}
+
+static void
+ota_mqtt_link_class_init (OtaMqttLinkClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->get_property = ota_mqtt_link_get_property;
+  object_class->finalize = ota_mqtt_link_finalize;
+
+  props[PROP_CONNECTED] = g_param_spec_boolean ("connected", NULL, NULL, FALSE,
+                                                G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, props);
+
+  signals[SIGNAL_MESSAGE] = g_signal_new ("message", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                          NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BYTES);
+  signals[SIGNAL_PUBLISHED] = g_signal_new ("published", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                            NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
+  signals[SIGNAL_CONNECTION_CHANGED] =
+    g_signal_new ("connection-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                  NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+}
+
+static void
+ota_mqtt_link_init (OtaMqttLink *self)
+{
+  static gsize lib_init = 0;
+
+  if (g_once_init_enter (&lib_init)) {
+    mosquitto_lib_init ();
+    g_once_init_leave (&lib_init, 1);
+  }
+  self->subscriptions = g_ptr_array_new_with_free_func (subscription_free);
+}

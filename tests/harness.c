@@ -1,0 +1,637 @@
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+  gboolean (*cond) (gpointer);
+  gpointer data;
+  gboolean timed_out;
+} WaitCtx;
+
+static gboolean
+wait_timeout_cb (gpointer user_data)
+{
+  ((WaitCtx *) user_data)->timed_out = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+gboolean
+ota_test_wait (gboolean (*cond) (gpointer data), gpointer data, guint timeout_ms)
+{
+  WaitCtx ctx = { cond, data, FALSE };
+  guint id = g_timeout_add (timeout_ms, wait_timeout_cb, &ctx);
+  gboolean ok;
+
+  while (!(ok = cond (data)) && !ctx.timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!ctx.timed_out)
+    g_source_remove (id);
+  return ok;
+}
+
+static gboolean
+never (gpointer data)
+{
+  return FALSE;
+}
+
+void
+ota_test_spin (guint ms)
+{
+  ota_test_wait (never, NULL, ms);
+}
+
+/* ---- processes ---- */
+
+static void
+child_setup (gpointer user_data)
+{
+  /* Children die with the test, even when an assertion aborts it. */
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+OtaTestProcess *
+ota_test_process_spawn (char **argv, char **envp, const char *log_path, const char *stderr_path)
+{
+  g_autoptr (GError) error = NULL;
+  OtaTestProcess *proc = g_new0 (OtaTestProcess, 1);
+  int out = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int err = stderr_path != NULL ? open (stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : out;
+  gboolean ok;
+
+  g_assert_cmpint (out, >=, 0);
+  g_assert_cmpint (err, >=, 0);
+  proc->log_path = g_strdup (log_path);
+  ok = g_spawn_async_with_fds (NULL, argv, envp, G_SPAWN_DO_NOT_REAP_CHILD, child_setup, NULL, &proc->pid, -1,
+                               out, err, &error);
+  g_assert_no_error (error);
+  g_assert_true (ok);
+  close (out);
+  if (err != out)
+    close (err);
+  return proc;
+}
+
+static gboolean
+process_reap (OtaTestProcess *proc, gboolean block)
+{
+  int status;
+  pid_t r;
+
+  if (proc->exited)
+    return TRUE;
+  do
+    r = waitpid (proc->pid, &status, block ? 0 : WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == proc->pid) {
+    proc->exited = TRUE;
+    proc->status = status;
+    g_spawn_close_pid (proc->pid);
+  }
+  return proc->exited;
+}
+
+gboolean
+ota_test_process_is_running (OtaTestProcess *proc)
+{
+  return !process_reap (proc, FALSE);
+}
+
+int
+ota_test_process_stop (OtaTestProcess *proc, int sig)
+{
+  if (!process_reap (proc, FALSE)) {
+    kill (proc->pid, sig);
+    process_reap (proc, TRUE);
+  }
+  return proc->status;
+}
+
+void
+ota_test_process_free (OtaTestProcess *proc)
+{
+  if (proc == NULL)
+    return;
+  ota_test_process_stop (proc, SIGKILL);
+  g_free (proc->log_path);
+  g_free (proc);
+}
+
+/* ---- broker ---- */
+
+static gboolean
+port_accepts (guint port)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketConnection) conn = NULL;
+
+  g_socket_client_set_timeout (client, 1);
+  conn = g_socket_client_connect_to_host (client, "127.0.0.1", (guint16) port, NULL, NULL);
+  return conn != NULL;
+}
+
+static gboolean
+broker_try_start (OtaTestBroker *broker)
+{
+  g_autofree char *conf_path = g_build_filename (broker->dir, "mosquitto.conf", NULL);
+  g_autofree char *log_path = g_build_filename (broker->dir, "mosquitto.log", NULL);
+  g_autofree char *conf = g_strdup_printf ("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                                           "log_dest stderr\nlog_type all\n%s",
+                                           broker->port, geteuid () == 0 ? "user root\n" : "");
+  g_autofree char *exe = g_find_program_in_path ("mosquitto");
+  char *argv[] = { exe != NULL ? exe : "/usr/sbin/mosquitto", "-c", conf_path, NULL };
+
+  g_assert_true (g_file_set_contents (conf_path, conf, -1, NULL));
+  broker->proc = ota_test_process_spawn (argv, NULL, log_path, NULL);
+  for (int i = 0; i < 100; i++) {
+    if (!ota_test_process_is_running (broker->proc))
+      break;
+    if (port_accepts (broker->port))
+      return TRUE;
+    g_usleep (50 * 1000);
+  }
+  g_clear_pointer (&broker->proc, ota_test_process_free);
+  return FALSE;
+}
+
+OtaTestBroker *
+ota_test_broker_start (const char *dir)
+{
+  OtaTestBroker *broker = g_new0 (OtaTestBroker, 1);
+
+  broker->dir = g_strdup (dir);
+  /* mosquitto cannot pick a free port itself: try random ones. */
+  for (int attempt = 0; attempt < 20; attempt++) {
+    broker->port = (guint) g_random_int_range (20000, 60000);
+    if (!port_accepts (broker->port) && broker_try_start (broker))
+      return broker;
+  }
+  g_error ("cannot start mosquitto (see %s/mosquitto.log)", dir);
+  return NULL;
+}
+
+void
+ota_test_broker_stop (OtaTestBroker *broker)
+{
+  g_clear_pointer (&broker->proc, ota_test_process_free);
+}
+
+void
+ota_test_broker_restart (OtaTestBroker *broker)
+{
+  ota_test_broker_stop (broker);
+  /* The port may linger briefly; mosquitto sets SO_REUSEADDR. */
+  for (int i = 0; i < 50 && !broker_try_start (broker); i++)
+    g_usleep (100 * 1000);
+  g_assert_nonnull (broker->proc);
+}
+
+void
+ota_test_broker_free (OtaTestBroker *broker)
+{
+  if (broker == NULL)
+    return;
+  ota_test_broker_stop (broker);
+  g_free (broker->dir);
+  g_free (broker);
+}
+
+/* ---- the in-process cloud ---- */
+
+static void
+on_cloud_message (OtaMqttLink *link, const char *topic, GBytes *payload, OtaTestCloud *cloud)
+{
+  gsize len;
+  const char *data = g_bytes_get_data (payload, &len);
+
+  if (g_strcmp0 (topic, OTA_TEST_REPORT_TOPIC) == 0)
+    g_ptr_array_add (cloud->reports, g_strndup (data, len));
+}
+
+static gboolean
+cloud_connected (gpointer data)
+{
+  return ota_mqtt_link_get_connected (((OtaTestCloud *) data)->link);
+}
+
+OtaTestCloud *
+ota_test_cloud_new (guint port)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *client_id = g_strdup_printf ("test-cloud-%d-%u", getpid (), g_random_int ());
+  OtaMqttSettings settings = {
+    .host = "127.0.0.1", .port = port, .client_id = client_id, .keepalive = 30,
+    .backoff_min_ms = 100, .backoff_max_ms = 500,
+  };
+  OtaTestCloud *cloud = g_new0 (OtaTestCloud, 1);
+
+  cloud->reports = g_ptr_array_new_with_free_func (g_free);
+  cloud->link = ota_mqtt_link_new (&settings, &error);
+  g_assert_no_error (error);
+  g_signal_connect (cloud->link, "message", G_CALLBACK (on_cloud_message), cloud);
+  ota_mqtt_link_add_subscription (cloud->link, OTA_TEST_REPORT_TOPIC, 1);
+  ota_mqtt_link_start (cloud->link);
+  g_assert_true (ota_test_wait (cloud_connected, cloud, OTA_TEST_TIMEOUT_MS));
+  /* Let the SUBSCRIBE reach the broker before anything is published. */
+  ota_test_spin (100);
+  return cloud;
+}
+
+void
+ota_test_cloud_publish (OtaTestCloud *cloud, const char *payload, gsize length)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (ota_test_wait (cloud_connected, cloud, OTA_TEST_TIMEOUT_MS));
+  ota_mqtt_link_publish (cloud->link, OTA_TEST_UPDATE_TOPIC, payload, length, 1, NULL, &error);
+  g_assert_no_error (error);
+}
+
+typedef struct {
+  OtaTestCloud *cloud;
+  guint from;
+  const char *text;
+  gboolean exact;
+  int found;
+} ReportWait;
+
+static gboolean
+report_found (gpointer data)
+{
+  ReportWait *w = data;
+
+  for (guint i = w->from; i < w->cloud->reports->len; i++) {
+    const char *r = g_ptr_array_index (w->cloud->reports, i);
+    if (w->exact ? g_str_equal (r, w->text) : strstr (r, w->text) != NULL) {
+      w->found = (int) i;
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+int
+ota_test_cloud_wait_report (OtaTestCloud *cloud, guint from, const char *json, guint timeout_ms)
+{
+  ReportWait w = { cloud, from, json, TRUE, -1 };
+
+  ota_test_wait (report_found, &w, timeout_ms);
+  return w.found;
+}
+
+int
+ota_test_cloud_wait_report_containing (OtaTestCloud *cloud, guint from, const char *needle, guint timeout_ms)
+{
+  ReportWait w = { cloud, from, needle, FALSE, -1 };
+
+  ota_test_wait (report_found, &w, timeout_ms);
+  return w.found;
+}
+
+guint
+ota_test_cloud_count_reports (OtaTestCloud *cloud, const char *needle)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < cloud->reports->len; i++)
+    n += strstr (g_ptr_array_index (cloud->reports, i), needle) != NULL;
+  return n;
+}
+
+void
+ota_test_cloud_free (OtaTestCloud *cloud)
+{
+  if (cloud == NULL)
+    return;
+  ota_mqtt_link_stop (cloud->link);
+  g_object_unref (cloud->link);
+  g_ptr_array_unref (cloud->reports);
+  g_free (cloud);
+}
+
+/* ---- the agent ---- */
+
+OtaTestAgent *
+ota_test_agent_new (const char *dir, guint port, const char *extra_ota_keys)
+{
+  OtaTestAgent *agent = g_new0 (OtaTestAgent, 1);
+  g_autofree char *conf = NULL;
+
+  agent->dir = g_strdup (dir);
+  agent->config_path = g_build_filename (dir, "iv-otad.conf", NULL);
+  agent->log_path = g_build_filename (dir, "iv-otad.log", NULL);
+  agent->state_dir = g_build_filename (dir, "state", NULL);
+  conf = g_strdup_printf ("[mqtt]\nport=%u\nkeepalive=10\n[device]\nproduct_id=%s\ndevice_name=%s\n"
+                          "[ota]\nstate_dir=%s\nrequire_https=false\n%s\n",
+                          port, OTA_TEST_PRODUCT, OTA_TEST_DEVICE, agent->state_dir,
+                          extra_ota_keys != NULL ? extra_ota_keys : "");
+  g_assert_true (g_file_set_contents (agent->config_path, conf, -1, NULL));
+  return agent;
+}
+
+static gboolean
+agent_on_bus (gpointer data)
+{
+  OtaTestAgent *agent = data;
+  g_autoptr (GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+  g_autoptr (GVariant) reply = NULL;
+  gboolean has_owner = FALSE;
+
+  if (!ota_test_process_is_running (agent->proc))
+    g_error ("iv-otad exited early, see %s", agent->log_path);
+  reply = g_dbus_connection_call_sync (bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                       "NameHasOwner", g_variant_new ("(s)", "org.iv.Ota"), G_VARIANT_TYPE ("(b)"),
+                                       G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL);
+  if (reply != NULL)
+    g_variant_get (reply, "(b)", &has_owner);
+  if (!has_owner)
+    g_usleep (20 * 1000);
+  return has_owner;
+}
+
+void
+ota_test_agent_start (OtaTestAgent *agent)
+{
+  const char *exe = g_getenv ("IV_OTAD");
+  char *argv[] = { (char *) exe, "--config", agent->config_path, "--bus", "session", NULL };
+  g_auto (GStrv) envp = g_get_environ ();
+
+  g_assert_nonnull (exe);
+  envp = g_environ_setenv (envp, "G_MESSAGES_DEBUG", "all", TRUE);
+  agent->proc = ota_test_process_spawn (argv, envp, agent->log_path, NULL);
+  g_assert_true (ota_test_wait (agent_on_bus, agent, OTA_TEST_TIMEOUT_MS));
+}
+
+void
+ota_test_agent_stop (OtaTestAgent *agent)
+{
+  int status;
+
+  if (agent->proc == NULL)
+    return;
+  status = ota_test_process_stop (agent->proc, SIGTERM);
+  g_clear_pointer (&agent->proc, ota_test_process_free);
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    g_error ("iv-otad did not exit cleanly (wait status %d), see %s", status, agent->log_path);
+}
+
+void
+ota_test_agent_kill (OtaTestAgent *agent)
+{
+  if (agent->proc != NULL)
+    ota_test_process_stop (agent->proc, SIGKILL);
+  g_clear_pointer (&agent->proc, ota_test_process_free);
+}
+
+guint
+ota_test_agent_log_count (OtaTestAgent *agent, const char *needle)
+{
+  g_autofree char *log = NULL;
+  g_auto (GStrv) lines = NULL;
+  guint n = 0;
+
+  if (!g_file_get_contents (agent->log_path, &log, NULL, NULL))
+    return 0;
+  lines = g_strsplit (log, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    n += strstr (lines[i], needle) != NULL;
+  return n;
+}
+
+void
+ota_test_agent_free (OtaTestAgent *agent)
+{
+  if (agent == NULL)
+    return;
+  ota_test_agent_kill (agent);
+  g_free (agent->dir);
+  g_free (agent->config_path);
+  g_free (agent->log_path);
+  g_free (agent->state_dir);
+  g_free (agent);
+}
+
+/* ---- D-Bus clients ---- */
+
+GDBusConnection *
+ota_test_connection_new (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *address = g_dbus_address_get_for_bus_sync (G_BUS_TYPE_SESSION, NULL, &error);
+  GDBusConnection *conn;
+
+  g_assert_no_error (error);
+  conn = g_dbus_connection_new_for_address_sync (address,
+                                                 G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
+                                                   G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+                                                 NULL, NULL, &error);
+  g_assert_no_error (error);
+  return conn;
+}
+
+OtaDBusOta *
+ota_test_proxy_new (GDBusConnection *connection)
+{
+  g_autoptr (GError) error = NULL;
+  OtaDBusOta *proxy = ota_dbus_ota_proxy_new_sync (connection, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START, "org.iv.Ota",
+                                                   "/org/iv/Ota", NULL, &error);
+
+  g_assert_no_error (error);
+  g_dbus_proxy_set_default_timeout (G_DBUS_PROXY (proxy), OTA_TEST_TIMEOUT_MS);
+  return proxy;
+}
+
+static void
+on_offered (OtaDBusOta *proxy, const char *module, const char *version, guint64 size, OtaTestSignals *sig)
+{
+  g_ptr_array_add (sig->offered, g_variant_ref_sink (g_variant_new ("(sst)", module, version, size)));
+}
+
+static void
+on_progress (OtaDBusOta *proxy, const char *module, const char *version, const char *state, guint percent,
+             guint64 downloaded, guint64 total, int code, const char *msg, OtaTestSignals *sig)
+{
+  g_ptr_array_add (sig->progress, g_variant_ref_sink (g_variant_new ("(sssuttis)", module, version, state, percent,
+                                                                     downloaded, total, code, msg)));
+}
+
+static void
+on_ready (OtaDBusOta *proxy, const char *module, const char *version, const char *path, guint64 size,
+          const char *md5, OtaTestSignals *sig)
+{
+  g_ptr_array_add (sig->ready, g_variant_ref_sink (g_variant_new ("(sssts)", module, version, path, size, md5)));
+}
+
+OtaTestSignals *
+ota_test_signals_new (OtaDBusOta *proxy)
+{
+  OtaTestSignals *sig = g_new0 (OtaTestSignals, 1);
+
+  sig->offered = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  sig->progress = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  sig->ready = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  g_signal_connect (proxy, "update-offered", G_CALLBACK (on_offered), sig);
+  g_signal_connect (proxy, "progress", G_CALLBACK (on_progress), sig);
+  g_signal_connect (proxy, "firmware-ready", G_CALLBACK (on_ready), sig);
+  return sig;
+}
+
+typedef struct {
+  OtaTestSignals *sig;
+  const char *module, *state;
+  int found;
+} StateWait;
+
+static gboolean
+state_found (gpointer data)
+{
+  StateWait *w = data;
+
+  for (guint i = 0; i < w->sig->progress->len; i++) {
+    const char *module, *state;
+    g_variant_get (g_ptr_array_index (w->sig->progress, i), "(&s&s&suttis)", &module, NULL, &state, NULL, NULL,
+                   NULL, NULL, NULL);
+    if (g_str_equal (module, w->module) && g_str_equal (state, w->state)) {
+      w->found = (int) i;
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+int
+ota_test_signals_wait_state (OtaTestSignals *sig, const char *module, const char *state, guint timeout_ms)
+{
+  StateWait w = { sig, module, state, -1 };
+
+  ota_test_wait (state_found, &w, timeout_ms);
+  return w.found;
+}
+
+void
+ota_test_signals_free (OtaTestSignals *sig)
+{
+  if (sig == NULL)
+    return;
+  g_ptr_array_unref (sig->offered);
+  g_ptr_array_unref (sig->progress);
+  g_ptr_array_unref (sig->ready);
+  g_free (sig);
+}
+
+gboolean
+ota_test_init (OtaDBusOta *proxy, const char *module, const char *version, const char *dir, gboolean ask,
+               GError **error)
+{
+  g_auto (GVariantBuilder) opts = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
+
+  g_variant_builder_add (&opts, "{sv}", "ask_before_download", g_variant_new_boolean (ask));
+  return ota_dbus_ota_call_init_sync (proxy, module, version, dir, g_variant_builder_end (&opts), NULL, error);
+}
+
+char *
+ota_test_status_get (OtaDBusOta *proxy, const char *module, const char *key)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) status = NULL;
+  g_autoptr (GVariant) value = NULL;
+
+  ota_dbus_ota_call_get_status_sync (proxy, module, &status, NULL, &error);
+  g_assert_no_error (error);
+  value = g_variant_lookup_value (status, key, NULL);
+  g_assert_nonnull (value);
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+    return g_variant_dup_string (value, NULL);
+  return g_variant_print (value, FALSE);
+}
+
+/* ---- a whole environment ---- */
+
+void
+ota_test_env_setup (OtaTestEnv *env, gconstpointer extra_ota_keys)
+{
+  g_autoptr (GError) error = NULL;
+
+  env->dir = g_dir_make_tmp ("iv-ota-test-XXXXXX", &error);
+  g_assert_no_error (error);
+  env->fw_dir = g_build_filename (env->dir, "fw", NULL);
+  g_assert_cmpint (g_mkdir (env->fw_dir, 0755), ==, 0);
+  env->broker = ota_test_broker_start (env->dir);
+  env->cloud = ota_test_cloud_new (env->broker->port);
+  env->agent = ota_test_agent_new (env->dir, env->broker->port, extra_ota_keys);
+  ota_test_agent_start (env->agent);
+  env->connection = ota_test_connection_new ();
+  env->proxy = ota_test_proxy_new (env->connection);
+  env->signals = ota_test_signals_new (env->proxy);
+}
+
+static void
+remove_tree (const char *path)
+{
+  g_autoptr (GFile) file = g_file_new_for_path (path);
+  g_autoptr (GFileEnumerator) e =
+    g_file_enumerate_children (file, G_FILE_ATTRIBUTE_STANDARD_NAME, G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, NULL);
+  GFileInfo *info;
+
+  while (e != NULL && (info = g_file_enumerator_next_file (e, NULL, NULL)) != NULL) {
+    g_autoptr (GFileInfo) owned = info;
+    g_autofree char *child = g_build_filename (path, g_file_info_get_name (info), NULL);
+    if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
+      remove_tree (child);
+    else
+      g_unlink (child);
+  }
+  g_rmdir (path);
+}
+
+void
+ota_test_env_teardown (OtaTestEnv *env, gconstpointer unused)
+{
+  g_clear_pointer (&env->signals, ota_test_signals_free);
+  g_clear_object (&env->proxy);
+  if (env->connection != NULL)
+    g_dbus_connection_close_sync (env->connection, NULL, NULL);
+  g_clear_object (&env->connection);
+  if (env->agent != NULL)
+    ota_test_agent_stop (env->agent);
+  g_clear_pointer (&env->agent, ota_test_agent_free);
+  g_clear_pointer (&env->cloud, ota_test_cloud_free);
+  g_clear_pointer (&env->broker, ota_test_broker_free);
+  /* Keep the logs of a failing run for the reader. */
+  if (!g_test_failed () && g_getenv ("OTA_TEST_KEEP") == NULL)
+    remove_tree (env->dir);
+  else
+    g_test_message ("test files kept in %s", env->dir);
+  g_free (env->fw_dir);
+  g_free (env->dir);
+}
+
+char *
+ota_test_offer_json (const char *module, const char *version, const char *url, const char *md5, guint64 size)
+{
+  if (module != NULL && *module != '\0')
+    return g_strdup_printf ("{\"type\":\"update_firmware\",\"version\":\"%s\",\"url\":\"%s\",\"md5sum\":\"%s\","
+                            "\"file_size\":%" G_GUINT64_FORMAT ",\"fw_type\":\"%s\"}",
+                            version, url, md5, size, module);
+  return g_strdup_printf ("{\"type\":\"update_firmware\",\"version\":\"%s\",\"url\":\"%s\",\"md5sum\":\"%s\","
+                          "\"file_size\":%" G_GUINT64_FORMAT "}",
+                          version, url, md5, size);
+}
+
+char *
+ota_test_make_file (const char *path, gsize size)
+{
+  g_autofree guint8 *data = g_malloc (size);
+  g_autoptr (GRand) rand = g_rand_new_with_seed ((guint32) size);
+
+  for (gsize i = 0; i < size; i++)
+    data[i] = (guint8) g_rand_int (rand);
+  g_assert_true (g_file_set_contents (path, (const char *) data, (gssize) size, NULL));
+  return g_compute_checksum_for_data (G_CHECKSUM_MD5, data, size);
+}

@@ -1,0 +1,147 @@
+/* Integration test harness: a real mosquitto broker on a free loopback port,
+ * the real iv-otad on the test's private session bus, an in-process "cloud"
+ * that sees every report and publishes crafted messages, and typed D-Bus
+ * proxies. Every child process dies with the test (PR_SET_PDEATHSIG). */
+#pragma once
+
+#include "mqtt-link.h"
+#include "ota-dbus-generated.h"
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define OTA_TEST_PRODUCT "PROD1"
+#define OTA_TEST_DEVICE "dev1"
+#define OTA_TEST_REPORT_TOPIC "$ota/report/" OTA_TEST_PRODUCT "/" OTA_TEST_DEVICE
+#define OTA_TEST_UPDATE_TOPIC "$ota/update/" OTA_TEST_PRODUCT "/" OTA_TEST_DEVICE
+/* Generous: the machines are shared and the suite also runs under ASan. */
+#define OTA_TEST_TIMEOUT_MS 20000
+
+/* Runs the default main context until @cond(@data) or @timeout_ms. */
+gboolean ota_test_wait (gboolean (*cond) (gpointer data), gpointer data, guint timeout_ms);
+/* Runs the default main context for @ms. */
+void ota_test_spin (guint ms);
+
+/* ---- processes ---- */
+typedef struct {
+  GPid pid;
+  char *log_path;
+  int status;     /* wait status once exited */
+  gboolean exited;
+} OtaTestProcess;
+
+/* Spawns @argv with stdout to @log_path (stderr too when @stderr_path is
+ * NULL), dying with the test. */
+OtaTestProcess *ota_test_process_spawn (char **argv, char **envp, const char *log_path, const char *stderr_path);
+/* Sends @sig and reaps; returns the wait status. */
+int ota_test_process_stop (OtaTestProcess *proc, int sig);
+gboolean ota_test_process_is_running (OtaTestProcess *proc);
+void ota_test_process_free (OtaTestProcess *proc);
+
+/* ---- broker ---- */
+typedef struct {
+  char *dir;
+  guint port;
+  OtaTestProcess *proc;
+} OtaTestBroker;
+
+OtaTestBroker *ota_test_broker_start (const char *dir);
+void ota_test_broker_stop (OtaTestBroker *broker);
+/* Starts it again on the same port. */
+void ota_test_broker_restart (OtaTestBroker *broker);
+void ota_test_broker_free (OtaTestBroker *broker);
+
+/* ---- the in-process cloud ---- */
+typedef struct {
+  OtaMqttLink *link;
+  GPtrArray *reports; /* payload strings received on the report topic, in order */
+} OtaTestCloud;
+
+OtaTestCloud *ota_test_cloud_new (guint port);
+void ota_test_cloud_publish (OtaTestCloud *cloud, const char *payload, gsize length);
+/* Waits for a report equal to @json (exact text) after index @from; returns its index or -1. */
+int ota_test_cloud_wait_report (OtaTestCloud *cloud, guint from, const char *json, guint timeout_ms);
+/* Waits for a report containing @needle after index @from; returns its index or -1. */
+int ota_test_cloud_wait_report_containing (OtaTestCloud *cloud, guint from, const char *needle, guint timeout_ms);
+/* Number of reports containing @needle. */
+guint ota_test_cloud_count_reports (OtaTestCloud *cloud, const char *needle);
+void ota_test_cloud_free (OtaTestCloud *cloud);
+
+/* ---- the agent ---- */
+typedef struct {
+  char *dir;
+  char *config_path;
+  char *log_path;
+  char *state_dir;
+  OtaTestProcess *proc;
+} OtaTestAgent;
+
+/* Writes a config for @port with @extra_ota_keys (lines for the [ota] group, may be NULL). */
+OtaTestAgent *ota_test_agent_new (const char *dir, guint port, const char *extra_ota_keys);
+/* Starts iv-otad --bus session and waits until it owns org.iv.Ota. */
+void ota_test_agent_start (OtaTestAgent *agent);
+/* SIGTERM, and asserts a clean exit (0: no leak reported by LSan either). */
+void ota_test_agent_stop (OtaTestAgent *agent);
+void ota_test_agent_kill (OtaTestAgent *agent);
+/* Count of log lines containing @needle. */
+guint ota_test_agent_log_count (OtaTestAgent *agent, const char *needle);
+void ota_test_agent_free (OtaTestAgent *agent);
+
+/* ---- D-Bus clients ---- */
+/* A new connection to the session bus: its own unique name, like another app. */
+GDBusConnection *ota_test_connection_new (void);
+OtaDBusOta *ota_test_proxy_new (GDBusConnection *connection);
+
+typedef struct {
+  GPtrArray *offered;   /* GVariant (ssst) */
+  GPtrArray *progress;  /* GVariant (sssuttis) */
+  GPtrArray *ready;     /* GVariant (sssts) */
+} OtaTestSignals;
+
+OtaTestSignals *ota_test_signals_new (OtaDBusOta *proxy);
+/* Waits for a Progress of @module with @state; returns its index or -1. */
+int ota_test_signals_wait_state (OtaTestSignals *sig, const char *module, const char *state, guint timeout_ms);
+void ota_test_signals_free (OtaTestSignals *sig);
+
+/* Init with ask_before_download = @ask. */
+gboolean ota_test_init (OtaDBusOta *proxy, const char *module, const char *version, const char *dir,
+                        gboolean ask, GError **error);
+/* Asserts @error is the D-Bus error @name. */
+#define ota_test_assert_remote_error(error, name)                                                                  \
+  G_STMT_START                                                                                                     \
+  {                                                                                                                \
+    g_autofree char *remote_ = NULL;                                                                               \
+    g_assert_nonnull (error);                                                                                      \
+    remote_ = g_dbus_error_get_remote_error (error);                                                               \
+    g_assert_cmpstr (remote_, ==, name);                                                                           \
+  }                                                                                                                \
+  G_STMT_END
+
+/* GetStatus value of @key as a string ("%s", "%u", "%" G_GUINT64_FORMAT ...), newly allocated. */
+char *ota_test_status_get (OtaDBusOta *proxy, const char *module, const char *key);
+
+/* ---- a whole environment ---- */
+typedef struct {
+  char *dir;
+  char *fw_dir;
+  OtaTestBroker *broker;
+  OtaTestCloud *cloud;
+  OtaTestAgent *agent;
+  GDBusConnection *connection;
+  OtaDBusOta *proxy;
+  OtaTestSignals *signals;
+} OtaTestEnv;
+
+/* @extra_ota_keys: lines for the [ota] group (const char *), may be NULL. */
+void ota_test_env_setup (OtaTestEnv *env, gconstpointer extra_ota_keys);
+void ota_test_env_teardown (OtaTestEnv *env, gconstpointer unused);
+
+/* An update_firmware message; @module NULL or "" for the main firmware. */
+char *ota_test_offer_json (const char *module, const char *version, const char *url, const char *md5,
+                           guint64 size);
+
+/* Writes @size pseudo-random bytes to @path and returns their md5. */
+char *ota_test_make_file (const char *path, gsize size);
+
+G_END_DECLS

@@ -1,0 +1,302 @@
+/* The agent end to end: version reports, offers, progress reports on the wire,
+ * and the D-Bus interface as a client sees it. */
+#include "harness.h"
+
+#define REPORT_VERSION(v) "{\"type\":\"report_version\",\"report\":{\"version\":\"" v "\"}}"
+
+static const char *fast_loop = "report_interval=600\nretry_interval=1\n";
+
+static void
+test_init_reports_version (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *owner = NULL;
+
+  ota_test_init (env->proxy, "", "1.0.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("1.0.0"), OTA_TEST_TIMEOUT_MS), >=, 0);
+  owner = ota_test_status_get (env->proxy, "", "owner");
+  g_assert_cmpstr (owner, ==, g_dbus_connection_get_unique_name (env->connection));
+}
+
+static void
+test_init_module_reports_fw_type (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  ota_test_init (env->proxy, "mcu", "2.1", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0,
+                                               "{\"type\":\"report_version\",\"report\":{\"version\":\"2.1\","
+                                               "\"fw_type\":\"mcu\"}}",
+                                               OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+}
+
+static void
+test_init_again_reports_again (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  ota_test_init (env->proxy, "", "1.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("1.0"), OTA_TEST_TIMEOUT_MS), >=, 0);
+  ota_test_init (env->proxy, "", "1.1", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("1.1"), OTA_TEST_TIMEOUT_MS), >=, 0);
+}
+
+static void
+test_check_now_reports (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  int first;
+
+  ota_test_init (env->proxy, "", "3.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  first = ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("3.0"), OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (first, >=, 0);
+  ota_dbus_ota_call_check_now_sync (env->proxy, "", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, (guint) first + 1, REPORT_VERSION ("3.0"),
+                                               OTA_TEST_TIMEOUT_MS),
+                   >, first);
+}
+
+static void
+test_periodic_report (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  int first;
+
+  ota_test_init (env->proxy, "", "4.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  first = ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("4.0"), OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (first, >=, 0);
+  /* report_interval=1 in this fixture: a second report comes without any action. */
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, (guint) first + 1, REPORT_VERSION ("4.0"),
+                                               OTA_TEST_TIMEOUT_MS),
+                   >, first);
+}
+
+/* An offer to an app that asked to be asked: UpdateOffered and Progress(offered). */
+static void
+test_offer_signals (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *offer = ota_test_offer_json (NULL, "1.1", "http://127.0.0.1:9/fw.bin",
+                                                "0123456789abcdef0123456789abcdef", 708482);
+  g_autofree char *target = NULL;
+  const char *module, *version, *state, *msg;
+  guint64 size, downloaded, total;
+  guint percent;
+  int idx, code;
+
+  ota_test_init (env->proxy, "", "1.0", env->fw_dir, TRUE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("1.0"), OTA_TEST_TIMEOUT_MS), >=, 0);
+  ota_test_cloud_publish (env->cloud, offer, strlen (offer));
+  idx = ota_test_signals_wait_state (env->signals, "", "offered", OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (idx, >=, 0);
+  g_variant_get (g_ptr_array_index (env->signals->progress, idx), "(&s&s&suttis)", &module, &version, &state,
+                 &percent, &downloaded, &total, &code, &msg);
+  g_assert_cmpstr (version, ==, "1.1");
+  g_assert_cmpuint (total, ==, 708482);
+  g_assert_cmpuint (downloaded, ==, 0);
+  g_assert_cmpint (code, ==, 0);
+  g_assert_cmpuint (env->signals->offered->len, ==, 1);
+  g_variant_get (g_ptr_array_index (env->signals->offered, 0), "(&s&st)", &module, &version, &size);
+  g_assert_cmpstr (module, ==, "");
+  g_assert_cmpstr (version, ==, "1.1");
+  g_assert_cmpuint (size, ==, 708482);
+  target = ota_test_status_get (env->proxy, "", "target_version");
+  g_assert_cmpstr (target, ==, "1.1");
+}
+
+/* Prepare(false) defers: after retry_interval the version is reported again. */
+static void
+test_prepare_defer_reports_again (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *offer = ota_test_offer_json (NULL, "1.1", "http://127.0.0.1:9/fw.bin",
+                                                "0123456789abcdef0123456789abcdef", 1000);
+  g_autofree char *state = NULL;
+  int first;
+
+  ota_test_init (env->proxy, "", "1.0", env->fw_dir, TRUE, &error);
+  g_assert_no_error (error);
+  first = ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("1.0"), OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (first, >=, 0);
+  ota_test_cloud_publish (env->cloud, offer, strlen (offer));
+  g_assert_cmpint (ota_test_signals_wait_state (env->signals, "", "offered", OTA_TEST_TIMEOUT_MS), >=, 0);
+  /* Wrong version: no such offer. */
+  ota_dbus_ota_call_prepare_sync (env->proxy, "", "9.9", TRUE, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.Failed");
+  g_clear_error (&error);
+  ota_dbus_ota_call_prepare_sync (env->proxy, "", "1.1", FALSE, NULL, &error);
+  g_assert_no_error (error);
+  state = ota_test_status_get (env->proxy, "", "state");
+  g_assert_cmpstr (state, ==, "idle");
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, (guint) first + 1, REPORT_VERSION ("1.0"),
+                                               OTA_TEST_TIMEOUT_MS),
+                   >, first);
+}
+
+static void
+test_unknown_option_rejected (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *remote = NULL;
+  g_auto (GVariantBuilder) opts = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
+
+  g_variant_builder_add (&opts, "{sv}", "ask_before_dowload", g_variant_new_boolean (TRUE));
+  ota_dbus_ota_call_init_sync (env->proxy, "", "1.0", env->fw_dir, g_variant_builder_end (&opts), NULL, &error);
+  g_assert_nonnull (error);
+  remote = g_dbus_error_get_remote_error (error);
+  g_assert_cmpstr (remote, ==, "org.iv.Ota.Error.InvalidArgs");
+  g_assert_nonnull (strstr (error->message, "ask_before_dowload"));
+}
+
+static void
+test_init_bad_arguments (OtaTestEnv *env, gconstpointer data)
+{
+  struct {
+    const char *module, *version, *dir, *error;
+  } cases[] = {
+    { "../x", "1.0", NULL, "org.iv.Ota.Error.InvalidArgs" },
+    { "a/b", "1.0", NULL, "org.iv.Ota.Error.InvalidArgs" },
+    { "", "", NULL, "org.iv.Ota.Error.InvalidArgs" },
+    { "", "1 0", NULL, "org.iv.Ota.Error.InvalidArgs" },
+    { "", "1.0", "relative/dir", "org.iv.Ota.Error.InvalidArgs" },
+    { "", "1.0", "/nonexistent/dir", "org.iv.Ota.Error.InvalidArgs" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr (GError) error = NULL;
+    g_autofree char *remote = NULL;
+
+    ota_test_init (env->proxy, cases[i].module, cases[i].version, cases[i].dir ? cases[i].dir : env->fw_dir, FALSE,
+                   &error);
+    g_assert_nonnull (error);
+    remote = g_dbus_error_get_remote_error (error);
+    g_assert_cmpstr (remote, ==, cases[i].error);
+  }
+}
+
+static void
+test_symlink_dir_refused (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *link = g_build_filename (env->dir, "fw-link", NULL);
+  g_autofree char *remote = NULL;
+
+  g_assert_cmpint (symlink (env->fw_dir, link), ==, 0);
+  ota_test_init (env->proxy, "", "1.0", link, FALSE, &error);
+  g_assert_nonnull (error);
+  remote = g_dbus_error_get_remote_error (error);
+  g_assert_cmpstr (remote, ==, "org.iv.Ota.Error.InvalidArgs");
+}
+
+static void
+test_get_status_no_module (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) status = NULL;
+  g_autofree char *remote = NULL;
+
+  ota_dbus_ota_call_get_status_sync (env->proxy, "nothing", &status, NULL, &error);
+  g_assert_nonnull (error);
+  remote = g_dbus_error_get_remote_error (error);
+  g_assert_cmpstr (remote, ==, "org.iv.Ota.Error.NoSuchModule");
+}
+
+static gboolean
+connected_is (gpointer data)
+{
+  gpointer *args = data;
+  return ota_dbus_ota_get_connected (args[0]) == GPOINTER_TO_INT (args[1]);
+}
+
+static void
+test_properties (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) modules = NULL;
+  g_autoptr (GVariant) mcu = NULL;
+  gpointer args[] = { env->proxy, GINT_TO_POINTER (TRUE) };
+
+  g_assert_true (ota_test_wait (connected_is, args, OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpstr (ota_dbus_ota_get_daemon_version (env->proxy), !=, NULL);
+  g_assert_cmpstr (ota_dbus_ota_get_daemon_version (env->proxy), !=, "");
+  ota_test_init (env->proxy, "mcu", "2.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  /* The property follows through PropertiesChanged. */
+  for (int i = 0; i < 200 && mcu == NULL; i++) {
+    g_clear_pointer (&modules, g_variant_unref);
+    modules = ota_dbus_ota_dup_modules (env->proxy);
+    if (modules != NULL)
+      mcu = g_variant_lookup_value (modules, "mcu", G_VARIANT_TYPE_VARDICT);
+    if (mcu == NULL)
+      ota_test_spin (50);
+  }
+  g_assert_nonnull (mcu);
+  {
+    const char *version = NULL;
+    g_assert_true (g_variant_lookup (mcu, "version", "&s", &version));
+    g_assert_cmpstr (version, ==, "2.0");
+  }
+  /* Connected follows the broker. */
+  ota_test_broker_stop (env->broker);
+  args[1] = GINT_TO_POINTER (FALSE);
+  g_assert_true (ota_test_wait (connected_is, args, OTA_TEST_TIMEOUT_MS));
+  ota_test_broker_restart (env->broker);
+  args[1] = GINT_TO_POINTER (TRUE);
+  g_assert_true (ota_test_wait (connected_is, args, 3 * OTA_TEST_TIMEOUT_MS));
+}
+
+/* busctl sees the whole interface. */
+static void
+test_busctl_introspect (OtaTestEnv *env, gconstpointer data)
+{
+  g_autofree char *address = g_dbus_address_get_for_bus_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+  g_autofree char *addr_arg = g_strdup_printf ("--address=%s", address);
+  g_autofree char *out = NULL;
+  g_autoptr (GError) error = NULL;
+  int status = 0;
+  const char *argv[] = { "busctl", addr_arg, "introspect", "org.iv.Ota", "/org/iv/Ota", "org.iv.Ota", NULL };
+  const char *members[] = { "Init", "Prepare", "ReportProgress", "Cancel", "CheckNow", "Exit", "GetStatus",
+                            "UpdateOffered", "Progress", "FirmwareReady", "Connected", "Modules", "DaemonVersion" };
+
+  if (g_find_program_in_path ("busctl") == NULL) {
+    g_test_skip ("busctl not installed");
+    return;
+  }
+  g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, NULL, &status, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (status, ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (members); i++) {
+    g_autofree char *needle = g_strdup_printf (".%s ", members[i]);
+    g_assert_nonnull (strstr (out, needle));
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+#define ADD(path, fn, cfg) g_test_add ("/agent/" path, OtaTestEnv, cfg, ota_test_env_setup, fn, ota_test_env_teardown)
+  ADD ("init/reports-version", test_init_reports_version, fast_loop);
+  ADD ("init/module-reports-fw-type", test_init_module_reports_fw_type, fast_loop);
+  ADD ("init/again-reports-again", test_init_again_reports_again, fast_loop);
+  ADD ("init/unknown-option-rejected", test_unknown_option_rejected, fast_loop);
+  ADD ("init/bad-arguments", test_init_bad_arguments, fast_loop);
+  ADD ("init/symlink-dir-refused", test_symlink_dir_refused, fast_loop);
+  ADD ("check-now/reports", test_check_now_reports, fast_loop);
+  ADD ("loop/periodic-report", test_periodic_report, "report_interval=1\n");
+  ADD ("offer/signals", test_offer_signals, fast_loop);
+  ADD ("offer/prepare-defer-reports-again", test_prepare_defer_reports_again, fast_loop);
+  ADD ("status/no-such-module", test_get_status_no_module, fast_loop);
+  ADD ("properties", test_properties, fast_loop);
+  ADD ("busctl-introspect", test_busctl_introspect, fast_loop);
+  return g_test_run ();
+}
