@@ -11,7 +11,6 @@
  * worker, the main context stops reading until one comes back. Neither disk
  * I/O nor hashing ever runs on the main context.
  */
-#define G_LOG_DOMAIN "iv-ota-download"
 
 #include "downloader.h"
 
@@ -21,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -86,7 +86,7 @@ typedef struct {
   char *dir_path;
   char *bin_name;
   char *record_name;
-  char *busy_key;
+  char *turn_key;
   OtaRecord record; /* the offer; downloaded_size is the last checkpoint */
   uid_t owner_uid;
   gid_t owner_gid;
@@ -241,39 +241,61 @@ ota_set_errno_error (GError **error, int saved_errno, const char *what, const ch
 
 /* ---- the worker: files, hashing, checkpoints ---- */
 
-static GMutex ota_busy_lock;
-static GCond ota_busy_cond;
-static GHashTable *ota_busy_keys;
+/* Downloads of one module in one directory touch the same files. A cancelled
+ * one may still be flushing its last buffers when the next one starts, so
+ * their workers take turns, in the order the downloads were started: each
+ * key ("dev:ino:module") maps to a queue of writers, the head may run. */
+static GMutex ota_turns_lock;
+static GCond ota_turns_cond;
+static GHashTable *ota_turns;
 
-/* A download of the same module in the same directory that was just
- * cancelled may still be flushing its buffers: wait for it to let go of the
- * files before touching them. Only worker threads ever wait here. */
+/* Creator's thread, before the worker starts: takes a place in line. */
 static void
-ota_writer_claim (OtaWriter *w)
+ota_writer_queue_up (OtaWriter *w)
 {
   struct stat st;
+  GQueue *line;
 
-  if (fstat (w->dir_fd, &st) == 0)
-    w->busy_key = g_strdup_printf ("%ju:%ju:%s", (uintmax_t) st.st_dev, (uintmax_t) st.st_ino,
+  if (w->dir_fd >= 0 && fstat (w->dir_fd, &st) == 0)
+    w->turn_key = g_strdup_printf ("%ju:%ju:%s", (uintmax_t) st.st_dev, (uintmax_t) st.st_ino,
                                    w->record.module);
   else
-    w->busy_key = g_strdup_printf ("%s:%s", w->dir_path, w->record.module);
-  g_mutex_lock (&ota_busy_lock);
-  if (ota_busy_keys == NULL)
-    ota_busy_keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  while (g_hash_table_contains (ota_busy_keys, w->busy_key))
-    g_cond_wait (&ota_busy_cond, &ota_busy_lock);
-  g_hash_table_add (ota_busy_keys, g_strdup (w->busy_key));
-  g_mutex_unlock (&ota_busy_lock);
+    w->turn_key = g_strdup_printf ("%s:%s", w->dir_path, w->record.module);
+  g_mutex_lock (&ota_turns_lock);
+  if (ota_turns == NULL)
+    ota_turns = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                       (GDestroyNotify) g_queue_free);
+  line = g_hash_table_lookup (ota_turns, w->turn_key);
+  if (line == NULL) {
+    line = g_queue_new ();
+    g_hash_table_insert (ota_turns, g_strdup (w->turn_key), line);
+  }
+  g_queue_push_tail (line, w);
+  g_mutex_unlock (&ota_turns_lock);
+}
+
+/* Worker thread: only worker threads ever block here. */
+static void
+ota_writer_wait_turn (OtaWriter *w)
+{
+  g_mutex_lock (&ota_turns_lock);
+  while (g_queue_peek_head (g_hash_table_lookup (ota_turns, w->turn_key)) != w)
+    g_cond_wait (&ota_turns_cond, &ota_turns_lock);
+  g_mutex_unlock (&ota_turns_lock);
 }
 
 static void
-ota_writer_unclaim (OtaWriter *w)
+ota_writer_leave_line (OtaWriter *w)
 {
-  g_mutex_lock (&ota_busy_lock);
-  g_hash_table_remove (ota_busy_keys, w->busy_key);
-  g_cond_broadcast (&ota_busy_cond);
-  g_mutex_unlock (&ota_busy_lock);
+  GQueue *line;
+
+  g_mutex_lock (&ota_turns_lock);
+  line = g_hash_table_lookup (ota_turns, w->turn_key);
+  g_queue_remove (line, w);
+  if (g_queue_is_empty (line))
+    g_hash_table_remove (ota_turns, w->turn_key);
+  g_cond_broadcast (&ota_turns_cond);
+  g_mutex_unlock (&ota_turns_lock);
 }
 
 static OtaWriter *
@@ -317,7 +339,7 @@ ota_writer_free (OtaWriter *w)
   g_free (w->dir_path);
   g_free (w->bin_name);
   g_free (w->record_name);
-  g_free (w->busy_key);
+  g_free (w->turn_key);
   ota_record_clear (&w->record);
   g_checksum_free (w->checksum);
   g_clear_error (&w->error);
@@ -385,6 +407,18 @@ ota_writer_restart (OtaWriter *w, GError **error)
 }
 
 static gboolean
+ota_md5_is_valid (const char *md5sum)
+{
+  gsize i;
+
+  for (i = 0; md5sum[i] != '\0'; i++) {
+    if (!g_ascii_isxdigit (md5sum[i]))
+      return FALSE;
+  }
+  return i == 32;
+}
+
+static gboolean
 ota_writer_check_offer (OtaWriter *w, GError **error)
 {
   if (w->record.file_size == 0 || w->record.file_size > w->max_firmware_size ||
@@ -397,13 +431,13 @@ ota_writer_check_offer (OtaWriter *w, GError **error)
   }
   /* Both become file names: refuse anything that was not validated. */
   if (!ota_protocol_module_is_valid (w->record.module) ||
-      !ota_protocol_version_is_valid (w->record.version) || strlen (w->record.md5sum) != 32) {
+      !ota_protocol_version_is_valid (w->record.version) || !ota_md5_is_valid (w->record.md5sum)) {
     g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                          "invalid module, version or md5sum");
     return FALSE;
   }
   if (w->dir_fd < 0) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_BAD_FILE_DESCRIPTOR,
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                  "no usable descriptor for %s", w->dir_path);
     return FALSE;
   }
@@ -587,6 +621,11 @@ ota_writer_prepare (OtaWriter *w, GError **error)
   guint64 recorded = 0;
   gboolean resume;
 
+  /* Cancelled before it began: leave the files to whoever comes next. */
+  if (g_atomic_int_get (&w->link->stop)) {
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+    return FALSE;
+  }
   if (!ota_writer_check_offer (w, error))
     return FALSE;
   ota_writer_remove_stale (w);
@@ -672,6 +711,10 @@ ota_writer_run (OtaWriter *w, OtaJob *job)
     job->error = g_steal_pointer (&error);
   }
   job->offset = w->written;
+  /* A failure before the first byte leaves no empty image behind. */
+  if (job->final && job->kind == OTA_JOB_CHECKPOINT && job->code != OTA_RESULT_OK &&
+      w->error == NULL && w->written == 0 && w->bin_fd >= 0)
+    ota_writer_discard (w, NULL);
   if (job->final && w->error != NULL && job->code == OTA_RESULT_OK) {
     job->code = OTA_RESULT_FAILED;
     g_free (job->message);
@@ -684,7 +727,7 @@ ota_writer_thread (gpointer data)
 {
   OtaWriter *w = data;
 
-  ota_writer_claim (w);
+  ota_writer_wait_turn (w);
   for (;;) {
     OtaJob *job = g_async_queue_pop (w->jobs);
 
@@ -699,7 +742,7 @@ ota_writer_thread (gpointer data)
     close (w->bin_fd);
     w->bin_fd = -1;
   }
-  ota_writer_unclaim (w);
+  ota_writer_leave_line (w);
   ota_writer_free (w);
   return NULL;
 }
@@ -1156,7 +1199,7 @@ ota_download_handle_status (OtaDownload *self, guint status)
     ota_download_verify (self);
   } else if (status == SOUP_STATUS_REQUEST_TIMEOUT || status == SOUP_STATUS_GATEWAY_TIMEOUT) {
     ota_download_retry (self, TRUE, reason);
-  } else if (status == SOUP_STATUS_TOO_MANY_REQUESTS || (status >= 500 && status <= 599)) {
+  } else if (status == 429 /* Too Many Requests */ || (status >= 500 && status <= 599)) {
     ota_download_retry (self, FALSE, reason);
   } else {
     g_autofree char *msg = g_strdup_printf ("unexpected %s", reason);
@@ -1186,12 +1229,14 @@ ota_download_sent_cb (GObject *source, GAsyncResult *res, gpointer user_data)
     ota_download_fail (self, OTA_RESULT_FAILED, "redirected from https to plain http");
     return;
   }
-  if (status == SOUP_STATUS_OK && ota_download_check_encoding (self, headers))
-    ota_download_receive_full (self, headers);
-  else if (status == SOUP_STATUS_PARTIAL_CONTENT && ota_download_check_encoding (self, headers))
-    ota_download_receive_partial (self, headers);
-  else if (status != SOUP_STATUS_OK && status != SOUP_STATUS_PARTIAL_CONTENT)
+  if (status != SOUP_STATUS_OK && status != SOUP_STATUS_PARTIAL_CONTENT)
     ota_download_handle_status (self, status);
+  else if (!ota_download_check_encoding (self, headers))
+    return;
+  else if (status == SOUP_STATUS_OK)
+    ota_download_receive_full (self, headers);
+  else
+    ota_download_receive_partial (self, headers);
 }
 
 static void
@@ -1355,8 +1400,10 @@ ota_download_start (OtaDownload *self)
     return;
   self->state = OTA_DOWNLOAD_PREPARING;
   ota_download_create_stall_source (self);
+  ota_writer_queue_up (self->writer);
   thread = g_thread_try_new ("ota-download", ota_writer_thread, self->writer, &error);
   if (thread == NULL) {
+    ota_writer_leave_line (self->writer);
     g_prefix_error (&error, "cannot start the download thread: ");
     ota_download_fail (self, OTA_RESULT_FAILED, error->message);
     return;

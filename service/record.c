@@ -1,4 +1,3 @@
-#define G_LOG_DOMAIN "iv-ota-record"
 
 #include "record.h"
 
@@ -8,6 +7,7 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -551,6 +551,111 @@ ota_test_status_get (OtaDBusOta *proxy, const char *module, const char *key)
   return g_variant_print (value, FALSE);
 }
 
+/* ---- iv-ota-cloud ---- */
+
+static gboolean
+file_has_content (gpointer data)
+{
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents (data, &text, NULL, NULL) || strchr (text, '\n') == NULL) {
+    g_usleep (20 * 1000);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+OtaTestCloudTool *
+ota_test_cloud_tool_start (const char *dir, const char *name, guint port, const char *version, const char *firmware,
+                           const char *const *extra_args)
+{
+  OtaTestCloudTool *tool = g_new0 (OtaTestCloudTool, 1);
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *ready = g_strdup_printf ("%s/%s.ready", dir, name);
+  g_autofree char *text = NULL;
+  const char *exe = g_getenv ("IV_OTA_CLOUD");
+
+  g_assert_nonnull (exe);
+  tool->stdout_path = g_strdup_printf ("%s/%s.out", dir, name);
+  tool->stderr_path = g_strdup_printf ("%s/%s.err", dir, name);
+  g_ptr_array_add (argv, g_strdup (exe));
+  g_ptr_array_add (argv, g_strdup ("--product=" OTA_TEST_PRODUCT));
+  g_ptr_array_add (argv, g_strdup ("--device=" OTA_TEST_DEVICE));
+  g_ptr_array_add (argv, g_strdup_printf ("--port=%u", port));
+  g_ptr_array_add (argv, g_strdup_printf ("--version=%s", version));
+  g_ptr_array_add (argv, g_strdup_printf ("--firmware=%s", firmware));
+  g_ptr_array_add (argv, g_strdup_printf ("--ready-file=%s", ready));
+  for (guint i = 0; extra_args != NULL && extra_args[i] != NULL; i++)
+    g_ptr_array_add (argv, g_strdup (extra_args[i]));
+  g_ptr_array_add (argv, NULL);
+  tool->proc = ota_test_process_spawn ((char **) argv->pdata, NULL, tool->stdout_path, tool->stderr_path);
+  g_assert_true (ota_test_wait (file_has_content, ready, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (g_file_get_contents (ready, &text, NULL, NULL));
+  tool->http_port = (guint) g_ascii_strtoull (text, NULL, 10);
+  tool->url = g_strdup_printf ("http://127.0.0.1:%u/FW_%s.bin", tool->http_port, version);
+  return tool;
+}
+
+/* The last "total_sent=" figure of the stats lines, and the number of responses. */
+static guint64
+cloud_tool_scan (OtaTestCloudTool *tool, guint *responses)
+{
+  g_autofree char *text = NULL;
+  guint64 total = 0;
+  const char *p;
+
+  *responses = 0;
+  if (!g_file_get_contents (tool->stderr_path, &text, NULL, NULL))
+    return 0;
+  for (p = text; (p = strstr (p, "total_sent=")) != NULL; p++) {
+    total = g_ascii_strtoull (p + strlen ("total_sent="), NULL, 10);
+  }
+  for (p = text; (p = strstr (p, "http: GET ")) != NULL; p++)
+    (*responses)++;
+  return total;
+}
+
+guint64
+ota_test_cloud_tool_total_sent (OtaTestCloudTool *tool)
+{
+  guint n;
+  return cloud_tool_scan (tool, &n);
+}
+
+guint
+ota_test_cloud_tool_requests (OtaTestCloudTool *tool)
+{
+  guint n;
+  cloud_tool_scan (tool, &n);
+  return n;
+}
+
+guint64
+ota_test_cloud_tool_stop (OtaTestCloudTool *tool)
+{
+  int status;
+
+  if (tool->proc == NULL)
+    return ota_test_cloud_tool_total_sent (tool);
+  status = ota_test_process_stop (tool->proc, SIGTERM);
+  g_clear_pointer (&tool->proc, ota_test_process_free);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+  return ota_test_cloud_tool_total_sent (tool);
+}
+
+void
+ota_test_cloud_tool_free (OtaTestCloudTool *tool)
+{
+  if (tool == NULL)
+    return;
+  g_clear_pointer (&tool->proc, ota_test_process_free);
+  g_free (tool->stdout_path);
+  g_free (tool->stderr_path);
+  g_free (tool->url);
+  g_free (tool);
+}
+
 /* ---- a whole environment ---- */
 
 void

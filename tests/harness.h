@@ -121,6 +121,28 @@ gboolean ota_test_init (OtaDBusOta *proxy, const char *module, const char *versi
 /* GetStatus value of @key as a string ("%s", "%u", "%" G_GUINT64_FORMAT ...), newly allocated. */
 char *ota_test_status_get (OtaDBusOta *proxy, const char *module, const char *key);
 
+/* ---- iv-ota-cloud, the cloud stand-in as a process ---- */
+typedef struct {
+  OtaTestProcess *proc;
+  char *stdout_path;  /* one JSON line per report */
+  char *stderr_path;  /* logs and "http: ... total_sent=N" lines */
+  guint http_port;
+  char *url;          /* http://127.0.0.1:PORT/FW_<version>.bin */
+} OtaTestCloudTool;
+
+/* Starts iv-ota-cloud on the broker at @port offering @firmware as @version,
+ * with @extra_args (NULL-terminated, may be NULL), and waits until it is
+ * subscribed and serving. Output files go to @dir (named after @name). */
+OtaTestCloudTool *ota_test_cloud_tool_start (const char *dir, const char *name, guint port, const char *version,
+                                             const char *firmware, const char *const *extra_args);
+/* SIGTERM; returns the body bytes its HTTP server sent in all (its last stats line). */
+guint64 ota_test_cloud_tool_stop (OtaTestCloudTool *tool);
+/* Body bytes sent so far, from the per-response stats lines. */
+guint64 ota_test_cloud_tool_total_sent (OtaTestCloudTool *tool);
+/* Number of HTTP requests answered so far. */
+guint ota_test_cloud_tool_requests (OtaTestCloudTool *tool);
+void ota_test_cloud_tool_free (OtaTestCloudTool *tool);
+
 /* ---- a whole environment ---- */
 typedef struct {
   char *dir;

@@ -2,6 +2,8 @@
  * and the D-Bus interface as a client sees it. */
 #include "harness.h"
 
+#include <glib/gstdio.h>
+
 #define REPORT_VERSION(v) "{\"type\":\"report_version\",\"report\":{\"version\":\"" v "\"}}"
 
 static const char *fast_loop = "report_interval=600\nretry_interval=1\n";
@@ -280,6 +282,50 @@ test_busctl_introspect (OtaTestEnv *env, gconstpointer data)
   }
 }
 
+/* A bad config stops the agent at once with a message naming the key. */
+static void
+test_bad_config_exits (void)
+{
+  struct {
+    const char *config, *needle;
+  } cases[] = {
+    { "[device]\nproduct_id=P\n", "[device] device_name" },
+    { "[device]\nproduct_id=P\ndevice_name=D\n[ota]\nreport_interval=soon\n", "[ota] report_interval" },
+    { "[device]\nproduct_id=P\ndevice_name=D\n[mqtt]\nhots=x\n", "[mqtt] hots" },
+    { "[device]\nproduct_id=P\ndevice_name=D\n[extra]\n", "[extra]" },
+  };
+  g_autofree char *dir = g_dir_make_tmp ("iv-ota-config-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "bad.conf", NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *err = NULL;
+    g_autoptr (GError) error = NULL;
+    int status = 0;
+    const char *argv[] = { g_getenv ("IV_OTAD"), "--config", path, "--bus", "session", NULL };
+
+    g_assert_true (g_file_set_contents (path, cases[i].config, -1, NULL));
+    g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err, &status, &error);
+    g_assert_no_error (error);
+    g_assert_false (g_spawn_check_wait_status (status, NULL));
+    g_assert_nonnull (strstr (err, cases[i].needle));
+  }
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
+static void
+test_bad_bus_option (void)
+{
+  const char *argv[] = { g_getenv ("IV_OTAD"), "--bus", "tram", NULL };
+  g_autofree char *err = NULL;
+  int status = 0;
+
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err,
+                               &status, NULL));
+  g_assert_false (g_spawn_check_wait_status (status, NULL));
+  g_assert_nonnull (strstr (err, "--bus"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -298,5 +344,7 @@ main (int argc, char **argv)
   ADD ("status/no-such-module", test_get_status_no_module, fast_loop);
   ADD ("properties", test_properties, fast_loop);
   ADD ("busctl-introspect", test_busctl_introspect, fast_loop);
+  g_test_add_func ("/agent/config/bad-config-exits", test_bad_config_exits);
+  g_test_add_func ("/agent/config/bad-bus-option", test_bad_bus_option);
   return g_test_run ();
 }

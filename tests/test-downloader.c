@@ -1,0 +1,946 @@
+/* The download engine against servers in this process: a SoupServer (it
+ * answers Range requests by itself) and, for broken connections, a tiny
+ * threaded HTTP/1.1 server. */
+#include "downloader.h"
+#include "record.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Not a multiple of the 512 KiB read size, so the last chunk is short. */
+#define FW_SIZE (3 * 1024 * 1024 + 12345)
+#define CHECKPOINT_BYTES (64 * 1024)
+#define VERSION "0.2"
+#define BIN_NAME "FW_0.2.bin"
+#define RECORD_NAME "FW_0.2.json"
+#define WRONG_MD5 "00000000000000000000000000000000"
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (OtaRecord, ota_record_clear)
+
+/* What a server saw; the raw server's threads update it under @lock. */
+typedef struct {
+  GMutex lock;
+  guint requests;
+  guint64 bytes_sent;
+  GPtrArray *ranges; /* Range header of each request, "" when absent */
+  gboolean saw_accept_encoding;
+} Observations;
+
+typedef struct {
+  SoupServer *server;
+  char *url;
+  guint fail_count; /* answer that many requests with fail_status first */
+  guint fail_status;
+  gboolean ignore_range;
+  gboolean bad_content_range; /* once, on a Range request */
+} HttpServer;
+
+typedef struct {
+  GSocketService *service;
+  char *url;
+  guint64 cut_after; /* the first response stops after this many body bytes */
+  gboolean hang;     /* never answer */
+} RawServer;
+
+typedef struct {
+  char *dir;
+  int dir_fd;
+  GBytes *firmware;
+  char *md5;
+  Observations seen;
+  HttpServer http;
+  RawServer raw;
+  SoupSession *session;
+
+  OtaDownload *download;
+  gboolean finished;
+  int code;
+  char *message;
+  guint progress_count;
+  guint64 last_progress;
+  gboolean progress_went_back;
+  guint verifying_count;
+  gboolean verifying_before_finished;
+  gboolean cancel_at_first_progress;
+  gboolean unref_at_cancel;
+  gboolean cancelled;
+  guint signals_after_cancel;
+} Fixture;
+
+/* ---- observations ---- */
+
+static void
+observe_request (Observations *seen, const char *range, gboolean accept_encoding)
+{
+  g_mutex_lock (&seen->lock);
+  seen->requests++;
+  g_ptr_array_add (seen->ranges, g_strdup (range != NULL ? range : ""));
+  seen->saw_accept_encoding |= accept_encoding;
+  g_mutex_unlock (&seen->lock);
+}
+
+static void
+observe_bytes (Observations *seen, guint64 n)
+{
+  g_mutex_lock (&seen->lock);
+  seen->bytes_sent += n;
+  g_mutex_unlock (&seen->lock);
+}
+
+static void
+observations_reset (Observations *seen)
+{
+  g_mutex_lock (&seen->lock);
+  seen->requests = 0;
+  seen->bytes_sent = 0;
+  g_ptr_array_set_size (seen->ranges, 0);
+  seen->saw_accept_encoding = FALSE;
+  g_mutex_unlock (&seen->lock);
+}
+
+static const char *
+observed_range (Fixture *f, guint i)
+{
+  g_assert_cmpuint (i, <, f->seen.ranges->len);
+  return g_ptr_array_index (f->seen.ranges, i);
+}
+
+/* ---- SoupServer ---- */
+
+static void
+http_wrote_body_data_cb (SoupServerMessage *msg, guint chunk_size, gpointer user_data)
+{
+  observe_bytes (user_data, chunk_size);
+}
+
+static void
+http_send_bad_range (Fixture *f, SoupServerMessage *msg)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  gsize size = g_bytes_get_size (f->firmware);
+
+  /* Claims the whole file although a suffix was asked for. */
+  f->http.bad_content_range = FALSE;
+  soup_server_message_set_status (msg, SOUP_STATUS_PARTIAL_CONTENT, NULL);
+  soup_message_headers_set_content_range (headers, 0, (goffset) size - 1, (goffset) size);
+  soup_message_body_append_bytes (soup_server_message_get_response_body (msg), f->firmware);
+}
+
+static void
+http_handler (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
+              gpointer user_data)
+{
+  Fixture *f = user_data;
+  SoupMessageHeaders *request = soup_server_message_get_request_headers (msg);
+  const char *range = soup_message_headers_get_one (request, "Range");
+
+  observe_request (&f->seen, range,
+                   soup_message_headers_get_one (request, "Accept-Encoding") != NULL);
+  g_signal_connect (msg, "wrote-body-data", G_CALLBACK (http_wrote_body_data_cb), &f->seen);
+  if (f->http.fail_count > 0) {
+    f->http.fail_count--;
+    soup_server_message_set_status (msg, f->http.fail_status, NULL);
+    return;
+  }
+  if (range != NULL && f->http.bad_content_range) {
+    http_send_bad_range (f, msg);
+    return;
+  }
+  /* Without the header SoupServer sends the whole body with 200. */
+  if (f->http.ignore_range)
+    soup_message_headers_remove (request, "Range");
+  soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
+  soup_message_body_append_bytes (soup_server_message_get_response_body (msg), f->firmware);
+}
+
+static void
+http_server_start (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+  GSList *uris;
+  g_autofree char *base = NULL;
+
+  f->http.server = soup_server_new (NULL, NULL);
+  soup_server_add_handler (f->http.server, "/fw", http_handler, f, NULL);
+  soup_server_listen_local (f->http.server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error);
+  g_assert_no_error (error);
+  uris = soup_server_get_uris (f->http.server);
+  base = g_uri_to_string (uris->data);
+  f->http.url = g_strconcat (base, "fw", NULL);
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+}
+
+/* ---- raw threaded server, for connections that break ---- */
+
+/* Reads the request head; returns the start of "Range: bytes=N-", or -1. */
+static gint64
+raw_read_request (Fixture *f, GDataInputStream *in)
+{
+  gint64 start = -1;
+  gboolean accept_encoding = FALSE;
+
+  for (;;) {
+    g_autofree char *line = g_data_input_stream_read_line (in, NULL, NULL, NULL);
+    if (line == NULL || line[0] == '\0')
+      break;
+    if (g_ascii_strncasecmp (line, "Range: bytes=", 13) == 0)
+      start = (gint64) g_ascii_strtoull (line + 13, NULL, 10);
+    if (g_ascii_strncasecmp (line, "Accept-Encoding:", 16) == 0)
+      accept_encoding = TRUE;
+  }
+  if (start >= 0) {
+    g_autofree char *range = g_strdup_printf ("bytes=%" G_GINT64_FORMAT "-", start);
+    observe_request (&f->seen, range, accept_encoding);
+  } else {
+    observe_request (&f->seen, NULL, accept_encoding);
+  }
+  return start;
+}
+
+static void
+raw_respond (Fixture *f, GOutputStream *out, gint64 range_start, gboolean first)
+{
+  const guint8 *body = g_bytes_get_data (f->firmware, NULL);
+  guint64 size = g_bytes_get_size (f->firmware);
+  guint64 start = range_start >= 0 ? (guint64) range_start : 0;
+  guint64 length = size - start;
+  g_autofree char *head = NULL;
+  gsize written = 0;
+
+  if (range_start >= 0)
+    head = g_strdup_printf ("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %" G_GUINT64_FORMAT
+                            "-%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\r\n"
+                            "Content-Length: %" G_GUINT64_FORMAT "\r\nConnection: close\r\n\r\n",
+                            start, size - 1, size, length);
+  else
+    head = g_strdup_printf ("HTTP/1.1 200 OK\r\nContent-Length: %" G_GUINT64_FORMAT
+                            "\r\nConnection: close\r\n\r\n",
+                            length);
+  if (!g_output_stream_write_all (out, head, strlen (head), NULL, NULL, NULL))
+    return;
+  if (first && f->raw.cut_after > 0)
+    length = MIN (length, f->raw.cut_after);
+  g_output_stream_write_all (out, body + start, length, &written, NULL, NULL);
+  observe_bytes (&f->seen, written);
+}
+
+static gboolean
+raw_run_cb (GThreadedSocketService *service, GSocketConnection *conn, GObject *source,
+            gpointer user_data)
+{
+  Fixture *f = user_data;
+  GIOStream *io = G_IO_STREAM (conn);
+  g_autoptr(GDataInputStream) in = g_data_input_stream_new (g_io_stream_get_input_stream (io));
+  gint64 range_start;
+  gboolean first;
+  char byte;
+
+  g_filter_input_stream_set_close_base_stream (G_FILTER_INPUT_STREAM (in), FALSE);
+  g_data_input_stream_set_newline_type (in, G_DATA_STREAM_NEWLINE_TYPE_CR_LF);
+  range_start = raw_read_request (f, in);
+  g_mutex_lock (&f->seen.lock);
+  first = f->seen.requests == 1;
+  g_mutex_unlock (&f->seen.lock);
+  if (f->raw.hang)
+    g_input_stream_read (G_INPUT_STREAM (in), &byte, 1, NULL, NULL); /* until the client leaves */
+  else
+    raw_respond (f, g_io_stream_get_output_stream (io), range_start, first);
+  g_io_stream_close (io, NULL, NULL);
+  return TRUE;
+}
+
+static void
+raw_server_start (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+
+  f->raw.service = g_threaded_socket_service_new (4);
+  g_socket_listener_add_address (G_SOCKET_LISTENER (f->raw.service), address,
+                                 G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL, &bound,
+                                 &error);
+  g_assert_no_error (error);
+  g_signal_connect (f->raw.service, "run", G_CALLBACK (raw_run_cb), f);
+  f->raw.url = g_strdup_printf ("http://127.0.0.1:%u/fw",
+                                g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+  g_socket_service_start (f->raw.service);
+}
+
+/* ---- fixture ---- */
+
+static void
+fixture_set_up (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GRand) rand = g_rand_new_with_seed (42);
+  guint32 *words = g_new (guint32, FW_SIZE / 4 + 1);
+
+  for (gsize i = 0; i < FW_SIZE / 4 + 1; i++)
+    words[i] = g_rand_int (rand);
+  f->firmware = g_bytes_new_take (words, FW_SIZE);
+  f->md5 = g_compute_checksum_for_bytes (G_CHECKSUM_MD5, f->firmware);
+  f->dir = g_dir_make_tmp ("test-downloader-XXXXXX", &error);
+  g_assert_no_error (error);
+  f->dir_fd = open (f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  g_assert_cmpint (f->dir_fd, >=, 0);
+  g_mutex_init (&f->seen.lock);
+  f->seen.ranges = g_ptr_array_new_with_free_func (g_free);
+  http_server_start (f);
+  f->session = ota_download_session_new (NULL, &error);
+  g_assert_no_error (error);
+}
+
+static void
+fixture_tear_down (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GDir) dir = g_dir_open (f->dir, 0, NULL);
+  const char *name;
+
+  g_clear_object (&f->download);
+  g_clear_object (&f->session);
+  if (f->raw.service != NULL) {
+    g_socket_service_stop (f->raw.service);
+    g_socket_listener_close (G_SOCKET_LISTENER (f->raw.service));
+    g_clear_object (&f->raw.service);
+  }
+  g_clear_object (&f->http.server);
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    unlinkat (f->dir_fd, name, 0);
+  close (f->dir_fd);
+  g_rmdir (f->dir);
+  g_free (f->dir);
+  g_free (f->http.url);
+  g_free (f->raw.url);
+  g_free (f->md5);
+  g_free (f->message);
+  g_bytes_unref (f->firmware);
+  g_ptr_array_unref (f->seen.ranges);
+  g_mutex_clear (&f->seen.lock);
+}
+
+static OtaDownloadParams
+fixture_params (Fixture *f)
+{
+  OtaDownloadParams params = {
+    .url = f->http.url,
+    .module = "",
+    .version = VERSION,
+    .md5sum = f->md5,
+    .file_size = FW_SIZE,
+    .dir_fd = f->dir_fd,
+    .dir_path = f->dir,
+    .owner_uid = (uid_t) -1,
+    .owner_gid = (gid_t) -1,
+    .checkpoint_bytes = CHECKPOINT_BYTES,
+    .stall_timeout = 30,
+    .max_retries = 3,
+    .max_firmware_size = 64 * 1024 * 1024,
+  };
+  return params;
+}
+
+/* ---- files ---- */
+
+static gboolean
+file_exists (Fixture *f, const char *name)
+{
+  struct stat st;
+
+  return fstatat (f->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static guint64
+file_size (Fixture *f, const char *name)
+{
+  struct stat st;
+
+  g_assert_cmpint (fstatat (f->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW), ==, 0);
+  return (guint64) st.st_size;
+}
+
+static void
+write_file (Fixture *f, const char *name, const void *data, gsize length)
+{
+  g_autofree char *path = g_build_filename (f->dir, name, NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_file_set_contents (path, data, (gssize) length, &error);
+  g_assert_no_error (error);
+}
+
+static void
+write_record (Fixture *f, const char *module, const char *version, const char *md5,
+              guint64 downloaded)
+{
+  OtaRecord rec = { (char *) module, (char *) version, (char *) md5, FW_SIZE, downloaded };
+  g_autofree char *stem = ota_firmware_stem (module, version);
+  g_autofree char *name = g_strconcat (stem, ".json", NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (ota_record_save_at (f->dir_fd, name, &rec, (uid_t) -1, (gid_t) -1, &error));
+  g_assert_no_error (error);
+}
+
+/* A partial image: the first @valid bytes of the firmware, then @junk wrong bytes. */
+static void
+write_partial (Fixture *f, gsize valid, gsize junk)
+{
+  g_autofree guint8 *data = g_malloc (valid + junk);
+
+  memcpy (data, g_bytes_get_data (f->firmware, NULL), valid);
+  memset (data + valid, 0xa5, junk);
+  write_file (f, BIN_NAME, data, valid + junk);
+}
+
+static void
+assert_image_is_firmware (Fixture *f)
+{
+  g_autofree char *path = g_build_filename (f->dir, BIN_NAME, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+
+  g_file_get_contents (path, &contents, &length, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (contents, length, g_bytes_get_data (f->firmware, NULL), FW_SIZE);
+  g_assert_false (file_exists (f, RECORD_NAME));
+}
+
+static void
+load_record (Fixture *f, OtaRecord *rec)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (ota_record_load_at (f->dir_fd, RECORD_NAME, rec, &error));
+  g_assert_no_error (error);
+}
+
+/* ---- running a download ---- */
+
+static void
+on_progress (OtaDownload *download, guint64 downloaded, guint64 total, Fixture *f)
+{
+  if (f->cancelled) {
+    f->signals_after_cancel++;
+    return;
+  }
+  g_assert_cmpuint (total, ==, FW_SIZE);
+  g_assert_cmpuint (downloaded, <=, total);
+  f->progress_went_back |= downloaded < f->last_progress;
+  f->last_progress = downloaded;
+  f->progress_count++;
+  if (f->cancel_at_first_progress) {
+    /* Both are allowed from inside a handler. */
+    f->cancelled = TRUE;
+    ota_download_cancel (download);
+    if (f->unref_at_cancel)
+      g_clear_object (&f->download);
+  }
+}
+
+static void
+on_verifying (OtaDownload *download, Fixture *f)
+{
+  if (f->cancelled)
+    f->signals_after_cancel++;
+  f->verifying_count++;
+}
+
+static void
+on_finished (OtaDownload *download, int code, const char *message, Fixture *f)
+{
+  if (f->cancelled)
+    f->signals_after_cancel++;
+  g_assert_false (f->finished);
+  f->finished = TRUE;
+  f->code = code;
+  g_free (f->message);
+  f->message = g_strdup (message);
+  f->verifying_before_finished = f->verifying_count == 1;
+  g_test_message ("finished %d: %s", code, message);
+}
+
+static gboolean
+on_test_timeout (gpointer user_data)
+{
+  g_error ("download did not finish");
+  return G_SOURCE_REMOVE;
+}
+
+static void
+begin_download (Fixture *f, const OtaDownloadParams *params)
+{
+  g_clear_object (&f->download);
+  f->finished = FALSE;
+  f->progress_count = 0;
+  f->last_progress = 0;
+  f->verifying_count = 0;
+  f->download = ota_download_new (f->session, params);
+  g_signal_connect (f->download, "progress", G_CALLBACK (on_progress), f);
+  g_signal_connect (f->download, "verifying", G_CALLBACK (on_verifying), f);
+  g_signal_connect (f->download, "finished", G_CALLBACK (on_finished), f);
+  ota_download_start (f->download);
+}
+
+static void
+wait_finished (Fixture *f)
+{
+  guint guard = g_timeout_add_seconds (60, on_test_timeout, NULL);
+
+  while (!f->finished)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (guard);
+}
+
+static int
+run_download (Fixture *f, const OtaDownloadParams *params)
+{
+  begin_download (f, params);
+  wait_finished (f);
+  return f->code;
+}
+
+/* ---- tests ---- */
+
+static void
+test_clean_download (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autofree char *path = g_build_filename (f->dir, BIN_NAME, NULL);
+
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpstr (ota_download_get_path (f->download), ==, path);
+  g_assert_cmpuint (ota_download_get_downloaded (f->download), ==, FW_SIZE);
+  g_assert_cmpuint (ota_download_get_resumed_from (f->download), ==, 0);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+  g_assert_cmpstr (observed_range (f, 0), ==, "");
+  g_assert_false (f->seen.saw_accept_encoding);
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE);
+  g_assert_cmpuint (f->progress_count, >, 0);
+  g_assert_false (f->progress_went_back);
+  g_assert_cmpuint (f->last_progress, ==, FW_SIZE);
+  g_assert_true (f->verifying_before_finished);
+}
+
+static void
+test_resume_requests_the_rest (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const gsize done = 1024 * 1024 + 7;
+  g_autofree char *expected = g_strdup_printf ("bytes=%" G_GSIZE_FORMAT "-", done);
+
+  write_partial (f, done, 0);
+  write_record (f, "", VERSION, f->md5, done);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+  g_assert_cmpstr (observed_range (f, 0), ==, expected);
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE - done);
+  g_assert_cmpuint (ota_download_get_resumed_from (f->download), ==, done);
+}
+
+static void
+test_resume_drops_bytes_past_checkpoint (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const gsize done = 600 * 1024;
+
+  /* Written after the last checkpoint, never confirmed: must not be trusted. */
+  write_partial (f, done, 300 * 1024);
+  write_record (f, "", VERSION, f->md5, done);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (ota_download_get_resumed_from (f->download), ==, done);
+}
+
+static void
+test_resume_from_shorter_file (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const gsize on_disk = 700 * 1024;
+
+  /* The record claims more than the file holds: trust the file. */
+  write_partial (f, on_disk, 0);
+  write_record (f, "", VERSION, f->md5, 2 * 1024 * 1024);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (ota_download_get_resumed_from (f->download), ==, on_disk);
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE - on_disk);
+}
+
+static void
+test_resume_of_complete_file_gets_416 (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autofree char *expected = g_strdup_printf ("bytes=%d-", FW_SIZE);
+
+  write_partial (f, FW_SIZE, 0);
+  write_record (f, "", VERSION, f->md5, FW_SIZE);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+  g_assert_cmpstr (observed_range (f, 0), ==, expected);
+  g_assert_cmpuint (f->seen.bytes_sent, ==, 0);
+  g_assert_true (f->verifying_before_finished);
+}
+
+static void
+test_range_ignored_starts_over (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const gsize done = 1024 * 1024;
+
+  f->http.ignore_range = TRUE;
+  write_partial (f, done, 0);
+  write_record (f, "", VERSION, f->md5, done);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+  g_assert_cmpstr (observed_range (f, 0), !=, "");
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE);
+  g_assert_cmpuint (ota_download_get_resumed_from (f->download), ==, 0);
+}
+
+static void
+test_wrong_content_range_starts_over (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const gsize done = 1024 * 1024;
+
+  f->http.bad_content_range = TRUE;
+  write_partial (f, done, 0);
+  write_record (f, "", VERSION, f->md5, done);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+  g_assert_cmpstr (observed_range (f, 0), !=, "");
+  g_assert_cmpstr (observed_range (f, 1), ==, "");
+}
+
+static void
+test_not_found_fails_at_once (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->http.fail_count = 100;
+  f->http.fail_status = SOUP_STATUS_NOT_FOUND;
+  g_assert_cmpint (run_download (f, &params), ==, -2);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+  /* Nothing was received: no empty image is left behind. */
+  g_assert_false (file_exists (f, BIN_NAME));
+  g_assert_false (file_exists (f, RECORD_NAME));
+}
+
+static void
+test_forbidden_fails_at_once (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->http.fail_count = 100;
+  f->http.fail_status = SOUP_STATUS_FORBIDDEN;
+  g_assert_cmpint (run_download (f, &params), ==, -3);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+}
+
+static void
+test_unexpected_status_fails_at_once (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->http.fail_count = 100;
+  f->http.fail_status = SOUP_STATUS_UNAUTHORIZED;
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+  g_assert_nonnull (strstr (f->message, "401"));
+}
+
+static void
+test_server_errors_are_retried (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->http.fail_count = 2;
+  f->http.fail_status = SOUP_STATUS_INTERNAL_SERVER_ERROR;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 3);
+}
+
+static void
+test_retries_run_out (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  params.max_retries = 1;
+  f->http.fail_count = 100;
+  f->http.fail_status = SOUP_STATUS_SERVICE_UNAVAILABLE;
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+  g_assert_nonnull (strstr (f->message, "503"));
+}
+
+static void
+test_stall_is_a_timeout (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->raw.hang = TRUE;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  params.stall_timeout = 1;
+  params.max_retries = 0;
+  g_assert_cmpint (run_download (f, &params), ==, -1);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+}
+
+static void
+test_cut_connection_resumes (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const guint64 cut = 1024 * 1024 + 3;
+  g_autofree char *expected = g_strdup_printf ("bytes=%" G_GUINT64_FORMAT "-", cut);
+
+  f->raw.cut_after = cut;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+  g_assert_cmpstr (observed_range (f, 0), ==, "");
+  /* Every byte received before the cut was kept. */
+  g_assert_cmpstr (observed_range (f, 1), ==, expected);
+  g_assert_cmpuint (f->seen.bytes_sent, <=, FW_SIZE + CHECKPOINT_BYTES);
+}
+
+static void
+test_md5_mismatch_deletes_files (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  params.md5sum = WRONG_MD5;
+  g_assert_cmpint (run_download (f, &params), ==, -4);
+  g_assert_nonnull (strstr (f->message, "md5 mismatch"));
+  g_assert_nonnull (strstr (f->message, f->md5));
+  g_assert_false (file_exists (f, BIN_NAME));
+  g_assert_false (file_exists (f, RECORD_NAME));
+}
+
+static void
+test_longer_body_is_a_mismatch (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  /* The server's file is bigger than offered: not the offered image. */
+  params.file_size = FW_SIZE - 1000;
+  g_assert_cmpint (run_download (f, &params), ==, -4);
+  g_assert_false (file_exists (f, BIN_NAME));
+  g_assert_false (file_exists (f, RECORD_NAME));
+}
+
+static void
+test_too_big_fails_before_request (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  params.max_firmware_size = FW_SIZE - 1;
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_nonnull (strstr (f->message, "max_firmware_size"));
+  g_assert_cmpuint (f->seen.requests, ==, 0);
+  g_assert_false (file_exists (f, BIN_NAME));
+}
+
+static void
+test_no_space_fails_before_request (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  /* A petabyte fits no test machine. */
+  params.file_size = G_GUINT64_CONSTANT (1) << 50;
+  params.max_firmware_size = G_MAXUINT64;
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_nonnull (strstr (f->message, "not enough space in"));
+  g_assert_nonnull (strstr (f->message, f->dir));
+  g_assert_cmpuint (f->seen.requests, ==, 0);
+  g_assert_false (file_exists (f, BIN_NAME));
+  g_assert_false (file_exists (f, RECORD_NAME));
+}
+
+static void
+test_invalid_version_touches_nothing (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autofree char *parent = g_path_get_dirname (f->dir);
+  g_autofree char *escaped = g_build_filename (parent, "x.bin", NULL);
+
+  params.version = "../x";
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_cmpuint (f->seen.requests, ==, 0);
+  g_assert_false (g_file_test (escaped, G_FILE_TEST_EXISTS));
+}
+
+/* After cancel the files stay resumable, and a new download of the same
+ * offer (started at once) picks up where the cancelled one stopped. */
+static void
+test_cancel_keeps_partial (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_auto(OtaRecord) rec = { 0 };
+  g_autoptr(OtaDownload) cancelled = NULL;
+  g_autofree char *range = NULL;
+  guint64 resumed;
+
+  f->cancel_at_first_progress = TRUE;
+  f->unref_at_cancel = GPOINTER_TO_INT (data);
+  begin_download (f, &params);
+  while (!f->cancelled)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (file_exists (f, BIN_NAME));
+  load_record (f, &rec);
+  g_assert_cmpuint (rec.downloaded_size, <=, file_size (f, BIN_NAME));
+  /* Keep the cancelled object (if still ours) alive to see that it stays quiet. */
+  cancelled = g_steal_pointer (&f->download);
+
+  observations_reset (&f->seen);
+  f->cancel_at_first_progress = FALSE;
+  f->cancelled = FALSE;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  resumed = ota_download_get_resumed_from (f->download);
+  g_assert_cmpuint (resumed, >, 0);
+  g_assert_cmpuint (resumed, <, FW_SIZE);
+  range = g_strdup_printf ("bytes=%" G_GUINT64_FORMAT "-", resumed);
+  g_assert_cmpstr (observed_range (f, 0), ==, range);
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE - resumed);
+  g_assert_cmpuint (f->signals_after_cancel, ==, 0);
+}
+
+static void
+on_unexpected_signal (void)
+{
+  g_assert_not_reached ();
+}
+
+static void
+test_cancel_right_after_start (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  OtaDownload *download = ota_download_new (f->session, &params);
+
+  g_signal_connect (download, "progress", G_CALLBACK (on_unexpected_signal), NULL);
+  g_signal_connect (download, "finished", G_CALLBACK (on_unexpected_signal), NULL);
+  ota_download_start (download);
+  ota_download_cancel (download);
+  ota_download_cancel (download);
+  g_object_unref (download);
+  /* The next download waits for the cancelled worker, then completes. */
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+}
+
+static void
+test_drop_without_cancel (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  OtaDownload *download = ota_download_new (f->session, &params);
+
+  /* Never started, then started and dropped while preparing: both are fine. */
+  g_object_unref (download);
+  download = ota_download_new (f->session, &params);
+  ota_download_start (download);
+  g_object_unref (download);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+}
+
+static void
+test_other_offer_replaces_partial (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  /* Same version, other image: its partial must not be resumed. */
+  write_partial (f, 1024 * 1024, 0);
+  write_record (f, "", VERSION, WRONG_MD5, 1024 * 1024);
+  /* An older version of this module: replaced. Another module's: kept. */
+  write_file (f, "FW_0.1.bin", "old", 3);
+  write_record (f, "", "0.1", f->md5, 3);
+  write_file (f, "FW_mcu_0.1.bin", "mcu", 3);
+  write_record (f, "mcu", "0.1", f->md5, 3);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpstr (observed_range (f, 0), ==, "");
+  g_assert_false (file_exists (f, "FW_0.1.bin"));
+  g_assert_false (file_exists (f, "FW_0.1.json"));
+  g_assert_true (file_exists (f, "FW_mcu_0.1.bin"));
+  g_assert_true (file_exists (f, "FW_mcu_0.1.json"));
+}
+
+static void
+test_module_file_names (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autofree char *path = g_build_filename (f->dir, "FW_mcu_0.2.bin", NULL);
+
+  params.module = "mcu";
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  g_assert_cmpstr (ota_download_get_path (f->download), ==, path);
+  g_assert_cmpuint (file_size (f, "FW_mcu_0.2.bin"), ==, FW_SIZE);
+  g_assert_false (file_exists (f, "FW_mcu_0.2.json"));
+}
+
+static void
+test_session_rejects_missing_ca_file (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SoupSession) session = ota_download_session_new ("/nonexistent/ca.pem", &error);
+
+  g_assert_null (session);
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "/nonexistent/ca.pem"));
+}
+
+#define ADD(path, fn, data) \
+  g_test_add (path, Fixture, data, fixture_set_up, fn, fixture_tear_down)
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  ADD ("/download/clean", test_clean_download, NULL);
+  ADD ("/download/module-file-names", test_module_file_names, NULL);
+  ADD ("/download/resume/requests-the-rest", test_resume_requests_the_rest, NULL);
+  ADD ("/download/resume/drops-bytes-past-checkpoint", test_resume_drops_bytes_past_checkpoint,
+       NULL);
+  ADD ("/download/resume/from-shorter-file", test_resume_from_shorter_file, NULL);
+  ADD ("/download/resume/complete-file-gets-416", test_resume_of_complete_file_gets_416, NULL);
+  ADD ("/download/resume/range-ignored-starts-over", test_range_ignored_starts_over, NULL);
+  ADD ("/download/resume/wrong-content-range-starts-over", test_wrong_content_range_starts_over,
+       NULL);
+  ADD ("/download/resume/other-offer-replaces-partial", test_other_offer_replaces_partial, NULL);
+  ADD ("/download/http/not-found-fails-at-once", test_not_found_fails_at_once, NULL);
+  ADD ("/download/http/forbidden-fails-at-once", test_forbidden_fails_at_once, NULL);
+  ADD ("/download/http/unexpected-status-fails-at-once", test_unexpected_status_fails_at_once,
+       NULL);
+  ADD ("/download/retry/server-errors-are-retried", test_server_errors_are_retried, NULL);
+  ADD ("/download/retry/retries-run-out", test_retries_run_out, NULL);
+  ADD ("/download/retry/stall-is-a-timeout", test_stall_is_a_timeout, NULL);
+  ADD ("/download/retry/cut-connection-resumes", test_cut_connection_resumes, NULL);
+  ADD ("/download/verify/md5-mismatch-deletes-files", test_md5_mismatch_deletes_files, NULL);
+  ADD ("/download/verify/longer-body-is-a-mismatch", test_longer_body_is_a_mismatch, NULL);
+  ADD ("/download/limits/too-big-fails-before-request", test_too_big_fails_before_request, NULL);
+  ADD ("/download/limits/no-space-fails-before-request", test_no_space_fails_before_request,
+       NULL);
+  ADD ("/download/limits/invalid-version-touches-nothing", test_invalid_version_touches_nothing,
+       NULL);
+  ADD ("/download/cancel/keeps-partial", test_cancel_keeps_partial, GINT_TO_POINTER (FALSE));
+  ADD ("/download/cancel/unref-in-handler", test_cancel_keeps_partial, GINT_TO_POINTER (TRUE));
+  ADD ("/download/cancel/right-after-start", test_cancel_right_after_start, NULL);
+  ADD ("/download/cancel/drop-without-cancel", test_drop_without_cancel, NULL);
+  g_test_add_func ("/download/session/rejects-missing-ca-file", test_session_rejects_missing_ca_file);
+  return g_test_run ();
+}
