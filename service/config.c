@@ -355,6 +355,16 @@ is_known_group (const char *group)
   return FALSE;
 }
 
+static gboolean
+is_known_key (const char *group, const char *key)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (key_specs); i++) {
+    if (g_str_equal (group, key_specs[i].group) && g_str_equal (key, key_specs[i].key))
+      return TRUE;
+  }
+  return FALSE;
+}
+
 /* Everything known has been consumed: whatever is left is an error. */
 static gboolean
 check_nothing_left (GKeyFile *key_file, GError **error)
@@ -371,8 +381,10 @@ check_nothing_left (GKeyFile *key_file, GError **error)
     }
     keys = g_key_file_get_keys (key_file, groups[i], NULL, NULL);
     if (keys != NULL && keys[0] != NULL) {
+      /* A known key still present was written twice: only the last one was read. */
       g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                   "unknown key [%s] %s", groups[i], keys[0]);
+                   is_known_key (groups[i], keys[0]) ? "duplicate key [%s] %s" : "unknown key [%s] %s",
+                   groups[i], keys[0]);
       return FALSE;
     }
   }

@@ -369,19 +369,29 @@ ota_writer_checkpoint (OtaWriter *w, GError **error)
   return TRUE;
 }
 
-static gboolean
-ota_writer_write (OtaWriter *w, const guint8 *data, gsize length, GError **error)
+static int
+ota_pwrite_all (int fd, const guint8 *data, gsize length, off_t offset)
 {
-  gsize done = 0;
-
-  while (done < length) {
-    ssize_t n = pwrite (w->bin_fd, data + done, length - done, (off_t) (w->written + done));
+  while (length > 0) {
+    ssize_t n = pwrite (fd, data, length, offset);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
-      return ota_set_errno_error (error, errno, "cannot write", w->bin_name);
-    done += (gsize) n;
+      return errno;
+    data += n;
+    length -= (gsize) n;
+    offset += n;
   }
+  return 0;
+}
+
+static gboolean
+ota_writer_write (OtaWriter *w, const guint8 *data, gsize length, GError **error)
+{
+  int saved_errno = ota_pwrite_all (w->bin_fd, data, length, (off_t) w->written);
+
+  if (saved_errno != 0)
+    return ota_set_errno_error (error, saved_errno, "cannot write", w->bin_name);
   g_checksum_update (w->checksum, data, (gssize) length);
   w->written += length;
   /* Syncing per chunk would cap throughput at the disk's sync rate. */

@@ -21,17 +21,26 @@ wait_timeout_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static gboolean
+wait_tick_cb (gpointer user_data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
 gboolean
 ota_test_wait (gboolean (*cond) (gpointer data), gpointer data, guint timeout_ms)
 {
   WaitCtx ctx = { cond, data, FALSE };
   guint id = g_timeout_add (timeout_ms, wait_timeout_cb, &ctx);
+  /* Conditions on files or other processes are not main-loop events: poll them too. */
+  guint tick = g_timeout_add (20, wait_tick_cb, NULL);
   gboolean ok;
 
   while (!(ok = cond (data)) && !ctx.timed_out)
     g_main_context_iteration (NULL, TRUE);
   if (!ctx.timed_out)
     g_source_remove (id);
+  g_source_remove (tick);
   return ok;
 }
 
@@ -327,10 +336,13 @@ ota_test_agent_new (const char *dir, guint port, const char *extra_ota_keys)
   agent->config_path = g_build_filename (dir, "iv-otad.conf", NULL);
   agent->log_path = g_build_filename (dir, "iv-otad.log", NULL);
   agent->state_dir = g_build_filename (dir, "state", NULL);
+  /* Plain http from the local stand-in, unless the test says otherwise. */
+  gboolean https_set = extra_ota_keys != NULL && strstr (extra_ota_keys, "require_https") != NULL;
+
   conf = g_strdup_printf ("[mqtt]\nport=%u\nkeepalive=10\n[device]\nproduct_id=%s\ndevice_name=%s\n"
-                          "[ota]\nstate_dir=%s\nrequire_https=false\n%s\n",
+                          "[ota]\nstate_dir=%s\n%s%s\n",
                           port, OTA_TEST_PRODUCT, OTA_TEST_DEVICE, agent->state_dir,
-                          extra_ota_keys != NULL ? extra_ota_keys : "");
+                          https_set ? "" : "require_https=false\n", extra_ota_keys != NULL ? extra_ota_keys : "");
   g_assert_true (g_file_set_contents (agent->config_path, conf, -1, NULL));
   return agent;
 }
@@ -495,7 +507,7 @@ state_found (gpointer data)
 
   for (guint i = 0; i < w->sig->progress->len; i++) {
     const char *module, *state;
-    g_variant_get (g_ptr_array_index (w->sig->progress, i), "(&s&s&suttis)", &module, NULL, &state, NULL, NULL,
+    g_variant_get (g_ptr_array_index (w->sig->progress, i), "(&s&s&sutti&s)", &module, NULL, &state, NULL, NULL,
                    NULL, NULL, NULL);
     if (g_str_equal (module, w->module) && g_str_equal (state, w->state)) {
       w->found = (int) i;

@@ -237,6 +237,7 @@ static const BadConfig bad_configs[] = {
   { "unknown-group", DEVICE "[foo]\nbar=1\n", "unknown group [foo]" },
   { "unknown-empty-group", DEVICE "[foo]\n", "unknown group [foo]" },
   { "unknown-mqtt-key", DEVICE "[mqtt]\nhots=example.com\n", "unknown key [mqtt] hots" },
+  { "duplicate-key", DEVICE "[ota]\nrequire_https=false\nrequire_https=true\n", "duplicate key [ota] require_https" },
   { "unknown-device-key", DEVICE "[device]\nserial=1\n", "unknown key [device] serial" },
   { "unknown-ota-key", DEVICE "[ota]\nreport_intervall=5\n", "unknown key [ota] report_intervall" },
   { "localized-key", DEVICE "[mqtt]\nhost[de]=x\n", "unknown key [mqtt] host[de]" },
