@@ -265,23 +265,51 @@ agent_lookup_owned (OtaAgent *self, const char *owner, const char *module, GErro
   return m;
 }
 
+/* Released modules stay listed for status; the oldest of them make room for new ones. */
+static gboolean
+agent_make_room (OtaAgent *self)
+{
+  GHashTableIter iter;
+  gpointer module;
+
+  if (g_hash_table_size (self->modules) < OTA_AGENT_MAX_MODULES)
+    return TRUE;
+  g_hash_table_iter_init (&iter, self->modules);
+  while (g_hash_table_iter_next (&iter, NULL, &module)) {
+    if (ota_module_get_owner (module) == NULL) {
+      g_hash_table_iter_remove (&iter);
+      g_signal_emit (self, signals[SIGNAL_MODULES_CHANGED], 0);
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
 gboolean
 ota_agent_init_module (OtaAgent *self, const char *owner, uid_t uid, gid_t gid, const char *module,
                        const char *version, const char *firmware_dir, gboolean ask_before_download,
                        GError **error)
 {
   OtaModule *m;
+  gboolean created;
 
   if (!agent_check_module_name (module, error))
     return FALSE;
   m = g_hash_table_lookup (self->modules, module);
-  if (m == NULL && g_hash_table_size (self->modules) >= OTA_AGENT_MAX_MODULES) {
+  created = m == NULL;
+  if (created && !agent_make_room (self)) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "too many modules (at most %d)", OTA_AGENT_MAX_MODULES);
     return FALSE;
   }
-  if (m == NULL)
+  if (created)
     m = agent_add_module (self, module);
-  return ota_module_activate (m, owner, uid, gid, version, firmware_dir, ask_before_download, error);
+  if (!ota_module_activate (m, owner, uid, gid, version, firmware_dir, ask_before_download, error)) {
+    /* A refused Init leaves no trace: NoSuchModule stays true, the table stays bounded. */
+    if (created)
+      g_hash_table_remove (self->modules, module);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 gboolean

@@ -977,10 +977,11 @@ ota_download_verify (OtaDownload *self)
 static guint
 ota_backoff_delay_ms (guint attempt)
 {
-  double base = (double) MIN ((guint64) OTA_BACKOFF_BASE_MS << MIN (attempt, 8), OTA_BACKOFF_MAX_MS);
+  guint64 base = MIN ((guint64) OTA_BACKOFF_BASE_MS << MIN (attempt, 8), OTA_BACKOFF_MAX_MS);
 
   /* ±25 % so that devices cut off together do not come back together. */
-  return (guint) MIN (g_random_double_range (0.75 * base, 1.25 * base), OTA_BACKOFF_MAX_MS);
+  return (guint) MIN (g_random_double_range (0.75 * (double) base, 1.25 * (double) base),
+                      OTA_BACKOFF_MAX_MS);
 }
 
 static void ota_download_send (OtaDownload *self);
@@ -1003,7 +1004,8 @@ ota_download_retry (OtaDownload *self, gboolean timeout, const char *reason)
 
   ota_download_end_attempt (self);
   if (self->retries >= self->max_retries) {
-    g_autofree char *msg = g_strdup_printf ("giving up after %u retries: %s", self->retries, reason);
+    g_autofree char *msg = g_strdup_printf ("giving up after %u retries: %s", self->retries,
+                                            reason);
     ota_download_fail (self, timeout ? OTA_RESULT_TIMEOUT : OTA_RESULT_FAILED, msg);
     return;
   }
@@ -1149,11 +1151,13 @@ ota_download_check_encoding (OtaDownload *self, SoupMessageHeaders *headers)
 static void
 ota_download_receive_full (OtaDownload *self, SoupMessageHeaders *headers)
 {
+  goffset length = soup_message_headers_get_content_length (headers);
+
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH &&
-      (guint64) soup_message_headers_get_content_length (headers) != self->file_size) {
-    g_autofree char *msg = g_strdup_printf (
-        "size mismatch: the server's file has %" G_GINT64_FORMAT " bytes, the offer %" G_GUINT64_FORMAT,
-        (gint64) soup_message_headers_get_content_length (headers), self->file_size);
+      (guint64) length != self->file_size) {
+    g_autofree char *msg = g_strdup_printf ("size mismatch: the server's file has %" G_GINT64_FORMAT
+                                            " bytes, the offer %" G_GUINT64_FORMAT,
+                                            (gint64) length, self->file_size);
     ota_download_conclude (self, OTA_JOB_DISCARD, OTA_RESULT_MD5_MISMATCH, msg);
     return;
   }
@@ -1171,8 +1175,8 @@ ota_download_receive_partial (OtaDownload *self, SoupMessageHeaders *headers)
       start < 0 || (guint64) start != self->received || total < 0 ||
       (guint64) total != self->file_size) {
     /* Not the bytes we asked for: distrust the range, start over without one. */
-    g_autofree char *reason = g_strdup_printf ("206 with a wrong Content-Range for byte %" G_GUINT64_FORMAT,
-                                               self->received);
+    g_autofree char *reason = g_strdup_printf ("206 with a wrong Content-Range for byte %"
+                                               G_GUINT64_FORMAT, self->received);
     self->generation++;
     self->received = self->downloaded = self->resumed_from = 0;
     ota_download_push_kind (self, OTA_JOB_RESTART);
@@ -1339,14 +1343,14 @@ static void
 ota_download_handle_reply (OtaDownload *self, OtaJob *job)
 {
   /* A handler may drop the last reference to us. */
-  g_autoptr(OtaDownload) keep = g_object_ref (self);
-
+  g_object_ref (self);
   if (job->kind == OTA_JOB_WRITE) {
     ota_download_written (self, job);
-    return;
+  } else {
+    ota_download_handle_control (self, job);
+    ota_job_free (job);
   }
-  ota_download_handle_control (self, job);
-  ota_job_free (job);
+  g_object_unref (self);
 }
 
 /* ---- public API ---- */

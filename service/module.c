@@ -500,11 +500,17 @@ ota_module_deactivate (OtaModule *self)
   g_clear_handle_id (&self->report_timer, g_source_remove);
   g_clear_handle_id (&self->retry_timer, g_source_remove);
   g_clear_pointer (&self->owner, g_free);
+  if (self->dir_fd >= 0)
+    close (self->dir_fd);
+  self->dir_fd = -1;
   if (self->state == OTA_MODULE_STATE_OFFERED || self->state == OTA_MODULE_STATE_DOWNLOADING ||
-      self->state == OTA_MODULE_STATE_VERIFYING)
+      self->state == OTA_MODULE_STATE_VERIFYING) {
+    /* The cycle is abandoned (its partial file stays for resume): no target any more. */
+    g_clear_pointer (&self->offer, ota_offer_free);
     module_set_state (self, OTA_MODULE_STATE_IDLE);
-  else
+  } else {
     module_emit_progress (self);
+  }
 }
 
 gboolean

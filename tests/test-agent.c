@@ -2,6 +2,8 @@
  * and the D-Bus interface as a client sees it. */
 #include "harness.h"
 
+#include "agent.h"
+
 #include <glib/gstdio.h>
 
 #define REPORT_VERSION(v) "{\"type\":\"report_version\",\"report\":{\"version\":\"" v "\"}}"
@@ -182,6 +184,22 @@ test_init_bad_arguments (OtaTestEnv *env, gconstpointer data)
     g_assert_nonnull (error);
     remote = g_dbus_error_get_remote_error (error);
     g_assert_cmpstr (remote, ==, cases[i].error);
+  }
+  /* A refused Init creates nothing: 70 of them cannot fill the module table. */
+  for (guint i = 0; i < OTA_AGENT_MAX_MODULES + 6; i++) {
+    g_autoptr (GError) error = NULL;
+    g_autofree char *name = g_strdup_printf ("m%u", i);
+    ota_test_init (env->proxy, name, "1.0", "/nonexistent/dir", FALSE, &error);
+    ota_test_assert_remote_error (error, "org.iv.Ota.Error.InvalidArgs");
+  }
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (GVariant) status = NULL;
+    ota_dbus_ota_call_get_status_sync (env->proxy, "m0", &status, NULL, &error);
+    ota_test_assert_remote_error (error, "org.iv.Ota.Error.NoSuchModule");
+    g_clear_error (&error);
+    ota_test_init (env->proxy, "fresh", "1.0", env->fw_dir, FALSE, &error);
+    g_assert_no_error (error);
   }
 }
 

@@ -6,6 +6,8 @@
 
 #include <fcntl.h>
 #include <glib/gstdio.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,13 +38,18 @@ typedef struct {
   guint fail_status;
   gboolean ignore_range;
   gboolean bad_content_range; /* once, on a Range request */
+  const char *content_encoding;
+  const char *redirect_to;
 } HttpServer;
 
 typedef struct {
   GSocketService *service;
   char *url;
-  guint64 cut_after; /* the first response stops after this many body bytes */
-  gboolean hang;     /* never answer */
+  guint64 cut_after;   /* the first response stops after this many body bytes... */
+  gboolean stall;      /* ...and, if set, the connection then stays open, silent */
+  gboolean hang;       /* never answer */
+  gboolean trailing_junk; /* no Content-Length, more bytes than the firmware */
+  gint responses;
 } RawServer;
 
 typedef struct {
@@ -53,6 +60,9 @@ typedef struct {
   Observations seen;
   HttpServer http;
   RawServer raw;
+  SoupServer *https_server;
+  char *https_url;
+  char *cert_file;
   SoupSession *session;
 
   OtaDownload *download;
@@ -140,6 +150,10 @@ http_handler (SoupServer *server, SoupServerMessage *msg, const char *path, GHas
   observe_request (&f->seen, range,
                    soup_message_headers_get_one (request, "Accept-Encoding") != NULL);
   g_signal_connect (msg, "wrote-body-data", G_CALLBACK (http_wrote_body_data_cb), &f->seen);
+  if (f->http.redirect_to != NULL) {
+    soup_server_message_set_redirect (msg, SOUP_STATUS_FOUND, f->http.redirect_to);
+    return;
+  }
   if (f->http.fail_count > 0) {
     f->http.fail_count--;
     soup_server_message_set_status (msg, f->http.fail_status, NULL);
@@ -152,8 +166,24 @@ http_handler (SoupServer *server, SoupServerMessage *msg, const char *path, GHas
   /* Without the header SoupServer sends the whole body with 200. */
   if (f->http.ignore_range)
     soup_message_headers_remove (request, "Range");
+  if (f->http.content_encoding != NULL)
+    soup_message_headers_append (soup_server_message_get_response_headers (msg),
+                                 "Content-Encoding", f->http.content_encoding);
   soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
   soup_message_body_append_bytes (soup_server_message_get_response_body (msg), f->firmware);
+}
+
+/* Serves the image even while redirect_to is set for the HTTPS server. */
+static void
+http_plain_handler (SoupServer *server, SoupServerMessage *msg, const char *path,
+                    GHashTable *query, gpointer user_data)
+{
+  Fixture *f = user_data;
+  const char *redirect_to = f->http.redirect_to;
+
+  f->http.redirect_to = NULL;
+  http_handler (server, msg, path, query, user_data);
+  f->http.redirect_to = redirect_to;
 }
 
 static void
@@ -171,6 +201,67 @@ http_server_start (Fixture *f)
   base = g_uri_to_string (uris->data);
   f->http.url = g_strconcat (base, "fw", NULL);
   g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+}
+
+/* ---- HTTPS: a certificate made for this run (no clock or expiry surprises) ---- */
+
+static gboolean
+make_certificate (Fixture *f, char **key_file)
+{
+  g_autofree char *openssl = g_find_program_in_path ("openssl");
+  g_autoptr(GError) error = NULL;
+  int status = -1;
+
+  if (openssl == NULL)
+    return FALSE;
+  f->cert_file = g_build_filename (f->dir, "cert.pem", NULL);
+  *key_file = g_build_filename (f->dir, "key.pem", NULL);
+  const char *argv[] = { openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                         "-subj", "/CN=iv-ota test", "-addext", "subjectAltName=IP:127.0.0.1",
+                         "-keyout", *key_file, "-out", f->cert_file, NULL };
+  g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+                NULL, NULL, NULL, NULL, &status, &error);
+  g_assert_no_error (error);
+  return g_spawn_check_wait_status (status, NULL);
+}
+
+/* LeakSanitizer (gcc 12, clang 14) crashes at exit scanning the dynamic TLS
+ * of glib-networking's GnuTLS once a TLS connection was made: no HTTPS there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define OTA_TEST_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OTA_TEST_UNDER_ASAN 1
+#endif
+#endif
+
+static gboolean
+https_server_start (Fixture *f)
+{
+  g_autofree char *key_file = NULL;
+  g_autoptr(GTlsCertificate) certificate = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *base = NULL;
+  GSList *uris;
+
+#ifdef OTA_TEST_UNDER_ASAN
+  return FALSE;
+#endif
+  if (!make_certificate (f, &key_file))
+    return FALSE;
+  certificate = g_tls_certificate_new_from_files (f->cert_file, key_file, &error);
+  g_assert_no_error (error);
+  f->https_server = soup_server_new ("tls-certificate", certificate, NULL);
+  soup_server_add_handler (f->https_server, "/fw", http_handler, f, NULL);
+  soup_server_listen_local (f->https_server, 0,
+                            SOUP_SERVER_LISTEN_IPV4_ONLY | SOUP_SERVER_LISTEN_HTTPS, &error);
+  g_assert_no_error (error);
+  uris = soup_server_get_uris (f->https_server);
+  base = g_uri_to_string (uris->data);
+  f->https_url = g_strconcat (base, "fw", NULL);
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+  return TRUE;
 }
 
 /* ---- raw threaded server, for connections that break ---- */
@@ -210,9 +301,12 @@ raw_respond (Fixture *f, GOutputStream *out, gint64 range_start, gboolean first)
   g_autofree char *head = NULL;
   gsize written = 0;
 
-  if (range_start >= 0)
-    head = g_strdup_printf ("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes %" G_GUINT64_FORMAT
-                            "-%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "\r\n"
+  if (f->raw.trailing_junk)
+    head = g_strdup ("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+  else if (range_start >= 0)
+    head = g_strdup_printf ("HTTP/1.1 206 Partial Content\r\n"
+                            "Content-Range: bytes %" G_GUINT64_FORMAT "-%" G_GUINT64_FORMAT
+                            "/%" G_GUINT64_FORMAT "\r\n"
                             "Content-Length: %" G_GUINT64_FORMAT "\r\nConnection: close\r\n\r\n",
                             start, size - 1, size, length);
   else
@@ -225,6 +319,17 @@ raw_respond (Fixture *f, GOutputStream *out, gint64 range_start, gboolean first)
     length = MIN (length, f->raw.cut_after);
   g_output_stream_write_all (out, body + start, length, &written, NULL, NULL);
   observe_bytes (&f->seen, written);
+  if (f->raw.trailing_junk)
+    g_output_stream_write_all (out, body, 1000, NULL, NULL, NULL);
+}
+
+/* Blocks until the client closes the connection. */
+static void
+raw_wait_for_close (GInputStream *in)
+{
+  char byte;
+
+  g_input_stream_read (in, &byte, 1, NULL, NULL);
 }
 
 static gboolean
@@ -236,18 +341,15 @@ raw_run_cb (GThreadedSocketService *service, GSocketConnection *conn, GObject *s
   g_autoptr(GDataInputStream) in = g_data_input_stream_new (g_io_stream_get_input_stream (io));
   gint64 range_start;
   gboolean first;
-  char byte;
 
   g_filter_input_stream_set_close_base_stream (G_FILTER_INPUT_STREAM (in), FALSE);
   g_data_input_stream_set_newline_type (in, G_DATA_STREAM_NEWLINE_TYPE_CR_LF);
   range_start = raw_read_request (f, in);
-  g_mutex_lock (&f->seen.lock);
-  first = f->seen.requests == 1;
-  g_mutex_unlock (&f->seen.lock);
-  if (f->raw.hang)
-    g_input_stream_read (G_INPUT_STREAM (in), &byte, 1, NULL, NULL); /* until the client leaves */
-  else
+  first = g_atomic_int_add (&f->raw.responses, 1) == 0;
+  if (!f->raw.hang)
     raw_respond (f, g_io_stream_get_output_stream (io), range_start, first);
+  if (f->raw.hang || (first && f->raw.stall))
+    raw_wait_for_close (G_INPUT_STREAM (in));
   g_io_stream_close (io, NULL, NULL);
   return TRUE;
 }
@@ -309,6 +411,7 @@ fixture_tear_down (Fixture *f, gconstpointer data)
     g_clear_object (&f->raw.service);
   }
   g_clear_object (&f->http.server);
+  g_clear_object (&f->https_server);
   while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
     unlinkat (f->dir_fd, name, 0);
   close (f->dir_fd);
@@ -316,6 +419,8 @@ fixture_tear_down (Fixture *f, gconstpointer data)
   g_free (f->dir);
   g_free (f->http.url);
   g_free (f->raw.url);
+  g_free (f->https_url);
+  g_free (f->cert_file);
   g_free (f->md5);
   g_free (f->message);
   g_bytes_unref (f->firmware);
@@ -719,6 +824,24 @@ test_cut_connection_resumes (Fixture *f, gconstpointer data)
 }
 
 static void
+test_stall_in_body_resumes (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const guint64 cut = 1500 * 1024;
+  g_autofree char *expected = g_strdup_printf ("bytes=%" G_GUINT64_FORMAT "-", cut);
+
+  f->raw.cut_after = cut;
+  f->raw.stall = TRUE;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  params.stall_timeout = 1;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+  g_assert_cmpstr (observed_range (f, 1), ==, expected);
+}
+
+static void
 test_md5_mismatch_deletes_files (Fixture *f, gconstpointer data)
 {
   OtaDownloadParams params = fixture_params (f);
@@ -741,6 +864,52 @@ test_longer_body_is_a_mismatch (Fixture *f, gconstpointer data)
   g_assert_cmpint (run_download (f, &params), ==, -4);
   g_assert_false (file_exists (f, BIN_NAME));
   g_assert_false (file_exists (f, RECORD_NAME));
+}
+
+static void
+test_longer_body_without_length_is_a_mismatch (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  /* Noticed only while reading: the body has no announced length. */
+  f->raw.trailing_junk = TRUE;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  g_assert_cmpint (run_download (f, &params), ==, -4);
+  g_assert_nonnull (strstr (f->message, "more than"));
+  g_assert_false (file_exists (f, BIN_NAME));
+  g_assert_false (file_exists (f, RECORD_NAME));
+}
+
+static void
+test_encoded_body_is_refused (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->http.content_encoding = "gzip";
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_nonnull (strstr (f->message, "Content-Encoding: gzip"));
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+}
+
+/* RLIMIT_FSIZE makes pwrite() fail with EFBIG past 1 MiB, like a full disk would. */
+static void
+test_write_error_fails (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  struct rlimit saved, limit;
+  int code;
+
+  g_assert_cmpint (getrlimit (RLIMIT_FSIZE, &saved), ==, 0);
+  limit = saved;
+  limit.rlim_cur = 1024 * 1024;
+  signal (SIGXFSZ, SIG_IGN);
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &limit), ==, 0);
+  code = run_download (f, &params);
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &saved), ==, 0);
+  signal (SIGXFSZ, SIG_DFL);
+  g_assert_cmpint (code, ==, -5);
+  g_assert_nonnull (strstr (f->message, "cannot write " BIN_NAME));
 }
 
 static void
@@ -826,6 +995,37 @@ on_unexpected_signal (void)
   g_assert_not_reached ();
 }
 
+/* Cancelled while a read waits on a silent connection: the bytes already in
+ * the buffer being filled are written before the worker stops. */
+static void
+test_cancel_while_reading (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autofree char *range = NULL;
+  guint64 resumed;
+
+  f->raw.cut_after = 1500 * 1024;
+  f->raw.stall = TRUE;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  f->cancel_at_first_progress = TRUE;
+  begin_download (f, &params);
+  while (!f->cancelled)
+    g_main_context_iteration (NULL, TRUE);
+  g_clear_object (&f->download);
+
+  observations_reset (&f->seen);
+  f->cancel_at_first_progress = FALSE;
+  f->cancelled = FALSE;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  resumed = ota_download_get_resumed_from (f->download);
+  g_assert_cmpuint (resumed, >, 0);
+  g_assert_cmpuint (resumed, <=, 1500 * 1024);
+  range = g_strdup_printf ("bytes=%" G_GUINT64_FORMAT "-", resumed);
+  g_assert_cmpstr (observed_range (f, 0), ==, range);
+}
+
 static void
 test_cancel_right_after_start (Fixture *f, gconstpointer data)
 {
@@ -894,6 +1094,64 @@ test_module_file_names (Fixture *f, gconstpointer data)
 }
 
 static void
+test_untrusted_certificate_fails_at_once (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  if (!https_server_start (f)) {
+    g_test_skip ("needs openssl, and no AddressSanitizer");
+    return;
+  }
+  params.url = f->https_url;
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_nonnull (strstr (f->message, "TLS certificate"));
+  g_assert_cmpuint (f->seen.requests, ==, 0);
+}
+
+static void
+test_ca_file_is_trusted (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autoptr(GError) error = NULL;
+
+  if (!https_server_start (f)) {
+    g_test_skip ("needs openssl, and no AddressSanitizer");
+    return;
+  }
+  g_clear_object (&f->session);
+  f->session = ota_download_session_new (f->cert_file, &error);
+  g_assert_no_error (error);
+  params.url = f->https_url;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_false (f->seen.saw_accept_encoding);
+}
+
+static void
+test_redirect_to_http_is_refused (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autoptr(GError) error = NULL;
+
+  if (!https_server_start (f)) {
+    g_test_skip ("needs openssl, and no AddressSanitizer");
+    return;
+  }
+  g_clear_object (&f->session);
+  f->session = ota_download_session_new (f->cert_file, &error);
+  g_assert_no_error (error);
+  /* Only the HTTPS server redirects: the plain one serves the image. */
+  f->http.redirect_to = f->http.url;
+  g_signal_handlers_disconnect_by_data (f->http.server, f);
+  soup_server_remove_handler (f->http.server, "/fw");
+  soup_server_add_handler (f->http.server, "/fw", http_plain_handler, f, NULL);
+  params.url = f->https_url;
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_nonnull (strstr (f->message, "redirected from https"));
+  g_assert_false (file_exists (f, BIN_NAME));
+}
+
+static void
 test_session_rejects_missing_ca_file (void)
 {
   g_autoptr(GError) error = NULL;
@@ -930,8 +1188,13 @@ main (int argc, char **argv)
   ADD ("/download/retry/retries-run-out", test_retries_run_out, NULL);
   ADD ("/download/retry/stall-is-a-timeout", test_stall_is_a_timeout, NULL);
   ADD ("/download/retry/cut-connection-resumes", test_cut_connection_resumes, NULL);
+  ADD ("/download/retry/stall-in-body-resumes", test_stall_in_body_resumes, NULL);
   ADD ("/download/verify/md5-mismatch-deletes-files", test_md5_mismatch_deletes_files, NULL);
   ADD ("/download/verify/longer-body-is-a-mismatch", test_longer_body_is_a_mismatch, NULL);
+  ADD ("/download/verify/longer-body-without-length-is-a-mismatch",
+       test_longer_body_without_length_is_a_mismatch, NULL);
+  ADD ("/download/http/encoded-body-is-refused", test_encoded_body_is_refused, NULL);
+  ADD ("/download/limits/write-error-fails", test_write_error_fails, NULL);
   ADD ("/download/limits/too-big-fails-before-request", test_too_big_fails_before_request, NULL);
   ADD ("/download/limits/no-space-fails-before-request", test_no_space_fails_before_request,
        NULL);
@@ -939,8 +1202,13 @@ main (int argc, char **argv)
        NULL);
   ADD ("/download/cancel/keeps-partial", test_cancel_keeps_partial, GINT_TO_POINTER (FALSE));
   ADD ("/download/cancel/unref-in-handler", test_cancel_keeps_partial, GINT_TO_POINTER (TRUE));
+  ADD ("/download/cancel/while-reading", test_cancel_while_reading, NULL);
   ADD ("/download/cancel/right-after-start", test_cancel_right_after_start, NULL);
   ADD ("/download/cancel/drop-without-cancel", test_drop_without_cancel, NULL);
-  g_test_add_func ("/download/session/rejects-missing-ca-file", test_session_rejects_missing_ca_file);
+  ADD ("/download/tls/untrusted-certificate-fails-at-once",
+       test_untrusted_certificate_fails_at_once, NULL);
+  ADD ("/download/tls/ca-file-is-trusted", test_ca_file_is_trusted, NULL);
+  ADD ("/download/tls/redirect-to-http-is-refused", test_redirect_to_http_is_refused, NULL);
+  g_test_add_func ("/download/tls/rejects-missing-ca-file", test_session_rejects_missing_ca_file);
   return g_test_run ();
 }

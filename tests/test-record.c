@@ -14,6 +14,12 @@
   "{\"module\":\"\",\"version\":\"0.2\",\"md5sum\":\"" MD5 \
   "\",\"file_size\":708482,\"downloaded_size\":524288}"
 
+/* A record from JSON fragments; Q() quotes a string. */
+#define Q(s) "\"" s "\""
+#define RECORD_JSON(module, version, md5sum, file_size, downloaded_size) \
+  "{\"module\":" module ",\"version\":" version ",\"md5sum\":" md5sum \
+  ",\"file_size\":" file_size ",\"downloaded_size\":" downloaded_size "}"
+
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (OtaRecord, ota_record_clear)
 
 typedef struct {
@@ -134,27 +140,29 @@ test_parse_rejects_invalid (void)
     "\"string\"",
     "{}",
     /* a version or module that would escape the directory */
-    "{\"module\":\"\",\"version\":\"../x\",\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":\"..\",\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":\"a/b\",\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":0}",
-    "{\"module\":\"../m\",\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":\"\",\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":0}",
-    /* md5 */
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"abc\",\"file_size\":10,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"36EB5951179DB14A631463A37A9322A2\",\"file_size\":10,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"g6eb5951179db14a631463a37a9322a2\",\"file_size\":10,\"downloaded_size\":0}",
+    RECORD_JSON (Q (""), Q ("../x"), Q (MD5), "10", "0"),
+    RECORD_JSON (Q (""), Q (".."), Q (MD5), "10", "0"),
+    RECORD_JSON (Q (""), Q ("a/b"), Q (MD5), "10", "0"),
+    RECORD_JSON (Q ("../m"), Q ("1"), Q (MD5), "10", "0"),
+    RECORD_JSON (Q (""), Q (""), Q (MD5), "10", "0"),
+    /* md5: short, upper case (we always write lower case), not hex */
+    RECORD_JSON (Q (""), Q ("1"), Q ("abc"), "10", "0"),
+    RECORD_JSON (Q (""), Q ("1"), Q ("36EB5951179DB14A631463A37A9322A2"), "10", "0"),
+    RECORD_JSON (Q (""), Q ("1"), Q ("g6eb5951179db14a631463a37a9322a2"), "10", "0"),
     /* sizes */
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":11}",
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":0,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":-1,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":-1}",
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":10.5,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":\"10\",\"downloaded_size\":0}",
+    RECORD_JSON (Q (""), Q ("1"), Q (MD5), "10", "11"),
+    RECORD_JSON (Q (""), Q ("1"), Q (MD5), "0", "0"),
+    RECORD_JSON (Q (""), Q ("1"), Q (MD5), "-1", "0"),
+    RECORD_JSON (Q (""), Q ("1"), Q (MD5), "10", "-1"),
+    RECORD_JSON (Q (""), Q ("1"), Q (MD5), "10.5", "0"),
+    RECORD_JSON (Q (""), Q ("1"), Q (MD5), Q ("10"), "0"),
+    RECORD_JSON (Q (""), Q ("1"), Q (MD5), "99999999999999999999", "0"),
     "{\"module\":\"\",\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":10}",
     /* types */
-    "{\"module\":null,\"version\":\"1\",\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":0}",
-    "{\"module\":\"\",\"version\":1,\"md5sum\":\"" MD5 "\",\"file_size\":10,\"downloaded_size\":0}",
+    RECORD_JSON ("null", Q ("1"), Q (MD5), "10", "0"),
+    RECORD_JSON (Q (""), "1", Q (MD5), "10", "0"),
   };
+
 
   for (gsize i = 0; i < G_N_ELEMENTS (bad); i++) {
     g_auto(OtaRecord) rec = { 0 };
