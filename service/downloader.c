@@ -28,6 +28,8 @@
 
 /* Reads of this size run near the MD5 ceiling (notes/STACK.md); hashing works on whole buffers. */
 #define OTA_CHUNK_SIZE (512 * 1024)
+/* A buffer with less room than this is handed over: no read asks for less (DESIGN §2). */
+#define OTA_MIN_READ (256 * 1024)
 /* One buffer filling, up to two at the worker: enough to keep both threads busy. */
 #define OTA_POOL_SIZE 3
 /* On a slow link a buffer is handed over partly filled, so progress and checkpoints still move. */
@@ -394,9 +396,11 @@ ota_writer_write (OtaWriter *w, const guint8 *data, gsize length, GError **error
     return ota_set_errno_error (error, saved_errno, "cannot write", w->bin_name);
   g_checksum_update (w->checksum, data, (gssize) length);
   w->written += length;
-  /* Syncing per chunk would cap throughput at the disk's sync rate. */
-  if (w->written - w->synced >= w->checkpoint_bytes &&
-      g_get_monotonic_time () - w->synced_at >= OTA_CHECKPOINT_MIN_USEC)
+  /* Every checkpoint_bytes bounds what a crash can waste; every second keeps
+   * slow links resumable. Never per chunk: that would cap the throughput at
+   * the disk's sync rate. */
+  if (w->written > w->synced && (w->written - w->synced >= w->checkpoint_bytes ||
+                                 g_get_monotonic_time () - w->synced_at >= OTA_CHECKPOINT_MIN_USEC))
     return ota_writer_checkpoint (w, error);
   return TRUE;
 }
@@ -1112,8 +1116,8 @@ ota_download_read_cb (GObject *source, GAsyncResult *res, gpointer user_data)
   now = g_get_monotonic_time ();
   if (self->filling_since == 0)
     self->filling_since = now;
-  if (self->filling->length == OTA_CHUNK_SIZE || self->received == self->file_size ||
-      now - self->filling_since >= OTA_HANDOVER_USEC)
+  if (OTA_CHUNK_SIZE - self->filling->length < OTA_MIN_READ ||
+      self->received == self->file_size || now - self->filling_since >= OTA_HANDOVER_USEC)
     ota_download_flush (self);
   ota_download_read_next (self);
 }

@@ -1,3 +1,5 @@
+/* Resume records (DESIGN §2): pure JSON parse/serialize, and atomic load/save
+ * relative to a directory fd, never following symlinks. */
 
 #include "record.h"
 

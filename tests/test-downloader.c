@@ -7,8 +7,8 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -206,20 +206,15 @@ http_server_start (Fixture *f)
 /* ---- HTTPS: a certificate made for this run (no clock or expiry surprises) ---- */
 
 static gboolean
-make_certificate (Fixture *f, char **key_file)
+make_certificate (const char *openssl, const char *cert_file, const char *key_file)
 {
-  g_autofree char *openssl = g_find_program_in_path ("openssl");
-  g_autoptr(GError) error = NULL;
-  int status = -1;
-
-  if (openssl == NULL)
-    return FALSE;
-  f->cert_file = g_build_filename (f->dir, "cert.pem", NULL);
-  *key_file = g_build_filename (f->dir, "key.pem", NULL);
   const char *argv[] = { openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
                          "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
                          "-subj", "/CN=iv-ota test", "-addext", "subjectAltName=IP:127.0.0.1",
-                         "-keyout", *key_file, "-out", f->cert_file, NULL };
+                         "-keyout", key_file, "-out", cert_file, NULL };
+  g_autoptr(GError) error = NULL;
+  int status = -1;
+
   g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
                 NULL, NULL, NULL, NULL, &status, &error);
   g_assert_no_error (error);
@@ -239,7 +234,8 @@ make_certificate (Fixture *f, char **key_file)
 static gboolean
 https_server_start (Fixture *f)
 {
-  g_autofree char *key_file = NULL;
+  g_autofree char *openssl = g_find_program_in_path ("openssl");
+  g_autofree char *key_file = g_build_filename (f->dir, "key.pem", NULL);
   g_autoptr(GTlsCertificate) certificate = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *base = NULL;
@@ -248,7 +244,8 @@ https_server_start (Fixture *f)
 #ifdef OTA_TEST_UNDER_ASAN
   return FALSE;
 #endif
-  if (!make_certificate (f, &key_file))
+  f->cert_file = g_build_filename (f->dir, "cert.pem", NULL);
+  if (openssl == NULL || !make_certificate (openssl, f->cert_file, key_file))
     return FALSE;
   certificate = g_tls_certificate_new_from_files (f->cert_file, key_file, &error);
   g_assert_no_error (error);
@@ -1152,6 +1149,38 @@ test_redirect_to_http_is_refused (Fixture *f, gconstpointer data)
 }
 
 static void
+test_files_belong_to_owner (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  struct stat st;
+
+  if (geteuid () != 0) {
+    g_test_skip ("needs root");
+    return;
+  }
+  params.owner_uid = 4242;
+  params.owner_gid = 4343;
+  /* Stop early so that the record is still there to look at. */
+  f->cancel_at_first_progress = TRUE;
+  begin_download (f, &params);
+  while (!f->cancelled)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (fstatat (f->dir_fd, BIN_NAME, &st, AT_SYMLINK_NOFOLLOW), ==, 0);
+  g_assert_cmpuint (st.st_uid, ==, 4242);
+  g_assert_cmpuint (st.st_gid, ==, 4343);
+  g_assert_cmpint (fstatat (f->dir_fd, RECORD_NAME, &st, AT_SYMLINK_NOFOLLOW), ==, 0);
+  g_assert_cmpuint (st.st_uid, ==, 4242);
+  g_assert_cmpuint (st.st_gid, ==, 4343);
+
+  /* Finishing also waits for the cancelled worker before the directory goes. */
+  f->cancel_at_first_progress = FALSE;
+  f->cancelled = FALSE;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  g_assert_cmpint (fstatat (f->dir_fd, BIN_NAME, &st, AT_SYMLINK_NOFOLLOW), ==, 0);
+  g_assert_cmpuint (st.st_uid, ==, 4242);
+}
+
+static void
 test_session_rejects_missing_ca_file (void)
 {
   g_autoptr(GError) error = NULL;
@@ -1195,6 +1224,7 @@ main (int argc, char **argv)
        test_longer_body_without_length_is_a_mismatch, NULL);
   ADD ("/download/http/encoded-body-is-refused", test_encoded_body_is_refused, NULL);
   ADD ("/download/limits/write-error-fails", test_write_error_fails, NULL);
+  ADD ("/download/files-belong-to-owner", test_files_belong_to_owner, NULL);
   ADD ("/download/limits/too-big-fails-before-request", test_too_big_fails_before_request, NULL);
   ADD ("/download/limits/no-space-fails-before-request", test_no_space_fails_before_request,
        NULL);
