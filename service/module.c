@@ -244,9 +244,11 @@ on_download_finished (OtaDownload *download, int code, const char *message, OtaM
   module_set_result (self, 0, "");
   module_send_cloud_progress (self, 100);
   g_info ("module %s: firmware %s ready at %s", module_label (self), self->offer->version, self->path);
-  module_set_state (self, OTA_MODULE_STATE_READY);
+  self->state = OTA_MODULE_STATE_READY;
+  /* FirmwareReady first: a client that sees Progress(ready) already has the path. */
   g_signal_emit (self, signals[SIGNAL_FIRMWARE_READY], 0, self->offer->version, self->path,
                  self->offer->file_size, self->offer->md5sum);
+  module_emit_progress (self);
 }
 
 static void

@@ -393,12 +393,29 @@ ota_test_agent_stop (OtaTestAgent *agent)
     g_error ("iv-otad did not exit cleanly (wait status %d), see %s", status, agent->log_path);
 }
 
+static gboolean
+agent_off_bus (gpointer data)
+{
+  g_autoptr (GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
+  g_autoptr (GVariant) reply = NULL;
+  gboolean has_owner = TRUE;
+
+  reply = g_dbus_connection_call_sync (bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                       "NameHasOwner", g_variant_new ("(s)", "org.iv.Ota"), G_VARIANT_TYPE ("(b)"),
+                                       G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL);
+  if (reply != NULL)
+    g_variant_get (reply, "(b)", &has_owner);
+  return !has_owner;
+}
+
 void
 ota_test_agent_kill (OtaTestAgent *agent)
 {
   if (agent->proc != NULL)
     ota_test_process_stop (agent->proc, SIGKILL);
   g_clear_pointer (&agent->proc, ota_test_process_free);
+  /* Otherwise the next start could mistake the dead agent's name for its own. */
+  g_assert_true (ota_test_wait (agent_off_bus, agent, OTA_TEST_TIMEOUT_MS));
 }
 
 guint
