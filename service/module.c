@@ -280,16 +280,6 @@ module_start_download (OtaModule *self)
   ota_download_start (self->download);
 }
 
-static gboolean
-module_start_timer_cb (gpointer user_data)
-{
-  OtaModule *self = user_data;
-
-  self->start_timer = 0;
-  module_start_download (self);
-  return G_SOURCE_REMOVE;
-}
-
 /* The same offer failing again and again (a 404, a bad image) must not turn
  * into a hot loop of offers: back off from retry_interval up to report_interval. */
 static guint
@@ -308,19 +298,39 @@ module_failure_delay (OtaModule *self)
 static void
 module_accept (OtaModule *self)
 {
-  guint delay = module_failure_delay (self);
-
   self->downloaded = 0;
   self->total = self->offer->file_size;
   module_set_result (self, 0, "");
   module_set_state (self, OTA_MODULE_STATE_DOWNLOADING);
-  if (delay == 0) {
-    module_start_download (self);
-    return;
-  }
-  g_info ("module %s: %s failed %u time(s), starting again in %u s", module_label (self),
-          self->offer->version, self->fail_streak, delay);
-  self->start_timer = g_timeout_add_seconds (delay, module_start_timer_cb, self);
+  module_start_download (self);
+}
+
+/* The offer in self->offer becomes the cycle's target. */
+static void
+module_begin_offer (OtaModule *self)
+{
+  g_clear_pointer (&self->path, g_free);
+  self->downloaded = 0;
+  self->total = self->offer->file_size;
+  module_set_result (self, 0, "");
+  g_info ("module %s: offered %s (%" G_GUINT64_FORMAT " bytes, md5 %s)", module_label (self),
+          self->offer->version, self->offer->file_size, self->offer->md5sum);
+  self->state = OTA_MODULE_STATE_OFFERED;
+  /* UpdateOffered first, so that a client sees it before Progress(offered). */
+  g_signal_emit (self, signals[SIGNAL_OFFERED], 0, self->offer->version, self->offer->file_size);
+  module_emit_progress (self);
+  if (!self->ask)
+    module_accept (self);
+}
+
+static gboolean
+module_start_timer_cb (gpointer user_data)
+{
+  OtaModule *self = user_data;
+
+  self->start_timer = 0;
+  module_begin_offer (self);
+  return G_SOURCE_REMOVE;
 }
 
 static gboolean
@@ -347,6 +357,8 @@ module_offer_is_news (OtaModule *self, const OtaOffer *offer)
 void
 ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
 {
+  guint delay;
+
   if (self->owner == NULL)
     return;
   if (g_strcmp0 (offer->version, self->version) == 0) {
@@ -358,21 +370,25 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
              ota_module_state_to_string (self->state));
     return;
   }
+  /* While a failed offer waits for its next attempt, its re-offers only
+   * refresh the URL (presigned URLs change): the wait is not restarted. */
+  if (self->start_timer != 0 && offers_equal (self->offer, offer)) {
+    g_clear_pointer (&self->offer, ota_offer_free);
+    self->offer = ota_offer_copy (offer);
+    return;
+  }
   module_stop_download (self);
   g_clear_pointer (&self->offer, ota_offer_free);
-  g_clear_pointer (&self->path, g_free);
   self->offer = ota_offer_copy (offer);
-  self->downloaded = 0;
-  self->total = offer->file_size;
-  module_set_result (self, 0, "");
-  g_info ("module %s: offered %s (%" G_GUINT64_FORMAT " bytes, md5 %s)", module_label (self),
-          offer->version, offer->file_size, offer->md5sum);
-  self->state = OTA_MODULE_STATE_OFFERED;
-  /* UpdateOffered first, so that a client sees it before Progress(offered). */
-  g_signal_emit (self, signals[SIGNAL_OFFERED], 0, offer->version, offer->file_size);
-  module_emit_progress (self);
-  if (!self->ask)
-    module_accept (self);
+  delay = module_failure_delay (self);
+  if (delay > 0) {
+    /* State and result stay those of the failure until the next attempt. */
+    g_info ("module %s: %s failed %u time(s), trying again in %u s", module_label (self), offer->version,
+            self->fail_streak, delay);
+    self->start_timer = g_timeout_add_seconds (delay, module_start_timer_cb, self);
+    return;
+  }
+  module_begin_offer (self);
 }
 
 void
@@ -632,6 +648,9 @@ ota_module_report_progress (OtaModule *self, const char *state, int percent, int
 void
 ota_module_cancel (OtaModule *self)
 {
+  if (self->start_timer != 0)
+    g_info ("module %s: next attempt of %s cancelled", module_label (self), self->offer->version);
+  g_clear_handle_id (&self->start_timer, g_source_remove);
   if (self->state != OTA_MODULE_STATE_DOWNLOADING && self->state != OTA_MODULE_STATE_VERIFYING)
     return;
   g_info ("module %s: download of %s cancelled at %" G_GUINT64_FORMAT " bytes", module_label (self),

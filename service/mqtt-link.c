@@ -413,12 +413,20 @@ ota_mqtt_link_publish (OtaMqttLink *self, const char *topic, const void *payload
     return FALSE;
   }
   rc = mosquitto_publish (self->mosq, mid, topic, (int) length, payload, qos, FALSE);
-  if (rc != MOSQ_ERR_SUCCESS) {
-    g_set_error (error, G_IO_ERROR, rc == MOSQ_ERR_NO_CONN ? G_IO_ERROR_NOT_CONNECTED : G_IO_ERROR_FAILED,
-                 "mqtt: publish on %s failed: %s", topic, mosquitto_strerror (rc));
+  if (rc == MOSQ_ERR_SUCCESS)
+    return TRUE;
+  if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO) {
+    /* The socket died before the loop noticed: start over now. */
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED, "mqtt: publish on %s failed: %s", topic,
+                 rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc));
+    g_info ("mqtt: connection to %s:%u lost while publishing", self->host, self->port);
+    link_drop_session (self);
+    link_schedule_retry (self, 0);
     return FALSE;
   }
-  return TRUE;
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "mqtt: publish on %s failed: %s", topic,
+               mosquitto_strerror (rc));
+  return FALSE;
 }
 
 static void

@@ -142,6 +142,7 @@ guint64 ota_test_cloud_tool_total_sent (OtaTestCloudTool *tool);
 /* Number of HTTP requests answered so far. */
 guint ota_test_cloud_tool_requests (OtaTestCloudTool *tool);
 void ota_test_cloud_tool_free (OtaTestCloudTool *tool);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (OtaTestCloudTool, ota_test_cloud_tool_free)
 
 /* ---- a whole environment ---- */
 typedef struct {
