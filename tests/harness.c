@@ -354,23 +354,28 @@ ota_test_agent_new (const char *dir, guint port, const char *extra_ota_keys)
 }
 
 static gboolean
-agent_on_bus (gpointer data)
+agent_name_has_owner (void)
 {
-  OtaTestAgent *agent = data;
   g_autoptr (GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
   g_autoptr (GVariant) reply = NULL;
   gboolean has_owner = FALSE;
 
-  if (!ota_test_process_is_running (agent->proc))
-    g_error ("iv-otad exited early, see %s", agent->log_path);
   reply = g_dbus_connection_call_sync (bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                                        "NameHasOwner", g_variant_new ("(s)", "org.iv.Ota"), G_VARIANT_TYPE ("(b)"),
                                        G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL);
   if (reply != NULL)
     g_variant_get (reply, "(b)", &has_owner);
-  if (!has_owner)
-    g_usleep (20 * 1000);
   return has_owner;
+}
+
+static gboolean
+agent_on_bus (gpointer data)
+{
+  OtaTestAgent *agent = data;
+
+  if (!ota_test_process_is_running (agent->proc))
+    g_error ("iv-otad exited early, see %s", agent->log_path);
+  return agent_name_has_owner ();
 }
 
 void
@@ -402,16 +407,7 @@ ota_test_agent_stop (OtaTestAgent *agent)
 static gboolean
 agent_off_bus (gpointer data)
 {
-  g_autoptr (GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
-  g_autoptr (GVariant) reply = NULL;
-  gboolean has_owner = TRUE;
-
-  reply = g_dbus_connection_call_sync (bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                       "NameHasOwner", g_variant_new ("(s)", "org.iv.Ota"), G_VARIANT_TYPE ("(b)"),
-                                       G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL);
-  if (reply != NULL)
-    g_variant_get (reply, "(b)", &has_owner);
-  return !has_owner;
+  return !agent_name_has_owner ();
 }
 
 void
@@ -710,6 +706,18 @@ ota_test_env_setup (OtaTestEnv *env, gconstpointer extra_ota_keys)
   env->cloud = ota_test_cloud_new (env->broker->port);
   env->agent = ota_test_agent_new (env->dir, env->broker->port, extra_ota_keys);
   ota_test_agent_start (env->agent);
+  env->connection = ota_test_connection_new ();
+  env->proxy = ota_test_proxy_new (env->connection);
+  env->signals = ota_test_signals_new (env->proxy);
+}
+
+void
+ota_test_env_reconnect_app (OtaTestEnv *env)
+{
+  g_clear_pointer (&env->signals, ota_test_signals_free);
+  g_clear_object (&env->proxy);
+  g_dbus_connection_close_sync (env->connection, NULL, NULL);
+  g_clear_object (&env->connection);
   env->connection = ota_test_connection_new ();
   env->proxy = ota_test_proxy_new (env->connection);
   env->signals = ota_test_signals_new (env->proxy);

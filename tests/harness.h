@@ -159,6 +159,9 @@ typedef struct {
 /* @extra_ota_keys: lines for the [ota] group (const char *), may be NULL. */
 void ota_test_env_setup (OtaTestEnv *env, gconstpointer extra_ota_keys);
 void ota_test_env_teardown (OtaTestEnv *env, gconstpointer unused);
+/* The app comes back on a new connection (its process, or the agent, restarted):
+ * new connection, proxy and signal log. */
+void ota_test_env_reconnect_app (OtaTestEnv *env);
 
 /* An update_firmware message; @module NULL or "" for the main firmware. */
 char *ota_test_offer_json (const char *module, const char *version, const char *url, const char *md5,

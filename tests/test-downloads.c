@@ -75,19 +75,6 @@ app_init (OtaTestEnv *env, const char *version)
   g_assert_no_error (error);
 }
 
-/* The app comes back on a new connection (its process restarted, or the agent did). */
-static void
-app_reconnect (OtaTestEnv *env)
-{
-  g_clear_pointer (&env->signals, ota_test_signals_free);
-  g_clear_object (&env->proxy);
-  g_dbus_connection_close_sync (env->connection, NULL, NULL);
-  g_clear_object (&env->connection);
-  env->connection = ota_test_connection_new ();
-  env->proxy = ota_test_proxy_new (env->connection);
-  env->signals = ota_test_signals_new (env->proxy);
-}
-
 static void
 app_report (OtaTestEnv *env, const char *state, int percent, int code, const char *msg)
 {
@@ -456,7 +443,7 @@ test_rebooting_then_other_version (OtaTestEnv *env, gconstpointer data)
 
   ota_test_agent_stop (env->agent);
   ota_test_agent_start (env->agent);
-  app_reconnect (env);
+  ota_test_env_reconnect_app (env);
   app_init (env, "1.0");
   fail = wait_fail_report (env, "-5");
   g_assert_cmpint (fail, >, burning);
@@ -788,7 +775,7 @@ test_resume_after_kill (OtaTestEnv *env, gconstpointer data)
   g_assert_cmpint (checkpoint, <, FW_SIZE);
 
   ota_test_agent_start (env->agent);
-  app_reconnect (env);
+  ota_test_env_reconnect_app (env);
   app_init (env, "1.0");
   assert_ready (env, &image);
   sent = ota_test_cloud_tool_stop (tool);

@@ -25,6 +25,8 @@
 
 /* ask_before_download: an accepted offer only raises UpdateOffered, no download. */
 static const char *hostile_config = "max_firmware_size=1048576\nreport_interval=600\nretry_interval=1\n";
+static const char *https_config =
+  "max_firmware_size=1048576\nreport_interval=600\nretry_interval=1\nrequire_https=true\n";
 
 /* ---- helpers ---- */
 
@@ -374,32 +376,6 @@ test_limits_accepted (OtaTestEnv *env, gconstpointer data)
 
 /* ---- require_https ---- */
 
-/* The harness writes require_https=false into [ota], and a duplicate key
- * fails the agent's config ("unknown key"), so flip it in the file before
- * the agent starts. */
-static void
-https_env_setup (OtaTestEnv *env, gconstpointer extra_ota_keys)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *conf = NULL;
-  g_autoptr (GString) edited = NULL;
-
-  env->dir = g_dir_make_tmp ("iv-ota-test-XXXXXX", &error);
-  g_assert_no_error (error);
-  env->fw_dir = g_build_filename (env->dir, "fw", NULL);
-  g_assert_cmpint (g_mkdir (env->fw_dir, 0755), ==, 0);
-  env->broker = ota_test_broker_start (env->dir);
-  env->cloud = ota_test_cloud_new (env->broker->port);
-  env->agent = ota_test_agent_new (env->dir, env->broker->port, extra_ota_keys);
-  g_assert_true (g_file_get_contents (env->agent->config_path, &conf, NULL, NULL));
-  edited = g_string_new (conf);
-  g_assert_cmpuint (g_string_replace (edited, "\nrequire_https=false\n", "\nrequire_https=true\n", 0), ==, 1);
-  g_assert_true (g_file_set_contents (env->agent->config_path, edited->str, (gssize) edited->len, NULL));
-  ota_test_agent_start (env->agent);
-  env->connection = ota_test_connection_new ();
-  env->proxy = ota_test_proxy_new (env->connection);
-  env->signals = ota_test_signals_new (env->proxy);
-}
 
 static void
 test_require_https (OtaTestEnv *env, gconstpointer data)
@@ -566,9 +542,10 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
 #define ADD(path, fn, setup)                                                                                       \
   g_test_add ("/hostile/" path, OtaTestEnv, hostile_config, setup, fn, ota_test_env_teardown)
+  g_test_add ("/hostile/update/require-https", OtaTestEnv, https_config, ota_test_env_setup, test_require_https,
+              ota_test_env_teardown);
   ADD ("update/malformed-rejected", test_malformed_rejected, ota_test_env_setup);
   ADD ("update/limits-accepted", test_limits_accepted, ota_test_env_setup);
-  ADD ("update/require-https", test_require_https, https_env_setup);
   ADD ("update/already-installed-ignored", test_offer_already_installed, ota_test_env_setup);
   ADD ("update/unowned-module-dropped", test_offer_unowned_module_dropped, ota_test_env_setup);
   ADD ("version-rsp/refused-reports-again", test_version_rsp_refused, ota_test_env_setup);

@@ -112,52 +112,6 @@ broker_stop_and_wait_offline (OtaTestEnv *env)
   g_assert_true (wait_connected (env, FALSE, OTA_TEST_TIMEOUT_MS));
 }
 
-static gboolean
-bus_name_has_owner (const char *name)
-{
-  g_autoptr (GDBusConnection) bus = g_bus_get_sync (G_BUS_TYPE_SESSION, NULL, NULL);
-  g_autoptr (GVariant) reply = NULL;
-  gboolean has_owner = FALSE;
-
-  reply = g_dbus_connection_call_sync (bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                       "NameHasOwner", g_variant_new ("(s)", name), G_VARIANT_TYPE ("(b)"),
-                                       G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL);
-  if (reply != NULL)
-    g_variant_get (reply, "(b)", &has_owner);
-  return has_owner;
-}
-
-static gboolean
-agent_name_gone (gpointer data)
-{
-  if (!bus_name_has_owner ("org.iv.Ota"))
-    return TRUE;
-  g_usleep (20 * 1000);
-  return FALSE;
-}
-
-/* SIGKILL, and waits until the bus has dropped the dead agent's name, so that
- * the next ota_test_agent_start() cannot mistake it for the new one. */
-static void
-agent_kill (OtaTestEnv *env)
-{
-  ota_test_agent_kill (env->agent);
-  g_assert_true (ota_test_wait (agent_name_gone, NULL, OTA_TEST_TIMEOUT_MS));
-}
-
-/* A fresh app after an agent restart: new connection, proxy and signal log. */
-static void
-app_reconnect (OtaTestEnv *env)
-{
-  g_clear_pointer (&env->signals, ota_test_signals_free);
-  g_clear_object (&env->proxy);
-  g_dbus_connection_close_sync (env->connection, NULL, NULL);
-  g_clear_object (&env->connection);
-  env->connection = ota_test_connection_new ();
-  env->proxy = ota_test_proxy_new (env->connection);
-  env->signals = ota_test_signals_new (env->proxy);
-}
-
 static void
 init_module (OtaTestEnv *env, const char *module, const char *version, gboolean ask)
 {
@@ -420,7 +374,7 @@ test_agent_killed_outbox_survives (OtaTestEnv *env, gconstpointer data)
   broker_stop_and_wait_offline (env);
   report_progress (env, "", "fail", -1, -5, "killed-first");
   report_progress (env, "mcu", "fail", -1, -5, "killed-second");
-  agent_kill (env);
+  ota_test_agent_kill (env->agent);
 
   entries = outbox_file_entries (env);
   g_assert_nonnull (entries);
@@ -474,11 +428,11 @@ test_corrupt_outbox_is_set_aside (OtaTestEnv *env, gconstpointer data)
   const char *garbage = "{\"entries\":[{\"key\":\"\",\"payload\":\x01\x02 not json";
   guint from;
 
-  agent_kill (env);
+  ota_test_agent_kill (env->agent);
   g_assert_true (g_file_set_contents (path, garbage, -1, NULL));
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "damaged"), ==, 0);
   ota_test_agent_start (env->agent);
-  app_reconnect (env);
+  ota_test_env_reconnect_app (env);
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "damaged"), >=, 1);
   g_assert_true (g_file_get_contents (corrupt, &moved, NULL, NULL));
   g_assert_cmpstr (moved, ==, garbage);
@@ -551,12 +505,12 @@ reboot_across_agent_restart (OtaTestEnv *env, const char *version_after, const c
   report_progress (env, "", "burning", -1, 0, "");
   report_progress (env, "", "rebooting", -1, 0, "");
   g_assert_true (g_file_test (marker, G_FILE_TEST_IS_REGULAR));
-  agent_kill (env);
+  ota_test_agent_kill (env->agent);
   g_assert_true (g_file_test (marker, G_FILE_TEST_IS_REGULAR));
   g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, expected), ==, 0);
 
   ota_test_agent_start (env->agent);
-  app_reconnect (env);
+  ota_test_env_reconnect_app (env);
   from = env->cloud->reports->len;
   init_module (env, "", version_after, FALSE);
   idx = ota_test_cloud_wait_report_containing (env->cloud, from, expected, OTA_TEST_TIMEOUT_MS);
