@@ -87,8 +87,7 @@ bus_parse_options (GVariant *options, gboolean *ask, GError **error)
   GVariant *value;
 
   g_variant_iter_init (&iter, options);
-  while (g_variant_iter_next (&iter, "{&sv}", &key, &value)) {
-    g_autoptr (GVariant) owned = value;
+  while (g_variant_iter_loop (&iter, "{&sv}", &key, &value)) {
     if (g_str_equal (key, "ask_before_download") && g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN)) {
       *ask = g_variant_get_boolean (value);
       continue;
@@ -96,6 +95,7 @@ bus_parse_options (GVariant *options, gboolean *ask, GError **error)
     g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS,
                  g_str_equal (key, "ask_before_download") ? "option %s must be a boolean" : "unknown option %s",
                  key);
+    g_variant_unref (value); /* leaving g_variant_iter_loop early */
     return FALSE;
   }
   return TRUE;

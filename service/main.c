@@ -115,7 +115,7 @@ main (int argc, char **argv)
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file (default /etc/iv-ota/iv-otad.conf)", "FILE" },
     { "bus", 'b', 0, G_OPTION_ARG_STRING, &bus_name, "Bus to serve org.iv.Ota on: system (default) or session", "BUS" },
     { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
-    { NULL },
+    G_OPTION_ENTRY_NULL,
   };
 
   setlocale (LC_ALL, "");

@@ -1,0 +1,940 @@
+/* The library thread. It alone owns the D-Bus connection and runs callbacks.
+ *
+ * API calls from other threads become requests: queued under the lock, the
+ * thread woken through an eventfd, the caller waiting on a condition variable
+ * until the thread has carried the request out. On the library thread itself
+ * (inside a callback) a request runs at once, so callbacks may call the API
+ * without deadlock.
+ *
+ * Signals are turned into events by a libdbus filter and queued; the thread
+ * delivers them after dispatching, outside any libdbus call, one at a time.
+ * Work that must not happen inside a callback (thread_exit_cb after an exit
+ * from a callback, freeing an observer removed from a callback) is queued the
+ * same way, behind the current event.
+ *
+ * The thread starts with the first handle or observer and ends when the last
+ * one goes; whoever closes the last one from another thread waits for it to
+ * end, so nothing of the library runs on behind the application's back. */
+#include "client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bounds of the backoff between attempts to reach the bus or re-register. */
+#define RETRY_MIN_MS 250
+#define RETRY_MAX_MS 30000
+
+typedef struct {
+  DBusConnection *connection;
+  char *agent; /* unique name owning org.iv.Ota, NULL when none */
+  iv_ota_module_s *handles;
+  iv_ota_observer_s *observers;
+  ClientEventQueue events;
+  int wake_fd;
+  bool disconnected; /* the bus went away, seen while dispatching */
+  int retry_ms;      /* 0: nothing to retry */
+  int64_t retry_at;  /* monotonic ms */
+} ClientLoop;
+
+/* Shared with the API threads, under lock. */
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* a request is done, or a thread ended */
+  ClientRequest *head, *tail;
+  int wake_fd;         /* of the thread taking requests; -1 when none */
+  bool active;         /* a thread takes requests */
+  unsigned running;    /* threads not yet ended (an old one may still be closing) */
+  unsigned users;      /* open handles and observers, and opens under way */
+  bool classic_claimed;
+  iv_ota_module_s *classic;
+} lib = {
+  .lock = PTHREAD_MUTEX_INITIALIZER,
+  .cond = PTHREAD_COND_INITIALIZER,
+  .wake_fd = -1,
+};
+
+static __thread ClientLoop *current_loop; /* set on the library thread */
+static __thread iv_ota_module_s *current_handle;
+
+/* ---- small helpers ---- */
+
+static int64_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t
+clamp32 (uint64_t value)
+{
+  return value > UINT32_MAX ? UINT32_MAX : (uint32_t) value;
+}
+
+iv_ota_module_s *
+client_current_handle (void)
+{
+  return current_handle;
+}
+
+static void
+lib_wake_locked (void)
+{
+  uint64_t one = 1;
+
+  if (lib.wake_fd >= 0 && write (lib.wake_fd, &one, sizeof one) < 0)
+    client_log ("cannot wake the library thread: %s", strerror (errno));
+}
+
+static void
+lib_drop_user (void)
+{
+  pthread_mutex_lock (&lib.lock);
+  lib.users--;
+  pthread_mutex_unlock (&lib.lock);
+}
+
+/* ---- the module list ---- */
+
+static iv_ota_module_s *
+loop_find_handle (ClientLoop *loop, const char *module)
+{
+  for (iv_ota_module_s *h = loop->handles; h != NULL; h = h->next) {
+    if (strcmp (h->name, module) == 0)
+      return h;
+  }
+  return NULL;
+}
+
+static void
+loop_append_handle (ClientLoop *loop, iv_ota_module_s *handle)
+{
+  iv_ota_module_s **link = &loop->handles;
+
+  while (*link != NULL)
+    link = &(*link)->next;
+  handle->next = NULL;
+  *link = handle;
+}
+
+static void
+loop_unlink_handle (ClientLoop *loop, iv_ota_module_s *handle)
+{
+  for (iv_ota_module_s **link = &loop->handles; *link != NULL; link = &(*link)->next) {
+    if (*link == handle) {
+      *link = handle->next;
+      return;
+    }
+  }
+}
+
+static void
+handle_unregister (iv_ota_module_s *handle)
+{
+  free (handle->agent);
+  handle->agent = NULL;
+  handle->state[0] = '\0';
+}
+
+/* ---- connection and registration ---- */
+
+static void
+loop_schedule_retry (ClientLoop *loop)
+{
+  loop->retry_ms = loop->retry_ms == 0 ? RETRY_MIN_MS : loop->retry_ms * 2;
+  if (loop->retry_ms > RETRY_MAX_MS)
+    loop->retry_ms = RETRY_MAX_MS;
+  loop->retry_at = now_ms () + loop->retry_ms;
+}
+
+static void
+loop_queue_agent_event (ClientLoop *loop, const char *owner)
+{
+  ClientEvent *event = client_event_new (CLIENT_EVENT_AGENT);
+
+  if (event == NULL || !client_event_set (&event->owner, owner)) {
+    client_event_free (event);
+    client_log ("out of memory: agent change to \"%s\" lost", owner);
+    return;
+  }
+  client_event_queue_push (&loop->events, event);
+}
+
+/* NameOwnerChanged for org.iv.Ota: the agent came, left or restarted. The
+ * owner is tracked here, in the order of the bus, so that signals are checked
+ * against the right sender; registering again waits for the event. */
+static void
+loop_owner_changed (ClientLoop *loop, DBusMessage *message)
+{
+  const char *name, *old_owner, *new_owner;
+
+  if (!dbus_message_has_sender (message, DBUS_SERVICE_DBUS) ||
+      !dbus_message_get_args (message, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner,
+                              DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) ||
+      strcmp (name, CLIENT_BUS_NAME) != 0)
+    return;
+  free (loop->agent);
+  loop->agent = *new_owner != '\0' ? strdup (new_owner) : NULL;
+  client_log ("agent owner: \"%s\" -> \"%s\"", old_owner, new_owner);
+  loop_queue_agent_event (loop, new_owner);
+}
+
+static bool
+loop_from_agent (ClientLoop *loop, DBusMessage *message)
+{
+  const char *sender = dbus_message_get_sender (message);
+
+  /* A signal sent straight to us by anyone else could fake a FirmwareReady. */
+  return loop->agent != NULL && sender != NULL && strcmp (sender, loop->agent) == 0 &&
+         dbus_message_has_path (message, CLIENT_BUS_PATH);
+}
+
+static DBusHandlerResult
+loop_filter (DBusConnection *connection, DBusMessage *message, void *data)
+{
+  ClientLoop *loop = data;
+  ClientEvent *event;
+
+  if (dbus_message_is_signal (message, DBUS_INTERFACE_LOCAL, "Disconnected")) {
+    loop->disconnected = true;
+    return DBUS_HANDLER_RESULT_HANDLED;
+  }
+  if (dbus_message_is_signal (message, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
+    loop_owner_changed (loop, message);
+  else if (loop_from_agent (loop, message) && (event = client_bus_parse_signal (message)) != NULL)
+    client_event_queue_push (&loop->events, event);
+  return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+}
+
+static bool
+loop_connect (ClientLoop *loop, char *error, size_t error_len)
+{
+  loop->connection = client_bus_connect (error, error_len);
+  if (loop->connection == NULL)
+    return false;
+  if (!dbus_connection_add_filter (loop->connection, loop_filter, loop, NULL)) {
+    client_bus_disconnect (loop->connection);
+    loop->connection = NULL;
+    client_set_error (error, error_len, "out of memory");
+    return false;
+  }
+  loop->disconnected = false;
+  free (loop->agent);
+  loop->agent = client_bus_get_agent (loop->connection);
+  client_log ("connected to the bus; agent: %s", loop->agent != NULL ? loop->agent : "none");
+  return true;
+}
+
+static bool
+loop_ensure_connection (ClientLoop *loop, char *error, size_t error_len)
+{
+  return loop->connection != NULL || loop_connect (loop, error, error_len);
+}
+
+/* The bus went away: everything is registered again once it is back. */
+static void
+loop_drop_connection (ClientLoop *loop)
+{
+  bool had_agent = loop->agent != NULL;
+
+  client_log ("lost the bus connection");
+  dbus_connection_remove_filter (loop->connection, loop_filter, loop);
+  client_bus_disconnect (loop->connection);
+  loop->connection = NULL;
+  free (loop->agent);
+  loop->agent = NULL;
+  for (iv_ota_module_s *h = loop->handles; h != NULL; h = h->next)
+    handle_unregister (h);
+  if (had_agent)
+    loop_queue_agent_event (loop, "");
+  loop_schedule_retry (loop);
+}
+
+static int
+loop_register (ClientLoop *loop, iv_ota_module_s *handle, char *error, size_t error_len)
+{
+  char *agent = NULL;
+  int result;
+
+  if (loop->connection == NULL) {
+    client_set_error (error, error_len, "not connected to the bus");
+    return IV_ERR_OTA_NO_AGENT;
+  }
+  result = client_bus_init (loop->connection, handle, &agent, error, error_len);
+  if (result == IV_ERR_NONE) {
+    handle_unregister (handle);
+    handle->agent = agent;
+  }
+  return result;
+}
+
+/* Registers every handle not yet registered with @owner; false if one failed. */
+static bool
+loop_register_all (ClientLoop *loop, const char *owner)
+{
+  char error[CLIENT_ERROR_LEN];
+  bool ok = true;
+
+  for (iv_ota_module_s *h = loop->handles; h != NULL; h = h->next) {
+    if (h->agent != NULL && strcmp (h->agent, owner) == 0)
+      continue;
+    if (loop_register (loop, h, error, sizeof error) != IV_ERR_NONE) {
+      client_log ("cannot register module \"%s\" again: %s", h->name, error);
+      ok = false;
+    } else {
+      client_log ("module \"%s\" registered again with %s", h->name, h->agent);
+    }
+  }
+  return ok;
+}
+
+static void
+loop_retry (ClientLoop *loop)
+{
+  char error[CLIENT_ERROR_LEN];
+
+  if (loop->connection == NULL) {
+    if (!loop_connect (loop, error, sizeof error)) {
+      client_log ("%s", error);
+      loop_schedule_retry (loop);
+      return;
+    }
+    loop->retry_ms = 0;
+    if (loop->agent != NULL)
+      loop_queue_agent_event (loop, loop->agent);
+    return;
+  }
+  loop->retry_ms = 0;
+  if (loop->agent != NULL && !loop_register_all (loop, loop->agent))
+    loop_schedule_retry (loop);
+}
+
+/* ---- delivering events ---- */
+
+static void
+loop_notify_observers (ClientLoop *loop, const ClientEvent *event)
+{
+  iv_ota_event_s public_event;
+
+  client_event_to_public (event, &public_event);
+  for (iv_ota_observer_s *o = loop->observers; o != NULL; o = o->next) {
+    if (o->removed || (event->observer != NULL && event->observer != o))
+      continue;
+    o->callback (&public_event, o->user_data);
+  }
+}
+
+static void
+module_offered (ClientLoop *loop, iv_ota_module_s *handle, const ClientEvent *event)
+{
+  char version[IV_OTA_FIRMWARE_VERSION_MAX_LEN];
+  char error[CLIENT_ERROR_LEN];
+  int answer;
+
+  if (handle->parm.iv_ota_prepare_cb == NULL)
+    return; /* the agent downloads by itself */
+  /* The SDK hands out a writable string: a copy, so the app cannot harm the event. */
+  client_copy_string (version, sizeof version, event->version);
+  answer = handle->parm.iv_ota_prepare_cb (version, clamp32 (event->total));
+  if (handle->exiting || loop->connection == NULL || handle->agent == NULL)
+    return;
+  if (client_bus_prepare (loop->connection, handle->name, event->version, answer == 0, error, sizeof error) !=
+      IV_ERR_NONE)
+    client_log ("cannot answer the offer of %s: %s", event->version, error);
+}
+
+static bool
+state_is_download (const char *state)
+{
+  return strcmp (state, "offered") == 0 || strcmp (state, "downloading") == 0 || strcmp (state, "verifying") == 0;
+}
+
+static void
+module_progress (iv_ota_module_s *handle, const ClientEvent *event)
+{
+  bool was_download = state_is_download (handle->state);
+  iv_ota_fail_info_s info;
+
+  client_copy_string (handle->state, sizeof handle->state, event->state);
+  if (strcmp (event->state, "downloading") == 0 && handle->parm.iv_ota_download_size_cb != NULL) {
+    handle->parm.iv_ota_download_size_cb (clamp32 (event->downloaded));
+  } else if (strcmp (event->state, "fail") == 0 && was_download && handle->parm.iv_ota_download_fail_cb != NULL) {
+    /* Only a failed download: a fail the app reported itself is no news to it. */
+    client_event_to_fail_info (event, &info);
+    handle->parm.iv_ota_download_fail_cb (&info);
+  }
+}
+
+static void
+module_ready (iv_ota_module_s *handle, const ClientEvent *event)
+{
+  char *path = strdup (event->path); /* writable, as the SDK's signature wants */
+
+  if (path == NULL) {
+    client_log ("out of memory: firmware %s not handed over", event->path);
+    return;
+  }
+  handle->parm.iv_ota_firmware_update_cb (path, clamp32 (event->total));
+  free (path);
+}
+
+static void
+loop_notify_module (ClientLoop *loop, const ClientEvent *event)
+{
+  iv_ota_module_s *handle = loop_find_handle (loop, event->module);
+  iv_ota_module_s *outer = current_handle;
+
+  if (handle == NULL || handle->agent == NULL)
+    return;
+  current_handle = handle;
+  if (event->kind == CLIENT_EVENT_OFFERED)
+    module_offered (loop, handle, event);
+  else if (event->kind == CLIENT_EVENT_PROGRESS)
+    module_progress (handle, event);
+  else if (event->kind == CLIENT_EVENT_READY)
+    module_ready (handle, event);
+  current_handle = outer;
+}
+
+static void
+loop_agent_changed (ClientLoop *loop, const char *owner)
+{
+  if (*owner == '\0') {
+    for (iv_ota_module_s *h = loop->handles; h != NULL; h = h->next)
+      handle_unregister (h);
+    return;
+  }
+  /* A new agent knows nothing of us: register again, same module, version,
+   * directory and options, so the app sees only a pause. */
+  if (!loop_register_all (loop, owner))
+    loop_schedule_retry (loop);
+}
+
+/* thread_exit_cb, then the handle is gone. */
+static void
+loop_thread_exit (ClientEvent *event)
+{
+  iv_ota_module_s *handle = event->handle;
+  iv_ota_thread_exit_status_s status = { .mqtt_online = event->flag ? 1 : 0 };
+  iv_ota_module_s *outer = current_handle;
+
+  if (handle->parm.iv_ota_thread_exit_cb != NULL) {
+    current_handle = handle;
+    handle->parm.iv_ota_thread_exit_cb (status);
+    current_handle = outer;
+  }
+  client_handle_free (handle); /* frees @event, its exit_event */
+}
+
+static void
+loop_release_observer (ClientLoop *loop, iv_ota_observer_s *observer)
+{
+  for (iv_ota_observer_s **link = &loop->observers; *link != NULL; link = &(*link)->next) {
+    if (*link == observer) {
+      *link = observer->next;
+      break;
+    }
+  }
+  client_observer_free (observer); /* frees its release_event */
+}
+
+static void
+loop_deliver (ClientLoop *loop, ClientEvent *event)
+{
+  if (event->kind == CLIENT_EVENT_THREAD_EXIT) {
+    loop_thread_exit (event);
+    return;
+  }
+  if (event->kind == CLIENT_EVENT_RELEASE) {
+    loop_release_observer (loop, event->observer);
+    return;
+  }
+  if (event->kind == CLIENT_EVENT_AGENT && event->observer == NULL)
+    loop_agent_changed (loop, event->owner);
+  loop_notify_observers (loop, event);
+  if (event->observer == NULL)
+    loop_notify_module (loop, event);
+  client_event_free (event);
+}
+
+static void
+loop_run_events (ClientLoop *loop)
+{
+  ClientEvent *event;
+
+  while ((event = client_event_queue_pop (&loop->events)) != NULL)
+    loop_deliver (loop, event);
+}
+
+/* ---- requests ---- */
+
+static void
+classic_publish (iv_ota_module_s *handle)
+{
+  pthread_mutex_lock (&lib.lock);
+  lib.classic = handle;
+  pthread_mutex_unlock (&lib.lock);
+}
+
+static void
+request_open (ClientLoop *loop, ClientRequest *request)
+{
+  iv_ota_module_s *handle = request->handle;
+
+  if (loop_find_handle (loop, handle->name) != NULL) {
+    client_set_error (request->error, sizeof request->error, "module \"%s\" is already open in this process",
+                      handle->name);
+    request->result = IV_ERR_OTA_BUSY;
+    return;
+  }
+  if (!loop_ensure_connection (loop, request->error, sizeof request->error)) {
+    request->result = IV_ERR_OTA_NO_AGENT;
+    return;
+  }
+  request->result = loop_register (loop, handle, request->error, sizeof request->error);
+  if (request->result != IV_ERR_NONE)
+    return;
+  loop_append_handle (loop, handle);
+  /* Before any callback: callbacks may use the handle, or the classic API. */
+  if (handle->classic)
+    classic_publish (handle);
+  else
+    *request->handle_out = handle;
+}
+
+static void
+request_module_call (ClientLoop *loop, ClientRequest *request)
+{
+  iv_ota_module_s *handle = request->handle;
+  const char *name = handle->name;
+  char *error = request->error;
+  size_t len = sizeof request->error;
+
+  if (handle->exiting) {
+    client_set_error (error, len, "module \"%s\" has exited", name);
+    request->result = IV_ERR_OTA_INVALID_ARG;
+  } else if (loop->connection == NULL || handle->agent == NULL) {
+    client_set_error (error, len, "the agent is not on the bus");
+    request->result = IV_ERR_OTA_NO_AGENT;
+  } else if (request->kind == CLIENT_REQUEST_PROGRESS) {
+    request->result = client_bus_report (loop->connection, name, request->state, request->percent,
+                                         request->result_code, request->message, error, len);
+  } else {
+    request->result = client_bus_module_call (
+      loop->connection, request->kind == CLIENT_REQUEST_CANCEL ? "Cancel" : "CheckNow", name, error, len);
+  }
+}
+
+static void
+request_exit (ClientLoop *loop, ClientRequest *request, bool direct)
+{
+  iv_ota_module_s *handle = request->handle;
+  ClientEvent *event = handle->exit_event;
+  char error[CLIENT_ERROR_LEN];
+
+  if (handle->exiting) {
+    client_set_error (request->error, sizeof request->error, "module \"%s\" has exited", handle->name);
+    request->result = IV_ERR_OTA_INVALID_ARG;
+    return;
+  }
+  handle->exiting = true;
+  loop_unlink_handle (loop, handle);
+  if (loop->connection != NULL && handle->agent != NULL) {
+    event->flag = client_bus_get_connected (loop->connection) == 1;
+    if (client_bus_module_call (loop->connection, "Exit", handle->name, error, sizeof error) != IV_ERR_NONE)
+      client_log ("Exit of module \"%s\": %s", handle->name, error);
+  }
+  event->handle = handle;
+  request->result = IV_ERR_NONE;
+  /* Inside a callback, thread_exit_cb must wait until that callback returns. */
+  if (direct)
+    client_event_queue_push (&loop->events, event);
+  else
+    loop_thread_exit (event);
+  lib_drop_user ();
+}
+
+static void
+queue_append_list (ClientEventQueue *queue, ClientEvent *list)
+{
+  for (ClientEvent *event = list, *next; event != NULL; event = next) {
+    next = event->next;
+    client_event_queue_push (queue, event);
+  }
+}
+
+/* The state of things for a new observer, ahead of any live event: the
+ * agent, its cloud connection, every module. */
+static ClientEvent *
+loop_snapshot (ClientLoop *loop, iv_ota_observer_s *observer)
+{
+  ClientEventQueue list = { NULL, NULL };
+  ClientEvent *event = client_event_new (CLIENT_EVENT_AGENT);
+  int connected;
+
+  if (event != NULL && client_event_set (&event->owner, loop->agent))
+    client_event_queue_push (&list, event);
+  else
+    client_event_free (event);
+  if (loop->agent != NULL) {
+    connected = client_bus_get_connected (loop->connection);
+    if (connected >= 0 && (event = client_event_new (CLIENT_EVENT_CONNECTION)) != NULL) {
+      event->flag = connected == 1;
+      client_event_queue_push (&list, event);
+    }
+    queue_append_list (&list, client_bus_get_modules (loop->connection));
+  }
+  for (event = list.head; event != NULL; event = event->next)
+    event->observer = observer;
+  return list.head;
+}
+
+static void
+request_observer_add (ClientLoop *loop, ClientRequest *request)
+{
+  iv_ota_observer_s **link = &loop->observers;
+
+  if (!loop_ensure_connection (loop, request->error, sizeof request->error)) {
+    request->result = IV_ERR_OTA_NO_AGENT;
+    return;
+  }
+  while (*link != NULL)
+    link = &(*link)->next;
+  *link = request->observer;
+  *request->observer_out = request->observer; /* before its first callback */
+  client_event_queue_push_front (&loop->events, loop_snapshot (loop, request->observer));
+  request->result = IV_ERR_NONE;
+}
+
+static void
+request_observer_remove (ClientLoop *loop, ClientRequest *request, bool direct)
+{
+  iv_ota_observer_s *observer = request->observer;
+  ClientEvent *event = observer->release_event;
+
+  if (observer->removed) {
+    request->result = IV_ERR_OTA_INVALID_ARG;
+    return;
+  }
+  observer->removed = true;
+  request->result = IV_ERR_NONE;
+  if (direct) {
+    /* The observer list may be being walked: unlink it later. */
+    event->observer = observer;
+    client_event_queue_push (&loop->events, event);
+  } else {
+    client_event_queue_drop_observer (&loop->events, observer);
+    loop_release_observer (loop, observer);
+  }
+  lib_drop_user ();
+}
+
+static void
+request_run (ClientLoop *loop, ClientRequest *request, bool direct)
+{
+  request->error[0] = '\0';
+  switch (request->kind) {
+  case CLIENT_REQUEST_OPEN:
+    request_open (loop, request);
+    break;
+  case CLIENT_REQUEST_PROGRESS:
+  case CLIENT_REQUEST_CHECK_NOW:
+  case CLIENT_REQUEST_CANCEL:
+    request_module_call (loop, request);
+    break;
+  case CLIENT_REQUEST_EXIT:
+    request_exit (loop, request, direct);
+    break;
+  case CLIENT_REQUEST_OBSERVER_ADD:
+    request_observer_add (loop, request);
+    break;
+  case CLIENT_REQUEST_OBSERVER_REMOVE:
+    request_observer_remove (loop, request, direct);
+    break;
+  }
+}
+
+static void
+loop_run_requests (ClientLoop *loop)
+{
+  ClientRequest *request;
+
+  for (;;) {
+    pthread_mutex_lock (&lib.lock);
+    request = lib.head;
+    if (request != NULL && (lib.head = request->next) == NULL)
+      lib.tail = NULL;
+    pthread_mutex_unlock (&lib.lock);
+    if (request == NULL)
+      return;
+    request_run (loop, request, false);
+    pthread_mutex_lock (&lib.lock);
+    request->done = true; /* the caller may return at once: @request is gone */
+    pthread_cond_broadcast (&lib.cond);
+    pthread_mutex_unlock (&lib.lock);
+  }
+}
+
+/* ---- the thread ---- */
+
+static void
+loop_dispatch (ClientLoop *loop)
+{
+  if (loop->connection == NULL)
+    return;
+  while (dbus_connection_dispatch (loop->connection) == DBUS_DISPATCH_DATA_REMAINS)
+    ;
+  if (loop->disconnected)
+    loop_drop_connection (loop);
+}
+
+static bool
+loop_keep_running (ClientLoop *loop)
+{
+  bool stop;
+
+  pthread_mutex_lock (&lib.lock);
+  stop = lib.users == 0 && lib.head == NULL && loop->events.head == NULL;
+  if (stop) {
+    /* From now on a new user starts a new thread. */
+    lib.active = false;
+    lib.wake_fd = -1;
+  }
+  pthread_mutex_unlock (&lib.lock);
+  return !stop;
+}
+
+static int
+loop_timeout (ClientLoop *loop)
+{
+  int64_t left;
+
+  if (loop->retry_ms == 0)
+    return -1;
+  left = loop->retry_at - now_ms ();
+  return left < 0 ? 0 : (int) left;
+}
+
+/* Sleeps until the bus, a request or a retry needs the thread. */
+static void
+loop_wait (ClientLoop *loop)
+{
+  struct pollfd fds[2] = { { loop->wake_fd, POLLIN, 0 }, { -1, POLLIN, 0 } };
+  uint64_t count;
+
+  if (loop->connection != NULL) {
+    /* Messages read during a blocking call wait in libdbus, not in the socket. */
+    if (dbus_connection_get_dispatch_status (loop->connection) == DBUS_DISPATCH_DATA_REMAINS)
+      return;
+    if (!dbus_connection_get_unix_fd (loop->connection, &fds[1].fd))
+      fds[1].fd = -1;
+    if (dbus_connection_has_messages_to_send (loop->connection))
+      fds[1].events |= POLLOUT;
+  }
+  if (poll (fds, 2, loop_timeout (loop)) < 0)
+    return; /* EINTR: go round */
+  if (fds[0].revents != 0 && read (loop->wake_fd, &count, sizeof count) < 0 && errno != EAGAIN)
+    client_log ("cannot read the wake-up counter: %s", strerror (errno));
+  if (loop->connection != NULL && fds[1].revents != 0)
+    dbus_connection_read_write (loop->connection, 0);
+  if (loop->retry_ms != 0 && now_ms () >= loop->retry_at)
+    loop_retry (loop);
+}
+
+static void
+loop_finish (ClientLoop *loop)
+{
+  if (loop->connection != NULL) {
+    dbus_connection_remove_filter (loop->connection, loop_filter, loop);
+    client_bus_disconnect (loop->connection);
+  }
+  free (loop->agent);
+  client_event_queue_clear (&loop->events);
+  close (loop->wake_fd);
+  current_loop = NULL;
+  pthread_mutex_lock (&lib.lock);
+  lib.running--;
+  pthread_cond_broadcast (&lib.cond);
+  pthread_mutex_unlock (&lib.lock);
+}
+
+static void *
+loop_main (void *data)
+{
+  ClientLoop loop = { .wake_fd = (int) (intptr_t) data };
+
+  current_loop = &loop;
+  for (;;) {
+    loop_run_requests (&loop);
+    loop_dispatch (&loop);
+    loop_run_events (&loop);
+    if (!loop_keep_running (&loop))
+      break;
+    loop_wait (&loop);
+  }
+  loop_finish (&loop);
+  return NULL;
+}
+
+static int
+lib_start_thread_locked (char *error, size_t error_len)
+{
+  int fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  sigset_t all, saved;
+  pthread_attr_t attr;
+  pthread_t thread;
+  int rc;
+
+  if (fd < 0) {
+    client_set_error (error, error_len, "eventfd: %s", strerror (errno));
+    return IV_ERR_OTA_NO_RESOURCES;
+  }
+  pthread_attr_init (&attr);
+  pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
+  /* The application's signals go to its own threads, never to ours. */
+  sigfillset (&all);
+  pthread_sigmask (SIG_SETMASK, &all, &saved);
+  rc = pthread_create (&thread, &attr, loop_main, (void *) (intptr_t) fd);
+  pthread_sigmask (SIG_SETMASK, &saved, NULL);
+  pthread_attr_destroy (&attr);
+  if (rc != 0) {
+    close (fd);
+    client_set_error (error, error_len, "cannot start the library thread: %s", strerror (rc));
+    return IV_ERR_OTA_NO_RESOURCES;
+  }
+  lib.wake_fd = fd;
+  lib.active = true;
+  lib.running++;
+  return IV_ERR_NONE;
+}
+
+static bool
+request_adds_user (const ClientRequest *request)
+{
+  return request->kind == CLIENT_REQUEST_OPEN || request->kind == CLIENT_REQUEST_OBSERVER_ADD;
+}
+
+static bool
+request_drops_user (const ClientRequest *request)
+{
+  return request->kind == CLIENT_REQUEST_EXIT || request->kind == CLIENT_REQUEST_OBSERVER_REMOVE;
+}
+
+/* Queues @request and waits for it; called and returns with the lock held. */
+static int
+submit_queued_locked (ClientRequest *request)
+{
+  int rc;
+
+  if (!lib.active && (rc = lib_start_thread_locked (request->error, sizeof request->error)) != IV_ERR_NONE)
+    return request->result = rc;
+  request->next = NULL;
+  request->done = false;
+  if (lib.tail != NULL)
+    lib.tail->next = request;
+  else
+    lib.head = request;
+  lib.tail = request;
+  lib_wake_locked ();
+  while (!request->done)
+    pthread_cond_wait (&lib.cond, &lib.lock);
+  /* The last user gone: wait until no library thread is left. */
+  while (request_drops_user (request) && lib.users == 0 && lib.running > 0)
+    pthread_cond_wait (&lib.cond, &lib.lock);
+  return request->result;
+}
+
+static int
+submit_locked (ClientRequest *request)
+{
+  if (request_adds_user (request))
+    lib.users++;
+  if (current_loop != NULL) {
+    pthread_mutex_unlock (&lib.lock);
+    request_run (current_loop, request, true);
+    pthread_mutex_lock (&lib.lock);
+  } else {
+    submit_queued_locked (request);
+  }
+  if (request_adds_user (request) && request->result != IV_ERR_NONE) {
+    lib.users--;
+    lib_wake_locked (); /* the thread may have nobody left to serve */
+  }
+  return request->result;
+}
+
+int
+client_submit (ClientRequest *request)
+{
+  int result;
+
+  pthread_mutex_lock (&lib.lock);
+  result = submit_locked (request);
+  pthread_mutex_unlock (&lib.lock);
+  return result;
+}
+
+/* ---- the classic handle ---- */
+
+bool
+client_classic_claim (void)
+{
+  bool claimed;
+
+  pthread_mutex_lock (&lib.lock);
+  claimed = !lib.classic_claimed;
+  lib.classic_claimed = true;
+  pthread_mutex_unlock (&lib.lock);
+  return claimed;
+}
+
+void
+client_classic_unclaim (void)
+{
+  pthread_mutex_lock (&lib.lock);
+  lib.classic_claimed = false;
+  pthread_mutex_unlock (&lib.lock);
+}
+
+iv_ota_module_s *
+client_classic_take (void)
+{
+  iv_ota_module_s *handle;
+
+  pthread_mutex_lock (&lib.lock);
+  handle = lib.classic;
+  if (handle != NULL) {
+    lib.classic = NULL;
+    lib.classic_claimed = false;
+  }
+  pthread_mutex_unlock (&lib.lock);
+  return handle;
+}
+
+int
+client_classic_submit (ClientRequest *request)
+{
+  int result;
+
+  pthread_mutex_lock (&lib.lock);
+  /* Looked up and queued under one lock: an exit cannot free it in between. */
+  request->handle = lib.classic;
+  if (request->handle == NULL) {
+    client_set_error (request->error, sizeof request->error, "iv_ota_init has not been called");
+    result = request->result = IV_ERR_OTA_NOT_INITIALIZED;
+  } else {
+    result = submit_locked (request);
+  }
+  pthread_mutex_unlock (&lib.lock);
+  return result;
+}

@@ -1,0 +1,174 @@
+/* iv_ota.h — the classic OTA API of the Tencent IoT Video device SDK, served by
+ * the iv-ota agent (iv-otad) through libiv-ota.
+ *
+ * The names, enum values, structure layouts, callback and function signatures
+ * and return codes are those of the SDK's iv_ota.h, so that an application
+ * written for the SDK builds against libiv-ota without change. What differs is
+ * underneath: the cloud connection and the downloads belong to the agent, which
+ * serves every application on the device; this library only talks to it over
+ * D-Bus (bus name org.iv.Ota).
+ *
+ * Threads. The library runs one thread of its own per process. Every callback
+ * is called on that thread, one at a time, in the order the agent's events
+ * arrive. Every function may be called from any thread, including from inside a
+ * callback: there it runs at once on the library thread (for example, reporting
+ * IV_OTA_PROGRESS_TYPE_WRITE_FLASH and then calling iv_ota_exit() inside
+ * iv_ota_firmware_update_cb is fine). A callback that blocks delays every
+ * later callback and every call made from other threads (they wait for the
+ * library thread), so a callback must not wait for another thread that is
+ * itself inside an iv_ota_* call. After fork(), only the parent keeps the
+ * service; a child must not call iv_ota_* functions (exec first).
+ *
+ * Bus. The system bus, unless the environment variable IV_OTA_BUS says
+ * "session", "system" or gives a D-Bus address (unix:path=...).
+ *
+ * The classic API drives the main firmware (module ""). Named modules, several
+ * per process, and observers of every module are in iv_ota_ext.h. */
+#ifndef IV_OTA_H
+#define IV_OTA_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Return codes. */
+#define IV_ERR_NONE 0
+/* iv_ota_init: the parameter is NULL, or one of its fields is invalid (a
+ * version that is empty, not NUL-terminated or holds spaces or control
+ * characters; a firmware_path that is not an existing directory). */
+#define IV_ERR_OTA_INIT_PRM_NULL (-800)
+/* iv_ota_init: a required callback is missing (iv_ota_firmware_update_cb). */
+#define IV_ERR_OTA_INIT_CB_NULL (-801)
+/* iv_ota_init: the agent is not there, or it refused to register this
+ * application (for example because another process owns the main firmware). */
+#define IV_ERR_OTA_START_FAIL (-802)
+/* iv_ota_update_progress: the progress type is not one of the enum below. */
+#define IV_ERR_OTA_PROGRESS_TYPE_ERROR (-803)
+/* Part of the SDK's set of codes; libiv-ota does not return it. */
+#define IV_ERR_DEVICE_OFFLINE (-1001)
+
+/* Size of iv_ota_init_parm_s.firmware_path, terminating NUL included. */
+#define IV_OTA_LOCAL_FILE_NAME_MAX_LEN 160
+/* Size of the version strings, terminating NUL included. */
+#define IV_OTA_FIRMWARE_VERSION_MAX_LEN 64
+
+/* What the application reports while it installs the firmware. */
+typedef enum {
+  /* Installing started: the agent reports "burning" to the cloud. */
+  IV_OTA_PROGRESS_TYPE_WRITE_FLASH = 0,
+  /* The device reboots into the new firmware: the agent remembers it, and the
+   * iv_ota_init after the reboot reports "done" (same version as offered) or
+   * "fail" (any other version) by itself. */
+  IV_OTA_PROGRESS_TYPE_REBOOT = 1,
+  /* The new firmware is installed and running: "done". */
+  IV_OTA_PROGRESS_TYPE_SUCCESS = 2,
+  /* Installing failed; the progress value is an iv_ota_fail_type_e: "fail",
+   * result code -5, with a message that names the fail type. */
+  IV_OTA_PROGRESS_TYPE_FAIL = 3,
+  /* Installing is under way; the progress value is the percentage (0..100;
+   * values outside are clamped): "burning" with that percentage. */
+  IV_OTA_PROGRESS_TYPE_WRITING_FLASH = 4,
+  IV_OTA_PROGRESS_TYPE_BUTT
+} iv_ota_progress_type_e;
+
+/* Why an update failed (iv_ota_fail_info_s, IV_OTA_PROGRESS_TYPE_FAIL). */
+typedef enum {
+  IV_OTA_FAIL_TYPE_OPEN_FILE = 0,      /* the image file could not be opened or created */
+  IV_OTA_FAIL_TYPE_WRONG_SIZE = 1,     /* the image does not have the announced size */
+  IV_OTA_FAIL_TYPE_WRITE_FLASH = 2,    /* writing failed (storage full, I/O error) */
+  IV_OTA_FAIL_TYPE_REPORT_VERSION = 3, /* the version could not be reported */
+  IV_OTA_FAIL_TYPE_MALLOC = 4,         /* out of memory */
+  IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD = 5,  /* the download failed (timeout, 404, 403, network) */
+  IV_OTA_FAIL_TYPE_MD5_CHECK = 6,      /* the image does not match the announced MD5 */
+  IV_OTA_FAIL_TYPE_WRITE_BUTT
+} iv_ota_fail_type_e;
+
+/* A failed download, as passed to iv_ota_download_fail_cb. */
+typedef struct iv_ota_fail_info_s {
+  iv_ota_fail_type_e fail_type;
+  /* The agent's result code: -1 timeout, -2 not found (HTTP 404), -3 signature
+   * expired (HTTP 403), -4 MD5 mismatch, -5 any other failure. */
+  int err_code;
+  unsigned int downloaded_size; /* bytes downloaded when it failed */
+  unsigned int fw_file_size;    /* size of the offered image */
+  char remote_version[IV_OTA_FIRMWARE_VERSION_MAX_LEN]; /* the offered version */
+} iv_ota_fail_info_s;
+
+/* Passed to iv_ota_thread_exit_cb. */
+typedef struct iv_ota_thread_exit_status_s {
+  int mqtt_online; /* 1 when the agent's MQTT session was up at exit, else 0 */
+} iv_ota_thread_exit_status_s;
+
+/* What iv_ota_init needs. Field order and sizes are the SDK's. The callbacks
+ * all run on the library thread; their pointer arguments are valid only during
+ * the call (copy what must outlive it). */
+typedef struct iv_ota_init_parm_s {
+  /* Required. A verified image is ready: @firmware_name is its absolute path
+   * (in firmware_path), @firmware_len its size in bytes (UINT32_MAX if larger).
+   * The application installs it and reports with iv_ota_update_progress(). */
+  void (*iv_ota_firmware_update_cb) (char *firmware_name, uint32_t firmware_len);
+  /* Directory where images are downloaded: an existing directory, owned by the
+   * calling user unless it runs as root. A relative path is taken from the
+   * current directory. NUL-terminated. */
+  char firmware_path[IV_OTA_LOCAL_FILE_NAME_MAX_LEN];
+  /* The version running now: 1..63 printable characters without spaces,
+   * NUL-terminated. */
+  char firmware_version[IV_OTA_FIRMWARE_VERSION_MAX_LEN];
+  /* Optional. The cloud offers @new_firmware_version of @new_firmware_size
+   * bytes. Return 0 to download it now; any other value defers it: the agent
+   * reports the current version again after its retry_interval, the cloud
+   * offers again, and this callback is asked again. When NULL, every offer is
+   * downloaded at once. */
+  int (*iv_ota_prepare_cb) (char *new_firmware_version, uint32_t new_firmware_size);
+  /* Optional. Download progress: @size bytes of the image are downloaded so
+   * far (UINT32_MAX if more). */
+  void (*iv_ota_download_size_cb) (uint32_t size);
+  /* Optional. The OTA service of this application ended (after iv_ota_exit). */
+  void (*iv_ota_thread_exit_cb) (iv_ota_thread_exit_status_s status);
+  /* Optional. A download failed; @info says why. The agent offers the update
+   * again later (the partial file is kept and resumed when possible). */
+  void (*iv_ota_download_fail_cb) (const iv_ota_fail_info_s *info);
+} iv_ota_init_parm_s;
+
+/* Registers this application with the agent as the owner of the main firmware
+ * and starts the OTA service: the agent reports firmware_version to the cloud
+ * now and regularly, and the callbacks follow offers and downloads.
+ *
+ * Blocks until the agent has answered. @init_parm is copied; it may be freed
+ * on return. If the agent restarts later, the library registers again by
+ * itself. Thread: any, once per process until iv_ota_exit (a second call
+ * fails with IV_ERR_OTA_ALREADY_INITIALIZED, see iv_ota_ext.h).
+ *
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INIT_PRM_NULL, IV_ERR_OTA_INIT_CB_NULL or
+ * IV_ERR_OTA_START_FAIL; iv_ota_last_error() (iv_ota_ext.h) tells why. */
+int iv_ota_init (iv_ota_init_parm_s *init_parm);
+
+/* Stops the OTA service: the agent stops reporting for this application and
+ * cancels a running download (its partial file is kept for resume), then
+ * iv_ota_thread_exit_cb runs.
+ *
+ * Called from any thread but the library's, it returns once
+ * iv_ota_thread_exit_cb has run, and no callback follows. Called from inside a
+ * callback, it returns at once and iv_ota_thread_exit_cb runs when that
+ * callback has returned. Either way iv_ota_init may be called again afterwards.
+ *
+ * Returns IV_ERR_NONE, or IV_ERR_OTA_NOT_INITIALIZED (iv_ota_ext.h). */
+int iv_ota_exit (void);
+
+/* Reports what the installation does (see iv_ota_progress_type_e), normally
+ * from iv_ota_firmware_update_cb or after it. Blocks until the agent has
+ * answered (a few milliseconds). Thread: any.
+ *
+ * Returns IV_ERR_NONE, IV_ERR_OTA_PROGRESS_TYPE_ERROR for an unknown @type,
+ * or, from iv_ota_ext.h: IV_ERR_OTA_NOT_INITIALIZED, IV_ERR_OTA_NO_AGENT (the
+ * agent is not on the bus right now), IV_ERR_OTA_REFUSED (nothing to report
+ * about, for example no update under way). */
+int iv_ota_update_progress (iv_ota_progress_type_e type, int progress_value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IV_OTA_H */

@@ -1,0 +1,191 @@
+/* iv_ota_ext.h — what libiv-ota adds to the classic iv_ota.h API.
+ *
+ *  - Handles for named modules: a device may carry several firmware parts (the
+ *    main firmware is module "", others are an MCU, a radio...). A process may
+ *    own several modules at once, each through its own handle, with the same
+ *    callbacks as the classic API.
+ *  - Observers: a process (a UI, a logger) that watches the offers, progress
+ *    and ready images of every module on the device, owned or not.
+ *  - Error texts: iv_ota_strerror() and iv_ota_last_error().
+ *
+ * Threads, as in iv_ota.h: one library thread per process runs every callback
+ * of every handle and observer, one at a time, in the order events arrive;
+ * every function may be called from any thread, including from inside a
+ * callback, where it runs at once on the library thread. For each event,
+ * observers are called before the callbacks of the module's handle.
+ *
+ * Ownership: a handle or observer returned by an _open/_add function belongs to
+ * the caller until it passes it to iv_ota_module_exit() or
+ * iv_ota_observer_remove(); after that call has started, the pointer must not
+ * be used again (from any thread). Strings passed to callbacks are valid only
+ * during the call. */
+#ifndef IV_OTA_EXT_H
+#define IV_OTA_EXT_H
+
+#include "iv_ota.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Return codes beyond the classic ones (these never come from iv_ota_init). */
+/* The module is owned by another process, or already open in this one. */
+#define IV_ERR_OTA_BUSY (-850)
+/* The agent refused the firmware directory (not owned by the caller) or the
+ * bus policy refused the call. */
+#define IV_ERR_OTA_ACCESS_DENIED (-851)
+/* An argument is invalid: NULL handle or callback, bad module name. */
+#define IV_ERR_OTA_INVALID_ARG (-852)
+/* iv_ota_update_progress or iv_ota_exit without a successful iv_ota_init. */
+#define IV_ERR_OTA_NOT_INITIALIZED (-853)
+/* iv_ota_init called again before iv_ota_exit. */
+#define IV_ERR_OTA_ALREADY_INITIALIZED (-854)
+/* The agent refused the request: nothing to report about, no such offer... */
+#define IV_ERR_OTA_REFUSED (-855)
+/* The agent is not on the bus right now (it may be restarting: the library
+ * registers again by itself when it is back). */
+#define IV_ERR_OTA_NO_AGENT (-856)
+/* Out of memory, or the library thread could not be started. */
+#define IV_ERR_OTA_NO_RESOURCES (-857)
+
+/* Longest module name, terminating NUL excluded. */
+#define IV_OTA_MODULE_NAME_MAX_LEN 32
+
+/* A module owned by this process. Opaque. */
+typedef struct iv_ota_module iv_ota_module_s;
+
+/* Registers this process with the agent as the owner of @module and starts its
+ * OTA service, exactly like iv_ota_init() does for the main firmware.
+ *
+ * @module: "" for the main firmware, else 1..32 characters of [A-Za-z0-9._-].
+ * @init_parm: as for iv_ota_init (copied; iv_ota_firmware_update_cb required).
+ * @user_data: any pointer, returned by iv_ota_module_user_data().
+ * @handle: receives the handle on success, before any callback of the module
+ *   can run, so callbacks may read it (untouched on failure).
+ *
+ * The callbacks have no context argument: when several modules share them,
+ * iv_ota_module_current() tells which one a callback is about.
+ *
+ * Blocks until the agent has answered. Thread: any.
+ * Returns IV_ERR_NONE; IV_ERR_OTA_INIT_PRM_NULL (NULL or invalid @init_parm,
+ * @module or @handle); IV_ERR_OTA_INIT_CB_NULL; IV_ERR_OTA_BUSY;
+ * IV_ERR_OTA_ACCESS_DENIED; IV_ERR_OTA_START_FAIL (no agent, or it refused);
+ * IV_ERR_OTA_NO_RESOURCES. */
+int iv_ota_module_open (const char *module, const iv_ota_init_parm_s *init_parm, void *user_data,
+                        iv_ota_module_s **handle);
+
+/* iv_ota_update_progress() for @handle's module. Thread: any.
+ * Returns the codes of iv_ota_update_progress, or IV_ERR_OTA_INVALID_ARG for
+ * a NULL @handle. */
+int iv_ota_module_update_progress (iv_ota_module_s *handle, iv_ota_progress_type_e type, int progress_value);
+
+/* Asks the agent to report the module's version now, so that the cloud offers
+ * an update at once if there is one. Thread: any.
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG, IV_ERR_OTA_NO_AGENT or
+ * IV_ERR_OTA_REFUSED (an update cycle is running). */
+int iv_ota_module_check_now (iv_ota_module_s *handle);
+
+/* Stops a running download of the module; its partial file is kept, and the
+ * next offer of the same image resumes it. Thread: any.
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG, IV_ERR_OTA_NO_AGENT or
+ * IV_ERR_OTA_REFUSED. */
+int iv_ota_module_cancel (iv_ota_module_s *handle);
+
+/* iv_ota_exit() for @handle's module, which also frees @handle: the agent
+ * releases the module, then iv_ota_thread_exit_cb runs. From any thread but
+ * the library's, it returns once that callback has run, and no callback of
+ * the module follows; from inside a callback it returns at once and
+ * iv_ota_thread_exit_cb runs after that callback has returned.
+ * Returns IV_ERR_NONE or IV_ERR_OTA_INVALID_ARG. */
+int iv_ota_module_exit (iv_ota_module_s *handle);
+
+/* The module name of @handle ("" for the main firmware), valid as long as the
+ * handle. NULL for a NULL @handle. Thread: any. */
+const char *iv_ota_module_name (const iv_ota_module_s *handle);
+
+/* The @user_data given to iv_ota_module_open (NULL for the classic handle of
+ * iv_ota_init). Thread: any. */
+void *iv_ota_module_user_data (const iv_ota_module_s *handle);
+
+/* Inside a callback of a module (iv_ota_init_parm_s callbacks), the handle it
+ * is about — the classic iv_ota_init included; NULL anywhere else. Thread:
+ * any (the answer is per thread). */
+iv_ota_module_s *iv_ota_module_current (void);
+
+/* ---- observers ---- */
+
+typedef enum {
+  /* The agent appeared on the bus or left it: agent_present. */
+  IV_OTA_EVENT_AGENT = 0,
+  /* The agent's session with the cloud went up or down: cloud_connected. */
+  IV_OTA_EVENT_CONNECTION = 1,
+  /* The cloud offered an image: module, version, total. */
+  IV_OTA_EVENT_OFFERED = 2,
+  /* A module changed state or downloaded more: module, version, state,
+   * percent, downloaded, total, result_code, result_msg. */
+  IV_OTA_EVENT_PROGRESS = 3,
+  /* A verified image is ready for its owner: module, version, path, total, md5. */
+  IV_OTA_EVENT_READY = 4,
+} iv_ota_event_type_e;
+
+/* One event. Fields that do not apply to the type are 0 or "" (never NULL).
+ * Strings are valid only during the callback. Future versions may add event
+ * types (ignore unknown ones) and fields at the end of this structure. */
+typedef struct iv_ota_event_s {
+  iv_ota_event_type_e type;
+  const char *module;     /* "" for the main firmware */
+  const char *version;    /* the target version; the installed one when idle */
+  /* idle, offered, downloading, verifying, ready, burning, rebooting, done, fail */
+  const char *state;
+  unsigned int percent;   /* 0..100 */
+  uint64_t downloaded;    /* bytes */
+  uint64_t total;         /* image size in bytes, 0 when unknown */
+  int result_code;        /* 0, or -1 timeout, -2 not found, -3 expired, -4 MD5, -5 other */
+  const char *result_msg;
+  const char *path;       /* READY: absolute path of the image */
+  const char *md5;        /* READY: 32 lowercase hex digits */
+  int agent_present;      /* AGENT: 1 when the agent is on the bus */
+  int cloud_connected;    /* CONNECTION: 1 when the cloud session is up */
+} iv_ota_event_s;
+
+/* Called on the library thread for each event. */
+typedef void (*iv_ota_observer_cb) (const iv_ota_event_s *event, void *user_data);
+
+/* An observer. Opaque. */
+typedef struct iv_ota_observer iv_ota_observer_s;
+
+/* Starts watching every module; *@observer is set before the first call of
+ * @callback (untouched on failure). First comes a snapshot — an AGENT event, and
+ * when the agent is there a CONNECTION event and one PROGRESS event per module
+ * it knows — then live events as they happen. Observing needs no ownership
+ * and works while the agent is absent (AGENT events tell when it comes).
+ *
+ * Thread: any; blocks until the library thread has taken the observer.
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG (NULL @callback or @observer),
+ * IV_ERR_OTA_START_FAIL (no bus) or IV_ERR_OTA_NO_RESOURCES. */
+int iv_ota_observer_add (iv_ota_observer_cb callback, void *user_data, iv_ota_observer_s **observer);
+
+/* Stops @observer and frees it. From any thread but the library's, no call of
+ * its callback follows the return; from inside a callback, none follows the
+ * current one. Returns IV_ERR_NONE or IV_ERR_OTA_INVALID_ARG. */
+int iv_ota_observer_remove (iv_ota_observer_s *observer);
+
+/* ---- errors ---- */
+
+/* A short English text for any IV_ERR_* code of iv_ota.h and this header
+ * (a fixed "unknown error" for others). Static storage; thread: any. */
+const char *iv_ota_strerror (int code);
+
+/* Why the last call of the calling thread that returns an IV_ERR_* code
+ * failed, in more detail than the code (the agent's own message when it
+ * refused), or "" when that call succeeded. Per thread; valid until the
+ * thread's next such call. */
+const char *iv_ota_last_error (void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IV_OTA_EXT_H */
