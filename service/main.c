@@ -119,6 +119,8 @@ main (int argc, char **argv)
   };
 
   setlocale (LC_ALL, "");
+  /* stdout may be a pipe of the caller's; every log line belongs on stderr or the journal. */
+  g_log_writer_default_set_use_stderr (TRUE);
   g_log_set_writer_func (log_writer, NULL, NULL);
   g_option_context_add_main_entries (context, entries, NULL);
   g_option_context_set_description (context,
