@@ -7,6 +7,7 @@
 #include "outbox.h"
 #include "protocol.h"
 #include "reporter.h"
+#include "signin.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -18,7 +19,14 @@ struct _OtaAgent {
   OtaReporter *reporter;
   SoupSession *session;
   GHashTable *modules; /* name → OtaModule */
+  /* IV_OTAD_TEST_SIGNIN: a fixed connid and expiry, so that a test broker's
+   * password file can hold the signed credentials. NULL: fresh ones. */
+  char *fixed_connid;
+  gint64 fixed_expiry;
 };
+
+/* Before this (2020-01-01) the clock has not been set since boot. */
+#define OTA_CLOCK_SANE_AFTER G_GINT64_CONSTANT (1577836800)
 
 G_DEFINE_TYPE (OtaAgent, ota_agent, G_TYPE_OBJECT)
 
@@ -153,15 +161,61 @@ on_link_connection_changed (OtaMqttLink *link, gboolean connected, OtaAgent *sel
     ota_module_handle_connected (module);
 }
 
-static OtaMqttLink *
-agent_new_link (OtaConfig *config, GError **error)
+/* Device key sign-in: a new connid and expiry for every connection attempt,
+ * so that the credentials never expire while the agent runs. */
+static gboolean
+agent_signin_credentials (gpointer user_data, char **username, char **password, GError **error)
 {
+  OtaAgent *self = user_data;
+  OtaConfig *config = self->config;
+  g_autofree char *connid = NULL;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  gint64 expiry = now + OTA_SIGNIN_LIFETIME_S;
+
+  if (self->fixed_connid != NULL) {
+    connid = g_strdup (self->fixed_connid);
+    expiry = self->fixed_expiry;
+  } else {
+    connid = ota_signin_new_connid ();
+    if (now < OTA_CLOCK_SANE_AFTER)
+      g_warning ("mqtt: the system clock is not set (unix time %" G_GINT64_FORMAT "): the platform refuses "
+                 "signed credentials that expired by its clock; retrying until the clock is set",
+                 now);
+  }
+  return ota_signin_compute (config->product_id, config->device_name, config->device_secret, connid, expiry,
+                             username, password, error);
+}
+
+static gboolean
+agent_read_test_signin (OtaAgent *self, GError **error)
+{
+  const char *text = g_getenv ("IV_OTAD_TEST_SIGNIN");
+
+  if (text == NULL)
+    return TRUE;
+  if (!ota_signin_parse_fixed (text, &self->fixed_connid, &self->fixed_expiry, error)) {
+    g_prefix_error (error, "IV_OTAD_TEST_SIGNIN: ");
+    return FALSE;
+  }
+  g_warning ("IV_OTAD_TEST_SIGNIN is set: device key sign-in uses the fixed connid %s and expiry %" G_GINT64_FORMAT
+             " (for tests only)",
+             self->fixed_connid, self->fixed_expiry);
+  return TRUE;
+}
+
+static OtaMqttLink *
+agent_new_link (OtaAgent *self, GError **error)
+{
+  OtaConfig *config = self->config;
+  gboolean signin = *config->device_secret != '\0';
   OtaMqttSettings settings = {
     .host = config->mqtt_host,
     .port = config->mqtt_port,
     .client_id = config->mqtt_client_id,
     .username = config->mqtt_username,
     .password = config->mqtt_password,
+    .credentials_func = signin ? agent_signin_credentials : NULL,
+    .credentials_data = self,
     .keepalive = config->mqtt_keepalive,
     .tls = config->mqtt_tls,
     .ca_file = config->mqtt_ca_file,
@@ -188,7 +242,9 @@ ota_agent_new (OtaConfig *config, GError **error)
   self->session = ota_download_session_new (config->ca_file, error);
   if (self->session == NULL)
     return NULL;
-  self->link = agent_new_link (config, error);
+  if (*config->device_secret != '\0' && !agent_read_test_signin (self, error))
+    return NULL;
+  self->link = agent_new_link (self, error);
   if (self->link == NULL)
     return NULL;
   outbox = ota_outbox_open (outbox_path, error);
@@ -204,9 +260,15 @@ ota_agent_new (OtaConfig *config, GError **error)
 void
 ota_agent_start (OtaAgent *self)
 {
-  g_message ("connecting to the cloud at %s:%u as %s; reports on %s, offers on %s", self->config->mqtt_host,
-             self->config->mqtt_port, self->config->mqtt_client_id, self->config->report_topic,
-             self->config->update_topic);
+  OtaConfig *config = self->config;
+
+  g_message ("connecting to the cloud at %s:%u%s as %s (%s); reports on %s, offers on %s", config->mqtt_host,
+             config->mqtt_port, config->mqtt_tls ? " over TLS" : "", config->mqtt_client_id,
+             *config->device_secret != '\0'            ? "device key sign-in"
+             : *config->mqtt_cert_file != '\0' && config->mqtt_tls ? "certificate sign-in"
+             : *config->mqtt_username != '\0'          ? "username and password"
+                                                       : "anonymous",
+             config->report_topic, config->update_topic);
   ota_mqtt_link_start (self->link);
 }
 
@@ -423,6 +485,7 @@ ota_agent_finalize (GObject *object)
   OtaAgent *self = OTA_AGENT (object);
 
   ota_config_free (self->config);
+  g_free (self->fixed_connid);
   G_OBJECT_CLASS (ota_agent_parent_class)->finalize (object);
 }
 

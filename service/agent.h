@@ -31,7 +31,10 @@ OtaAgent *ota_agent_new (OtaConfig *config, GError **error);
 
 /* Connects to the cloud. */
 void ota_agent_start (OtaAgent *self);
-/* Clean shutdown: cancels downloads (their checkpoints stay), disconnects. */
+/* Clean shutdown: cancels downloads and sends the MQTT DISCONNECT. The
+ * cancelled downloads' workers still write their last buffers and
+ * checkpoint: the caller then iterates the main context until
+ * ota_download_count_workers() is 0 (main.c bounds that wait). */
 void ota_agent_stop (OtaAgent *self);
 
 gboolean ota_agent_get_connected (OtaAgent *self);

@@ -421,6 +421,18 @@ check_tls (const OtaConfig *self, GError **error)
   return set_key_error (error, "mqtt", "cert_file", "required when key_file is set");
 }
 
+/* The signed credentials are the MQTT username and password: a second pair
+ * would be silently ignored, so it is refused. */
+static gboolean
+check_signin (const OtaConfig *self, GError **error)
+{
+  if (*self->device_secret == '\0' || (*self->mqtt_username == '\0' && *self->mqtt_password == '\0'))
+    return TRUE;
+  return set_key_error (error, "device", "device_secret",
+                        "cannot be combined with [mqtt] username or password: device key sign-in "
+                        "computes them (remove one or the other)");
+}
+
 static const char *
 placeholder_value (const OtaConfig *self, const char *name, gsize length)
 {
@@ -497,7 +509,7 @@ expand_topics (OtaConfig *self, GError **error)
 static gboolean
 finish (OtaConfig *self, GError **error)
 {
-  if (!check_required (self, error) || !check_tls (self, error))
+  if (!check_required (self, error) || !check_tls (self, error) || !check_signin (self, error))
     return FALSE;
   if (*self->mqtt_client_id == '\0') {
     g_free (self->mqtt_client_id);

@@ -20,7 +20,7 @@ typedef struct {
   /* [device] */
   char *product_id;         /* required, 1..64 of [A-Za-z0-9_-] */
   char *device_name;        /* required, 1..64 of [A-Za-z0-9_.:@-] */
-  char *device_secret;      /* default "", base64 when set */
+  char *device_secret;      /* default "", base64 when set; excludes mqtt username/password */
   /* [ota] */
   char *state_dir;          /* default "/var/lib/iv-ota", absolute */
   guint report_interval;    /* seconds, 1..604800, default 600 */
@@ -40,7 +40,8 @@ typedef struct {
 OtaConfig *ota_config_new_defaults (void);
 
 /* Parses key-file text. Unknown groups or keys, malformed values, values out of
- * range and a missing product_id/device_name are errors whose message names the
+ * range, a missing product_id/device_name and a device_secret together with an
+ * [mqtt] username or password are errors whose message names the
  * group and key ("[ota] report_interval: ..."). Topics are expanded. */
 OtaConfig *ota_config_load_from_data (const char *data, gsize length, GError **error);
 

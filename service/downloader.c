@@ -251,6 +251,9 @@ static GMutex ota_turns_lock;
 static GCond ota_turns_cond;
 static GHashTable *ota_turns;
 
+/* Worker threads alive, for a shutdown that waits for the last checkpoints. */
+static gint ota_workers_running;
+
 /* Creator's thread, before the worker starts: takes a place in line. */
 static void
 ota_writer_queue_up (OtaWriter *w)
@@ -647,7 +650,7 @@ ota_writer_prepare (OtaWriter *w, GError **error)
   if (!ota_writer_check_space (w, error) || !ota_writer_open_image (w, error))
     return FALSE;
   if (resume) {
-    g_debug ("resuming %s at byte %" G_GUINT64_FORMAT, w->bin_name, recorded);
+    g_info ("resuming %s at byte %" G_GUINT64_FORMAT, w->bin_name, recorded);
     return ota_writer_resume (w, recorded, error);
   }
   return ota_writer_restart (w, error);
@@ -740,6 +743,7 @@ static gpointer
 ota_writer_thread (gpointer data)
 {
   OtaWriter *w = data;
+  GMainContext *context;
 
   ota_writer_wait_turn (w);
   for (;;) {
@@ -757,7 +761,12 @@ ota_writer_thread (gpointer data)
     w->bin_fd = -1;
   }
   ota_writer_leave_line (w);
+  context = g_main_context_ref (w->context);
   ota_writer_free (w);
+  /* Everything is on disk and closed: a waiting shutdown may go on. */
+  g_atomic_int_dec_and_test (&ota_workers_running);
+  g_main_context_wakeup (context);
+  g_main_context_unref (context);
   return NULL;
 }
 
@@ -1419,8 +1428,10 @@ ota_download_start (OtaDownload *self)
   self->state = OTA_DOWNLOAD_PREPARING;
   ota_download_create_stall_source (self);
   ota_writer_queue_up (self->writer);
+  g_atomic_int_inc (&ota_workers_running);
   thread = g_thread_try_new ("ota-download", ota_writer_thread, self->writer, &error);
   if (thread == NULL) {
+    g_atomic_int_dec_and_test (&ota_workers_running);
     ota_writer_leave_line (self->writer);
     g_prefix_error (&error, "cannot start the download thread: ");
     ota_download_fail (self, OTA_RESULT_FAILED, error->message);
@@ -1446,6 +1457,12 @@ ota_download_cancel (OtaDownload *self)
   /* A read in flight still fills the current buffer: its callback stops the worker. */
   if (!self->reading)
     ota_download_stop_writing (self);
+}
+
+guint
+ota_download_count_workers (void)
+{
+  return (guint) g_atomic_int_get (&ota_workers_running);
 }
 
 const char *

@@ -50,6 +50,13 @@ void ota_download_start (OtaDownload *self);
 /* Stops now; the partial file and the record (last checkpoint) stay. */
 void ota_download_cancel (OtaDownload *self);
 
+/* Worker threads still running, of every download. A cancelled download's
+ * worker still writes the buffers it was handed and takes a last checkpoint;
+ * a clean shutdown iterates the creator's main context (a cancelled read
+ * must come back to hand over its buffer) until this is 0. The worker wakes
+ * that context up when it ends. Any thread. */
+guint ota_download_count_workers (void);
+
 /* Absolute path of the image. */
 const char *ota_download_get_path (OtaDownload *self);
 guint64 ota_download_get_downloaded (OtaDownload *self);

@@ -1,14 +1,22 @@
 /* iv-otad: the OTA agent. Wires config, agent and bus adapter together and
- * runs the GLib main loop until SIGTERM/SIGINT. */
+ * runs the GLib main loop until SIGTERM/SIGINT, then shuts down cleanly:
+ * downloads cancelled with their last checkpoint written, MQTT DISCONNECT
+ * sent (the outbox is already on disk: it is saved on every change). */
 #include "agent.h"
 #include "bus.h"
 #include "config.h"
+#include "downloader.h"
 #include "ota-build-config.h"
 
 #include <glib-unix.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+/* Bound on waiting for download workers at shutdown. A worker only writes
+ * what was already received and syncs once, so this is generous; if it ever
+ * runs out, the last periodic checkpoint still describes a valid prefix. */
+#define SHUTDOWN_WAIT_S 10
 
 typedef struct {
   GMainLoop *loop;
@@ -45,6 +53,34 @@ on_name_lost (OtaBus *bus, gpointer user_data)
 
   daemon->exit_code = EXIT_FAILURE;
   g_main_loop_quit (daemon->loop);
+}
+
+static gboolean
+keep_iterating (gpointer user_data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+/* Cancelled downloads hand their last buffers to their workers once the
+ * cancelled reads come back (main context), and the workers then write them
+ * and checkpoint: iterate until every worker is done, bounded. */
+static void
+wait_for_downloads (void)
+{
+  gint64 deadline = g_get_monotonic_time () + SHUTDOWN_WAIT_S * G_USEC_PER_SEC;
+  guint tick;
+
+  if (ota_download_count_workers () == 0)
+    return;
+  g_info ("waiting for %u download worker(s) to write their last checkpoint", ota_download_count_workers ());
+  /* Workers wake the context when they end; the tick bounds each wait. */
+  tick = g_timeout_add (100, keep_iterating, NULL);
+  while (ota_download_count_workers () > 0 && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (tick);
+  if (ota_download_count_workers () > 0)
+    g_warning ("%u download worker(s) still busy after %d s; exiting anyway (the last checkpoint stays valid)",
+               ota_download_count_workers (), SHUTDOWN_WAIT_S);
 }
 
 static gboolean
@@ -94,10 +130,13 @@ run (OtaConfig *config, GBusType bus_type)
   sigint = g_unix_signal_add (SIGINT, on_quit_signal, &daemon);
   ota_agent_start (agent);
   g_main_loop_run (loop);
+  ota_agent_stop (agent);
+  wait_for_downloads ();
+  /* Only now: a second SIGTERM during the wait must not kill us half-way. */
   g_source_remove (sigterm);
   g_source_remove (sigint);
-  ota_agent_stop (agent);
   g_dbus_connection_flush_sync (connection, NULL, NULL);
+  g_message ("stopped");
   return daemon.exit_code;
 }
 
@@ -142,5 +181,7 @@ main (int argc, char **argv)
     g_printerr ("iv-otad: %s\n", error->message);
     return EXIT_FAILURE;
   }
+  g_message ("iv-otad %s starting: config %s, %s bus", PACKAGE_VERSION, config_path,
+             bus_type == G_BUS_TYPE_SYSTEM ? "system" : "session");
   return run (config, bus_type);
 }

@@ -69,6 +69,24 @@ module_label (OtaModule *self)
   return *self->name == '\0' ? "(main)" : self->name;
 }
 
+static void module_log (OtaModule *self, GLogLevelFlags level, const char *format, ...) G_GNUC_PRINTF (3, 4);
+
+/* One line per event of this module, "module <name>: ...". In the journal
+ * the module is also a field of its own, IV_OTA_MODULE (empty for the main
+ * firmware): journalctl -u iv-otad IV_OTA_MODULE=mcu */
+static void
+module_log (OtaModule *self, GLogLevelFlags level, const char *format, ...)
+{
+  g_autofree char *text = NULL;
+  va_list args;
+
+  va_start (args, format);
+  text = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_log_structured (G_LOG_DOMAIN, level, "IV_OTA_MODULE", self->name, "MESSAGE", "module %s: %s", module_label (self),
+                    text);
+}
+
 static void
 module_emit_progress (OtaModule *self)
 {
@@ -80,8 +98,8 @@ static void
 module_set_state (OtaModule *self, OtaModuleState state)
 {
   if (self->state != state)
-    g_info ("module %s: %s -> %s", module_label (self), ota_module_state_to_string (self->state),
-            ota_module_state_to_string (state));
+    module_log (self, G_LOG_LEVEL_INFO, "%s -> %s", ota_module_state_to_string (self->state),
+                ota_module_state_to_string (state));
   self->state = state;
   module_emit_progress (self);
 }
@@ -104,7 +122,7 @@ module_report_version (OtaModule *self)
     return;
   payload = ota_protocol_encode_report_version (self->name, self->version);
   key = g_strconcat ("report_version:", self->name, NULL);
-  g_info ("module %s: report_version %s", module_label (self), self->version);
+  module_log (self, G_LOG_LEVEL_INFO, "report_version %s", self->version);
   g_signal_emit (self, signals[SIGNAL_REPORT], 0, payload, TRUE, key);
 }
 
@@ -127,8 +145,10 @@ module_report_progress (OtaModule *self, const char *state, int percent, int cod
 
   payload = ota_protocol_encode_progress (&report);
   if (reliable)
-    g_info ("module %s: report %s of %s (code %d%s%s)", module_label (self), state,
-            self->offer->version, code, msg != NULL && *msg ? ": " : "", msg != NULL ? msg : "");
+    module_log (self, G_LOG_LEVEL_INFO, "report %s of %s (code %d%s%s)", state,
+                self->offer->version, code, msg != NULL && *msg ? ": " : "", msg != NULL ? msg : "");
+  else
+    module_log (self, G_LOG_LEVEL_DEBUG, "report %s of %s (%d %%)", state, self->offer->version, percent);
   g_signal_emit (self, signals[SIGNAL_REPORT], 0, payload, reliable, NULL);
 }
 
@@ -231,8 +251,8 @@ on_download_finished (OtaDownload *download, int code, const char *message, OtaM
 
   g_signal_handlers_disconnect_by_data (done, self);
   if (code != 0) {
-    g_warning ("module %s: download of %s failed (%d): %s", module_label (self), self->offer->version,
-               code, message);
+    module_log (self, G_LOG_LEVEL_WARNING, "download of %s failed (%d): %s", self->offer->version,
+                code, message);
     module_cycle_failed (self, code, message);
     return;
   }
@@ -243,7 +263,7 @@ on_download_finished (OtaDownload *download, int code, const char *message, OtaM
   self->fail_streak = 0;
   module_set_result (self, 0, "");
   module_send_cloud_progress (self, 100);
-  g_info ("module %s: firmware %s ready at %s", module_label (self), self->offer->version, self->path);
+  module_log (self, G_LOG_LEVEL_INFO, "firmware %s ready at %s", self->offer->version, self->path);
   self->state = OTA_MODULE_STATE_READY;
   /* FirmwareReady first: a client that sees Progress(ready) already has the path. */
   g_signal_emit (self, signals[SIGNAL_FIRMWARE_READY], 0, self->offer->version, self->path,
@@ -275,8 +295,8 @@ module_start_download (OtaModule *self)
   g_signal_connect (self->download, "verifying", G_CALLBACK (on_download_verifying), self);
   g_signal_connect (self->download, "finished", G_CALLBACK (on_download_finished), self);
   self->last_cloud_progress = 0;
-  g_info ("module %s: downloading %s (%" G_GUINT64_FORMAT " bytes) from %s", module_label (self),
-          self->offer->version, self->offer->file_size, self->offer->url);
+  module_log (self, G_LOG_LEVEL_INFO, "downloading %s (%" G_GUINT64_FORMAT " bytes) from %s",
+              self->offer->version, self->offer->file_size, self->offer->url);
   ota_download_start (self->download);
 }
 
@@ -313,8 +333,9 @@ module_begin_offer (OtaModule *self)
   self->downloaded = 0;
   self->total = self->offer->file_size;
   module_set_result (self, 0, "");
-  g_info ("module %s: offered %s (%" G_GUINT64_FORMAT " bytes, md5 %s)", module_label (self),
-          self->offer->version, self->offer->file_size, self->offer->md5sum);
+  module_log (self, G_LOG_LEVEL_INFO, "offered %s (%" G_GUINT64_FORMAT " bytes, md5 %s%s%s)",
+              self->offer->version, self->offer->file_size, self->offer->md5sum,
+              self->offer->task_id != NULL ? ", task " : "", self->offer->task_id != NULL ? self->offer->task_id : "");
   self->state = OTA_MODULE_STATE_OFFERED;
   /* UpdateOffered first, so that a client sees it before Progress(offered). */
   g_signal_emit (self, signals[SIGNAL_OFFERED], 0, self->offer->version, self->offer->file_size);
@@ -362,12 +383,12 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
   if (self->owner == NULL)
     return;
   if (g_strcmp0 (offer->version, self->version) == 0) {
-    g_info ("module %s: offer of %s ignored: already installed", module_label (self), offer->version);
+    module_log (self, G_LOG_LEVEL_INFO, "offer of %s ignored: already installed", offer->version);
     return;
   }
   if (!module_offer_is_news (self, offer)) {
-    g_debug ("module %s: offer of %s ignored in state %s", module_label (self), offer->version,
-             ota_module_state_to_string (self->state));
+    module_log (self, G_LOG_LEVEL_DEBUG, "offer of %s ignored in state %s", offer->version,
+                ota_module_state_to_string (self->state));
     return;
   }
   /* While a failed offer waits for its next attempt, its re-offers only
@@ -383,8 +404,8 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
   delay = module_failure_delay (self);
   if (delay > 0) {
     /* State and result stay those of the failure until the next attempt. */
-    g_info ("module %s: %s failed %u time(s), trying again in %u s", module_label (self), offer->version,
-            self->fail_streak, delay);
+    module_log (self, G_LOG_LEVEL_INFO, "%s failed %u time(s), trying again in %u s", offer->version,
+                self->fail_streak, delay);
     self->start_timer = g_timeout_add_seconds (delay, module_start_timer_cb, self);
     return;
   }
@@ -395,11 +416,11 @@ void
 ota_module_handle_version_ack (OtaModule *self, const OtaVersionAck *ack)
 {
   if (ack->result_code == 0) {
-    g_debug ("module %s: version %s acknowledged", module_label (self), ack->version);
+    module_log (self, G_LOG_LEVEL_DEBUG, "version %s acknowledged", ack->version);
     return;
   }
-  g_warning ("module %s: cloud refused version report %s: %" G_GINT64_FORMAT " %s", module_label (self),
-             ack->version, ack->result_code, ack->result_msg);
+  module_log (self, G_LOG_LEVEL_WARNING, "cloud refused version report %s: %" G_GINT64_FORMAT " %s",
+              ack->version, ack->result_code, ack->result_msg);
   if (self->owner != NULL)
     module_schedule_retry (self);
 }
@@ -451,7 +472,7 @@ module_complete_reboot (OtaModule *self)
 
   if (!ota_reboot_marker_load (self->config->state_dir, self->name, &marker, &error)) {
     if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
-      g_warning ("module %s: ignoring reboot marker: %s", module_label (self), error->message);
+      module_log (self, G_LOG_LEVEL_WARNING, "ignoring reboot marker: %s", error->message);
     return;
   }
   target->module = g_strdup (self->name);
@@ -472,7 +493,7 @@ module_complete_reboot (OtaModule *self)
     module_set_state (self, OTA_MODULE_STATE_FAIL);
   }
   if (!ota_reboot_marker_delete (self->config->state_dir, self->name, &error))
-    g_warning ("module %s: %s", module_label (self), error->message);
+    module_log (self, G_LOG_LEVEL_WARNING, "%s", error->message);
   ota_reboot_marker_clear (&marker);
 }
 
@@ -492,7 +513,7 @@ ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, c
   if (!module_open_dir (self, firmware_dir, uid, error))
     return FALSE;
   if (self->owner == NULL)
-    g_info ("module %s: owned by %s (uid %u), version %s", module_label (self), owner, (guint) uid, version);
+    module_log (self, G_LOG_LEVEL_INFO, "owned by %s (uid %u), version %s", owner, (guint) uid, version);
   g_free (self->owner);
   self->owner = g_strdup (owner);
   self->uid = uid;
@@ -513,7 +534,7 @@ ota_module_deactivate (OtaModule *self)
 {
   if (self->owner == NULL)
     return;
-  g_info ("module %s: released by %s", module_label (self), self->owner);
+  module_log (self, G_LOG_LEVEL_INFO, "released by %s", self->owner);
   module_stop_download (self);
   g_clear_handle_id (&self->report_timer, g_source_remove);
   g_clear_handle_id (&self->retry_timer, g_source_remove);
@@ -542,8 +563,8 @@ ota_module_prepare (OtaModule *self, const char *version, gboolean accept, GErro
     module_accept (self);
     return TRUE;
   }
-  g_info ("module %s: owner deferred %s, asking again in %u s", module_label (self), version,
-          self->config->retry_interval);
+  module_log (self, G_LOG_LEVEL_INFO, "owner deferred %s, asking again in %u s", version,
+              self->config->retry_interval);
   module_set_state (self, OTA_MODULE_STATE_IDLE);
   module_schedule_retry (self);
   return TRUE;
@@ -613,7 +634,7 @@ module_finish_done (OtaModule *self)
   g_free (self->version);
   self->version = g_strdup (self->offer->version);
   if (!ota_reboot_marker_delete (self->config->state_dir, self->name, &error))
-    g_warning ("module %s: %s", module_label (self), error->message);
+    module_log (self, G_LOG_LEVEL_WARNING, "%s", error->message);
   module_set_state (self, OTA_MODULE_STATE_DONE);
   module_report_version (self);
 }
@@ -649,12 +670,12 @@ void
 ota_module_cancel (OtaModule *self)
 {
   if (self->start_timer != 0)
-    g_info ("module %s: next attempt of %s cancelled", module_label (self), self->offer->version);
+    module_log (self, G_LOG_LEVEL_INFO, "next attempt of %s cancelled", self->offer->version);
   g_clear_handle_id (&self->start_timer, g_source_remove);
   if (self->state != OTA_MODULE_STATE_DOWNLOADING && self->state != OTA_MODULE_STATE_VERIFYING)
     return;
-  g_info ("module %s: download of %s cancelled at %" G_GUINT64_FORMAT " bytes", module_label (self),
-          self->offer->version, self->downloaded);
+  module_log (self, G_LOG_LEVEL_INFO, "download of %s cancelled at %" G_GUINT64_FORMAT " bytes",
+              self->offer->version, self->downloaded);
   module_stop_download (self);
   module_set_result (self, 0, "cancelled");
   module_set_state (self, OTA_MODULE_STATE_IDLE);

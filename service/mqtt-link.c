@@ -1,9 +1,14 @@
 #include "mqtt-link.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <mosquitto.h>
+#include <poll.h>
+#include <string.h>
 
 #define MISC_INTERVAL_MS 1000
+/* How long a clean shutdown waits for the DISCONNECT to leave the socket. */
+#define FLUSH_TIMEOUT_MS 1000
 
 typedef struct {
   char *topic;
@@ -27,6 +32,10 @@ struct _OtaMqttLink {
   guint port, keepalive;
   gboolean tls;
   guint backoff_min_ms, backoff_max_ms;
+  OtaMqttCredentialsFunc credentials_func;
+  gpointer credentials_data;
+  char *session_username;  /* the username of the current attempt, for logs */
+  char *last_error;        /* libmosquitto's last error log line of this attempt (OpenSSL's reason) */
 
   struct mosquitto *mosq;  /* a fresh instance per connection attempt */
   GSource *source;
@@ -66,6 +75,51 @@ link_set_connected (OtaMqttLink *self, gboolean connected)
   self->connected = connected;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_CONNECTED]);
   g_signal_emit (self, signals[SIGNAL_CONNECTION_CHANGED], 0, connected);
+}
+
+/* Why a libmosquitto call failed, in words. libmosquitto reports every TLS
+ * failure as "A TLS error occurred."; OpenSSL's reason reaches us only through
+ * its log callback (self->last_error), so it is added here, and a failed
+ * verification says what was checked. */
+static char *
+link_describe_error (OtaMqttLink *self, int rc, int saved_errno)
+{
+  const char *detail = self->last_error;
+
+  if (rc == MOSQ_ERR_TLS && detail != NULL && strstr (detail, "certificate verify failed") != NULL)
+    return g_strdup_printf ("TLS verification of the broker's certificate failed: it is not signed by a CA "
+                            "in %s, or not issued for host %s (%s)",
+                            self->ca_file != NULL ? self->ca_file : "the system store", self->host, detail);
+  if (detail != NULL && strstr (detail, "alert certificate required") != NULL)
+    return g_strdup_printf ("the broker requires a client certificate (cert_file and key_file) (%s)", detail);
+  if (detail != NULL && (strstr (detail, "alert unknown ca") != NULL || strstr (detail, "alert bad certificate") != NULL))
+    return g_strdup_printf ("the broker refused our client certificate %s (%s)",
+                            self->cert_file != NULL ? self->cert_file : "", detail);
+  if (rc == MOSQ_ERR_TLS)
+    return g_strdup_printf ("TLS error: %s", detail != NULL ? detail : "no detail from OpenSSL");
+  if (rc == MOSQ_ERR_KEEPALIVE)
+    return g_strdup ("keepalive timeout");
+  if (self->tls && detail != NULL)
+    return g_strdup_printf ("%s (%s)", rc == MOSQ_ERR_ERRNO ? g_strerror (saved_errno) : mosquitto_strerror (rc),
+                            detail);
+  return g_strdup (rc == MOSQ_ERR_ERRNO ? g_strerror (saved_errno) : mosquitto_strerror (rc));
+}
+
+/* The current attempt or session failed: say why, start over with backoff.
+ * A TLS failure is a configuration or trust problem, hence a warning. */
+static void
+link_fail (OtaMqttLink *self, int rc, int saved_errno)
+{
+  g_autofree char *why = link_describe_error (self, rc, saved_errno);
+
+  if (rc == MOSQ_ERR_TLS || (self->tls && self->last_error != NULL))
+    g_warning ("mqtt: cannot connect to %s:%u: %s", self->host, self->port, why);
+  else if (self->connected)
+    g_info ("mqtt: connection to %s:%u lost: %s", self->host, self->port, why);
+  else
+    g_info ("mqtt: cannot connect to %s:%u: %s", self->host, self->port, why);
+  link_drop_session (self);
+  link_schedule_retry (self, 0);
 }
 
 static gboolean
@@ -114,12 +168,8 @@ mqtt_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
     rc = mosquitto_loop_read (self->mosq, 1);
   if (rc == MOSQ_ERR_SUCCESS && self->mosq != NULL && (revents & G_IO_OUT))
     rc = mosquitto_loop_write (self->mosq, 1);
-  if (rc != MOSQ_ERR_SUCCESS && self->mosq != NULL && self->running) {
-    g_info ("mqtt: connection to %s:%u lost: %s", self->host, self->port,
-            rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc));
-    link_drop_session (self);
-    link_schedule_retry (self, 0);
-  }
+  if (rc != MOSQ_ERR_SUCCESS && self->mosq != NULL && self->running)
+    link_fail (self, rc, errno);
   return G_SOURCE_CONTINUE;
 }
 
@@ -146,11 +196,8 @@ link_misc_cb (gpointer user_data)
   }
   /* Keepalive pings and retries of in-flight QoS 1 messages. */
   rc = mosquitto_loop_misc (self->mosq);
-  if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && self->running) {
-    g_info ("mqtt: session with %s:%u ended: %s", self->host, self->port, mosquitto_strerror (rc));
-    link_drop_session (self);
-    link_schedule_retry (self, 0);
-  }
+  if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && self->running)
+    link_fail (self, rc, errno);
   return G_SOURCE_CONTINUE;
 }
 
@@ -167,13 +214,17 @@ on_connect (struct mosquitto *mosq, void *obj, int rc, int flags, const mosquitt
     return;
   }
   self->attempt = 0;
+  /* Whatever libmosquitto complained about on the way is no longer news. */
+  g_clear_pointer (&self->last_error, g_free);
   for (guint i = 0; i < self->subscriptions->len; i++) {
     Subscription *sub = g_ptr_array_index (self->subscriptions, i);
     int src = mosquitto_subscribe (mosq, NULL, sub->topic, sub->qos);
     if (src != MOSQ_ERR_SUCCESS)
       g_warning ("mqtt: cannot subscribe to %s: %s", sub->topic, mosquitto_strerror (src));
   }
-  g_info ("mqtt: connected to %s:%u as %s", self->host, self->port, self->client_id);
+  g_info ("mqtt: connected to %s:%u%s as %s%s%s%s", self->host, self->port, self->tls ? " over TLS" : "",
+          self->client_id, self->session_username != NULL ? " (user " : "",
+          self->session_username != NULL ? self->session_username : "", self->session_username != NULL ? ")" : "");
   link_set_connected (self, TRUE);
 }
 
@@ -189,6 +240,24 @@ on_disconnect (struct mosquitto *mosq, void *obj, int rc, const mosquitto_proper
   link_set_connected (self, FALSE);
   if (self->running)
     link_schedule_retry (self, 0);
+}
+
+/* libmosquitto's own log: its errors carry the only detail of TLS failures. */
+static void
+on_log (struct mosquitto *mosq, void *obj, int level, const char *text)
+{
+  OtaMqttLink *self = obj;
+  char *joined;
+
+  if (!(level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING)))
+    return;
+  g_debug ("mqtt: libmosquitto: %s", text);
+  /* OpenSSL may queue several reasons: keep them all, bounded. */
+  if (self->last_error != NULL && strlen (self->last_error) > 512)
+    return;
+  joined = self->last_error != NULL ? g_strconcat (self->last_error, "; ", text, NULL) : g_strdup (text);
+  g_free (self->last_error);
+  self->last_error = joined;
 }
 
 static void
@@ -234,19 +303,60 @@ link_backoff_ms (OtaMqttLink *self)
   return (guint) (delay * (0.75 + g_random_double () * 0.5));
 }
 
+/* OpenSSL's default asks for a key's passphrase on the terminal: a daemon
+ * must fail instead of waiting for a keyboard. */
+static int
+refuse_key_passphrase (char *buf, int size, int rwflag, void *userdata)
+{
+  return 0;
+}
+
+/* The static username/password, or fresh signed ones for this attempt. */
+static int
+link_set_credentials (OtaMqttLink *self, struct mosquitto *mosq, GError **error)
+{
+  g_autofree char *username = NULL;
+  g_autofree char *password = NULL;
+
+  g_clear_pointer (&self->session_username, g_free);
+  if (self->credentials_func == NULL) {
+    if (self->username == NULL)
+      return MOSQ_ERR_SUCCESS;
+    self->session_username = g_strdup (self->username);
+    return mosquitto_username_pw_set (mosq, self->username, self->password);
+  }
+  if (!self->credentials_func (self->credentials_data, &username, &password, error))
+    return MOSQ_ERR_INVAL;
+  g_debug ("mqtt: signing in as %s", username);
+  self->session_username = g_strdup (username);
+  return mosquitto_username_pw_set (mosq, username, password);
+}
+
+static int
+link_set_tls (OtaMqttLink *self, struct mosquitto *mosq)
+{
+  int rc = mosquitto_tls_set (mosq, self->ca_file, self->ca_file == NULL ? "/etc/ssl/certs" : NULL,
+                              self->cert_file, self->key_file, refuse_key_passphrase);
+
+  if (rc == MOSQ_ERR_SUCCESS)
+    rc = mosquitto_tls_opts_set (mosq, 1 /* SSL_VERIFY_PEER */, NULL, NULL);
+  /* The default, said out loud: the broker's host name is always checked. */
+  if (rc == MOSQ_ERR_SUCCESS)
+    rc = mosquitto_tls_insecure_set (mosq, false);
+  return rc;
+}
+
 static gboolean
 link_set_options (OtaMqttLink *self, struct mosquitto *mosq, GError **error)
 {
-  int rc = MOSQ_ERR_SUCCESS;
+  int rc;
 
   mosquitto_int_option (mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
-  if (self->username != NULL)
-    rc = mosquitto_username_pw_set (mosq, self->username, self->password);
+  rc = link_set_credentials (self, mosq, error);
+  if (rc == MOSQ_ERR_INVAL && error != NULL && *error != NULL)
+    return FALSE;
   if (rc == MOSQ_ERR_SUCCESS && self->tls)
-    rc = mosquitto_tls_set (mosq, self->ca_file, self->ca_file == NULL ? "/etc/ssl/certs" : NULL,
-                            self->cert_file, self->key_file, NULL);
-  if (rc == MOSQ_ERR_SUCCESS && self->tls)
-    rc = mosquitto_tls_opts_set (mosq, 1 /* SSL_VERIFY_PEER */, NULL, NULL);
+    rc = link_set_tls (self, mosq);
   if (rc != MOSQ_ERR_SUCCESS) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "mqtt: %s",
                  rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc));
@@ -273,6 +383,7 @@ link_new_mosq (OtaMqttLink *self, GError **error)
   mosquitto_disconnect_v5_callback_set (mosq, on_disconnect);
   mosquitto_message_v5_callback_set (mosq, on_message);
   mosquitto_publish_v5_callback_set (mosq, on_publish);
+  mosquitto_log_callback_set (mosq, on_log);
   return mosq;
 }
 
@@ -283,6 +394,7 @@ link_connect (OtaMqttLink *self)
   int rc;
 
   link_drop_session (self);
+  g_clear_pointer (&self->last_error, g_free);
   self->mosq = link_new_mosq (self, &error);
   if (self->mosq == NULL) {
     g_warning ("%s", error->message);
@@ -290,14 +402,11 @@ link_connect (OtaMqttLink *self)
     return;
   }
   self->attempt_started = g_get_monotonic_time ();
+  g_debug ("mqtt: connecting to %s:%u%s", self->host, self->port, self->tls ? " over TLS" : "");
   rc = mosquitto_connect_async (self->mosq, self->host, (int) self->port, (int) self->keepalive);
-  if (rc != MOSQ_ERR_SUCCESS) {
-    /* e.g. ECONNREFUSED on loopback: no disconnect callback comes. */
-    g_info ("mqtt: cannot connect to %s:%u: %s", self->host, self->port,
-            rc == MOSQ_ERR_ERRNO ? g_strerror (errno) : mosquitto_strerror (rc));
-    link_drop_session (self);
-    link_schedule_retry (self, 0);
-  }
+  /* e.g. ECONNREFUSED on loopback: no disconnect callback comes. */
+  if (rc != MOSQ_ERR_SUCCESS)
+    link_fail (self, rc, errno);
 }
 
 static gboolean
@@ -324,6 +433,21 @@ link_schedule_retry (OtaMqttLink *self, guint min_delay_ms)
   self->retry_id = g_timeout_add (delay, link_retry_cb, self);
 }
 
+/* A missing or unreadable TLS file is a configuration error, said once at
+ * start rather than as a vague failure on every connection attempt. */
+static gboolean
+check_readable (const char *what, const char *path, GError **error)
+{
+  int saved_errno;
+
+  if (path == NULL || *path == '\0' || g_access (path, R_OK) == 0)
+    return TRUE;
+  saved_errno = errno;
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno), "mqtt: cannot read %s %s: %s", what, path,
+               g_strerror (saved_errno));
+  return FALSE;
+}
+
 OtaMqttLink *
 ota_mqtt_link_new (const OtaMqttSettings *settings, GError **error)
 {
@@ -333,12 +457,18 @@ ota_mqtt_link_new (const OtaMqttSettings *settings, GError **error)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "mqtt: host and port are required");
     return NULL;
   }
+  if (settings->tls && (!check_readable ("ca_file", settings->ca_file, error) ||
+                        !check_readable ("cert_file", settings->cert_file, error) ||
+                        !check_readable ("key_file", settings->key_file, error)))
+    return NULL;
   self = g_object_new (OTA_TYPE_MQTT_LINK, NULL);
   self->host = g_strdup (settings->host);
   self->port = settings->port;
   self->client_id = g_strdup (settings->client_id);
   self->username = (settings->username && *settings->username) ? g_strdup (settings->username) : NULL;
   self->password = (settings->password && *settings->password) ? g_strdup (settings->password) : NULL;
+  self->credentials_func = settings->credentials_func;
+  self->credentials_data = settings->credentials_data;
   self->keepalive = settings->keepalive > 0 ? settings->keepalive : 60;
   self->tls = settings->tls;
   self->ca_file = (settings->ca_file && *settings->ca_file) ? g_strdup (settings->ca_file) : NULL;
@@ -382,6 +512,23 @@ ota_mqtt_link_start (OtaMqttLink *self)
   link_connect (self);
 }
 
+/* Writes what libmosquitto still holds (the DISCONNECT) to the socket,
+ * waiting at most @timeout_ms for room in it. */
+static void
+link_flush (OtaMqttLink *self, guint timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+
+  while (self->mosq != NULL && mosquitto_want_write (self->mosq)) {
+    struct pollfd pfd = { .fd = mosquitto_socket (self->mosq), .events = POLLOUT };
+    gint64 left_ms = (deadline - g_get_monotonic_time ()) / 1000;
+
+    if (pfd.fd < 0 || left_ms <= 0 || poll (&pfd, 1, (int) left_ms) <= 0 ||
+        mosquitto_loop_write (self->mosq, 1) != MOSQ_ERR_SUCCESS)
+      return;
+  }
+}
+
 void
 ota_mqtt_link_stop (OtaMqttLink *self)
 {
@@ -389,9 +536,13 @@ ota_mqtt_link_stop (OtaMqttLink *self)
   g_clear_handle_id (&self->retry_id, g_source_remove);
   g_clear_handle_id (&self->misc_id, g_source_remove);
   if (self->mosq != NULL && self->connected) {
-    mosquitto_disconnect (self->mosq);
-    /* Push the DISCONNECT out before the socket goes away. */
-    mosquitto_loop_write (self->mosq, 1);
+    /* A clean DISCONNECT: the broker drops the session without waiting for
+     * the keepalive, and its log says "disconnected", not "closed". */
+    int rc = mosquitto_disconnect (self->mosq);
+
+    link_flush (self, FLUSH_TIMEOUT_MS);
+    g_info ("mqtt: disconnected from %s:%u (%s)", self->host, self->port,
+            rc == MOSQ_ERR_SUCCESS ? "clean shutdown" : mosquitto_strerror (rc));
   }
   link_drop_session (self);
 }
@@ -465,6 +616,8 @@ ota_mqtt_link_finalize (GObject *object)
   g_free (self->ca_file);
   g_free (self->cert_file);
   g_free (self->key_file);
+  g_free (self->session_username);
+  g_free (self->last_error);
   G_OBJECT_CLASS (ota_mqtt_link_parent_class)->finalize (object);
 }
 

@@ -7,17 +7,24 @@
 
 G_BEGIN_DECLS
 
+/* Called before every connection attempt: fresh credentials (device key
+ * sign-in signs a new connid and expiry each time). Returns FALSE with @error
+ * to skip the attempt (it is retried with backoff). */
+typedef gboolean (*OtaMqttCredentialsFunc) (gpointer user_data, char **username, char **password, GError **error);
+
 typedef struct {
   const char *host;
   guint port;
   const char *client_id;
   const char *username;     /* NULL or "": none */
   const char *password;     /* NULL or "": none */
+  OtaMqttCredentialsFunc credentials_func; /* optional; replaces username/password */
+  gpointer credentials_data;
   guint keepalive;          /* seconds */
-  gboolean tls;
+  gboolean tls;             /* the broker's certificate and host name are always verified */
   const char *ca_file;      /* NULL or "": system store */
-  const char *cert_file;    /* client certificate, optional */
-  const char *key_file;
+  const char *cert_file;    /* client certificate, optional (PEM) */
+  const char *key_file;     /* its unencrypted PEM key */
   guint backoff_min_ms;     /* first retry delay, 0: 500 ms */
   guint backoff_max_ms;     /* cap, 0: 60 s */
 } OtaMqttSettings;
@@ -35,7 +42,8 @@ G_DECLARE_FINAL_TYPE (OtaMqttLink, ota_mqtt_link, OTA, MQTT_LINK, GObject)
  * Property "connected" (gboolean, read-only).
  */
 
-/* Copies @settings. Nothing happens until ota_mqtt_link_start(). */
+/* Copies @settings. Nothing happens until ota_mqtt_link_start(). With TLS,
+ * fails at once when ca_file, cert_file or key_file cannot be read. */
 OtaMqttLink *ota_mqtt_link_new (const OtaMqttSettings *settings, GError **error);
 
 /* Subscribes now if connected, and again after every reconnect. */
@@ -44,7 +52,8 @@ void ota_mqtt_link_add_subscription (OtaMqttLink *self, const char *topic, int q
 /* Starts connecting; failures are retried forever with backoff. */
 void ota_mqtt_link_start (OtaMqttLink *self);
 
-/* Sends a DISCONNECT if connected and stops retrying. */
+/* Sends a DISCONNECT if connected, waits (at most a second) until it has
+ * left the socket, and stops retrying. */
 void ota_mqtt_link_stop (OtaMqttLink *self);
 
 gboolean ota_mqtt_link_get_connected (OtaMqttLink *self);

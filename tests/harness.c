@@ -151,8 +151,9 @@ broker_try_start (OtaTestBroker *broker)
   g_autofree char *conf_path = g_build_filename (broker->dir, "mosquitto.conf", NULL);
   g_autofree char *log_path = g_build_filename (broker->dir, "mosquitto.log", NULL);
   g_autofree char *conf = g_strdup_printf ("listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                                           "log_dest stderr\nlog_type all\n%s",
-                                           broker->port, geteuid () == 0 ? "user root\n" : "");
+                                           "log_dest stderr\nlog_type all\n%s%s",
+                                           broker->port, geteuid () == 0 ? "user root\n" : "",
+                                           broker->extra_conf != NULL ? broker->extra_conf : "");
   g_autofree char *exe = g_find_program_in_path ("mosquitto");
   char *argv[] = { exe != NULL ? exe : "/usr/sbin/mosquitto", "-c", conf_path, NULL };
 
@@ -172,9 +173,16 @@ broker_try_start (OtaTestBroker *broker)
 OtaTestBroker *
 ota_test_broker_start (const char *dir)
 {
+  return ota_test_broker_start_with (dir, NULL);
+}
+
+OtaTestBroker *
+ota_test_broker_start_with (const char *dir, const char *extra_conf)
+{
   OtaTestBroker *broker = g_new0 (OtaTestBroker, 1);
 
   broker->dir = g_strdup (dir);
+  broker->extra_conf = g_strdup (extra_conf);
   /* mosquitto cannot pick a free port itself: try random ones. */
   for (int attempt = 0; attempt < 20; attempt++) {
     broker->port = (guint) g_random_int_range (20000, 60000);
@@ -208,6 +216,7 @@ ota_test_broker_free (OtaTestBroker *broker)
     return;
   ota_test_broker_stop (broker);
   g_free (broker->dir);
+  g_free (broker->extra_conf);
   g_free (broker);
 }
 
@@ -353,6 +362,23 @@ ota_test_agent_new (const char *dir, guint port, const char *extra_ota_keys)
   return agent;
 }
 
+void
+ota_test_agent_add_config (OtaTestAgent *agent, const char *text)
+{
+  g_autofree char *conf = NULL;
+  g_autofree char *joined = NULL;
+
+  g_assert_true (g_file_get_contents (agent->config_path, &conf, NULL, NULL));
+  joined = g_strconcat (conf, text, NULL);
+  g_assert_true (g_file_set_contents (agent->config_path, joined, -1, NULL));
+}
+
+void
+ota_test_agent_setenv (OtaTestAgent *agent, const char *name, const char *value)
+{
+  agent->env = g_environ_setenv (agent->env, name, value, TRUE);
+}
+
 static gboolean
 agent_name_has_owner (void)
 {
@@ -387,6 +413,10 @@ ota_test_agent_start (OtaTestAgent *agent)
 
   g_assert_nonnull (exe);
   envp = g_environ_setenv (envp, "G_MESSAGES_DEBUG", "all", TRUE);
+  for (guint i = 0; agent->env != NULL && agent->env[i] != NULL; i++) {
+    g_auto (GStrv) pair = g_strsplit (agent->env[i], "=", 2);
+    envp = g_environ_setenv (envp, pair[0], pair[1] != NULL ? pair[1] : "", TRUE);
+  }
   agent->proc = ota_test_process_spawn (argv, envp, agent->log_path, NULL);
   g_assert_true (ota_test_wait (agent_on_bus, agent, OTA_TEST_TIMEOUT_MS));
 }
@@ -423,11 +453,17 @@ ota_test_agent_kill (OtaTestAgent *agent)
 guint
 ota_test_agent_log_count (OtaTestAgent *agent, const char *needle)
 {
+  return ota_test_file_count_lines (agent->log_path, needle);
+}
+
+guint
+ota_test_file_count_lines (const char *path, const char *needle)
+{
   g_autofree char *log = NULL;
   g_auto (GStrv) lines = NULL;
   guint n = 0;
 
-  if (!g_file_get_contents (agent->log_path, &log, NULL, NULL))
+  if (!g_file_get_contents (path, &log, NULL, NULL))
     return 0;
   lines = g_strsplit (log, "\n", -1);
   for (guint i = 0; lines[i] != NULL; i++)
@@ -445,6 +481,7 @@ ota_test_agent_free (OtaTestAgent *agent)
   g_free (agent->config_path);
   g_free (agent->log_path);
   g_free (agent->state_dir);
+  g_strfreev (agent->env);
   g_free (agent);
 }
 
@@ -723,8 +760,8 @@ ota_test_env_reconnect_app (OtaTestEnv *env)
   env->signals = ota_test_signals_new (env->proxy);
 }
 
-static void
-remove_tree (const char *path)
+void
+ota_test_remove_tree (const char *path)
 {
   g_autoptr (GFile) file = g_file_new_for_path (path);
   g_autoptr (GFileEnumerator) e =
@@ -735,7 +772,7 @@ remove_tree (const char *path)
     g_autoptr (GFileInfo) owned = info;
     g_autofree char *child = g_build_filename (path, g_file_info_get_name (info), NULL);
     if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
-      remove_tree (child);
+      ota_test_remove_tree (child);
     else
       g_unlink (child);
   }
@@ -757,7 +794,7 @@ ota_test_env_teardown (OtaTestEnv *env, gconstpointer unused)
   g_clear_pointer (&env->broker, ota_test_broker_free);
   /* Keep the logs of a failing run for the reader. */
   if (!g_test_failed () && g_getenv ("OTA_TEST_KEEP") == NULL)
-    remove_tree (env->dir);
+    ota_test_remove_tree (env->dir);
   else
     g_test_message ("test files kept in %s", env->dir);
   g_free (env->fw_dir);

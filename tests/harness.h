@@ -43,10 +43,16 @@ void ota_test_process_free (OtaTestProcess *proc);
 typedef struct {
   char *dir;
   guint port;
+  char *extra_conf; /* appended to mosquitto.conf, may be NULL */
   OtaTestProcess *proc;
 } OtaTestBroker;
 
 OtaTestBroker *ota_test_broker_start (const char *dir);
+/* With @extra_conf appended to the config: options of the one listener
+ * (cafile, certfile, keyfile, require_certificate...) or global ones that
+ * override the defaults (allow_anonymous false, password_file...). The log
+ * is @dir/mosquitto.log, kept across restarts. */
+OtaTestBroker *ota_test_broker_start_with (const char *dir, const char *extra_conf);
 void ota_test_broker_stop (OtaTestBroker *broker);
 /* Starts it again on the same port. */
 void ota_test_broker_restart (OtaTestBroker *broker);
@@ -74,11 +80,17 @@ typedef struct {
   char *config_path;
   char *log_path;
   char *state_dir;
+  char **env;     /* extra environment of the agent process, may be NULL */
   OtaTestProcess *proc;
 } OtaTestAgent;
 
 /* Writes a config for @port with @extra_ota_keys (lines for the [ota] group, may be NULL). */
 OtaTestAgent *ota_test_agent_new (const char *dir, guint port, const char *extra_ota_keys);
+/* Appends @text to the config (GKeyFile merges a group that appears again,
+ * so "[mqtt]\ntls=true\n" adds a key to [mqtt]). Before ota_test_agent_start(). */
+void ota_test_agent_add_config (OtaTestAgent *agent, const char *text);
+/* Sets @name=@value in the environment of the agent's next start. */
+void ota_test_agent_setenv (OtaTestAgent *agent, const char *name, const char *value);
 /* Starts iv-otad --bus session and waits until it owns org.iv.Ota. */
 void ota_test_agent_start (OtaTestAgent *agent);
 /* SIGTERM, and asserts a clean exit (0: no leak reported by LSan either). */
@@ -86,6 +98,8 @@ void ota_test_agent_stop (OtaTestAgent *agent);
 void ota_test_agent_kill (OtaTestAgent *agent);
 /* Count of log lines containing @needle. */
 guint ota_test_agent_log_count (OtaTestAgent *agent, const char *needle);
+/* Count of lines of the file at @path containing @needle (0 if unreadable). */
+guint ota_test_file_count_lines (const char *path, const char *needle);
 void ota_test_agent_free (OtaTestAgent *agent);
 
 /* ---- D-Bus clients ---- */
@@ -166,6 +180,9 @@ void ota_test_env_reconnect_app (OtaTestEnv *env);
 /* An update_firmware message; @module NULL or "" for the main firmware. */
 char *ota_test_offer_json (const char *module, const char *version, const char *url, const char *md5,
                            guint64 size);
+
+/* Deletes @path and everything below it. */
+void ota_test_remove_tree (const char *path);
 
 /* Writes @size pseudo-random bytes to @path and returns their md5. */
 char *ota_test_make_file (const char *path, gsize size);

@@ -64,13 +64,12 @@ test_new_defaults_has_empty_device_and_topic_templates (void)
 }
 
 static const char full_config[] =
-  "# every key, none at its default\n"
+  "# every key, none at its default (but [mqtt] username and password, which\n"
+  "# device_secret excludes: see test_username_and_password_are_read_back)\n"
   "[mqtt]\n"
   "host=broker.example.com\n"
   "port=8883\n"
   "client_id=my-client\n"
-  "username=user;1\n"
-  "password=s3cret pass\n"
   "keepalive=120\n"
   "tls=true\n"
   "ca_file=/etc/iv-ota/mqtt-ca.pem\n"
@@ -107,8 +106,8 @@ test_full_config_is_read_back_exactly (void)
   g_assert_cmpstr (config->mqtt_host, ==, "broker.example.com");
   g_assert_cmpuint (config->mqtt_port, ==, 8883);
   g_assert_cmpstr (config->mqtt_client_id, ==, "my-client");
-  g_assert_cmpstr (config->mqtt_username, ==, "user;1");
-  g_assert_cmpstr (config->mqtt_password, ==, "s3cret pass");
+  g_assert_cmpstr (config->mqtt_username, ==, "");
+  g_assert_cmpstr (config->mqtt_password, ==, "");
   g_assert_cmpuint (config->mqtt_keepalive, ==, 120);
   g_assert_true (config->mqtt_tls);
   g_assert_cmpstr (config->mqtt_ca_file, ==, "/etc/iv-ota/mqtt-ca.pem");
@@ -173,6 +172,18 @@ test_topic_placeholders_are_all_substituted (void)
   g_assert_no_error (error);
   g_assert_cmpstr (config->report_topic, ==, "r/dev1/P1/dev1P1");
   g_assert_cmpstr (config->update_topic, ==, "$ota/plain/topic");
+}
+
+static void
+test_username_and_password_are_read_back (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OtaConfig) config = load (DEVICE "[mqtt]\nusername=user;1\npassword=s3cret pass\n", &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpstr (config->mqtt_username, ==, "user;1");
+  g_assert_cmpstr (config->mqtt_password, ==, "s3cret pass");
+  g_assert_cmpstr (config->device_secret, ==, "");
 }
 
 static void
@@ -273,6 +284,10 @@ static const BadConfig bad_configs[] = {
     "[device]\nproduct_id=" "0123456789012345678901234567890123456789012345678901234567890123" "4\n"
     "device_name=dev1\n",
     "[device] product_id" },
+  { "secret-with-username", DEVICE "device_secret=MTIz\n[mqtt]\nusername=u\n",
+    "[device] device_secret: cannot be combined with [mqtt] username or password" },
+  { "secret-with-password", DEVICE "device_secret=MTIz\n[mqtt]\npassword=p\n",
+    "[device] device_secret: cannot be combined with [mqtt] username or password" },
   { "secret-not-base64", DEVICE "[device]\ndevice_secret=not base64!\n", "[device] device_secret" },
   { "secret-bad-length", DEVICE "[device]\ndevice_secret=abcde\n", "[device] device_secret" },
   { "secret-only-padding", DEVICE "[device]\ndevice_secret=====\n", "[device] device_secret" },
@@ -384,6 +399,100 @@ test_load_of_missing_file_names_the_path (void)
   g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
 
+/* ---- data/iv-otad.conf, the installed example ---- */
+
+/* Every key of DESIGN §5. */
+static const char *const design_keys[] = {
+  "mqtt host", "mqtt port", "mqtt client_id", "mqtt username", "mqtt password", "mqtt keepalive", "mqtt tls",
+  "mqtt ca_file", "mqtt cert_file", "mqtt key_file", "device product_id", "device device_name",
+  "device device_secret", "ota state_dir", "ota report_interval", "ota retry_interval", "ota progress_interval",
+  "ota max_retries", "ota stall_timeout", "ota checkpoint_bytes", "ota max_firmware_size", "ota require_https",
+  "ota ca_file", "ota report_topic", "ota update_topic",
+};
+
+/* "#key=value" lines become "key=value" (the device named), and the keys
+ * seen are collected as "group key". */
+static char *
+uncomment_example (const char *text, GHashTable *seen)
+{
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  g_autoptr(GString) out = g_string_new (NULL);
+  g_autofree char *group = g_strdup ("");
+
+  for (gsize i = 0; lines[i] != NULL; i++) {
+    const char *line = lines[i];
+    gsize key_length = strspn (line + (line[0] == '#'), "abcdefghijklmnopqrstuvwxyz_");
+
+    if (line[0] == '[') {
+      g_free (group);
+      group = g_strndup (line + 1, strcspn (line + 1, "]"));
+    } else if (line[0] == '#' && key_length > 0 && line[1 + key_length] == '=') {
+      line++;
+      g_hash_table_add (seen, g_strdup_printf ("%s %.*s", group, (int) key_length, line));
+    }
+    if (g_str_equal (line, "product_id="))
+      line = "product_id=P1";
+    else if (g_str_equal (line, "device_name="))
+      line = "device_name=dev1";
+    g_string_append_printf (out, "%s\n", line);
+  }
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+/* The example documents every key, commented out at its true default. */
+static void
+test_example_config_shows_every_key_at_its_default (void)
+{
+  const char *path = g_getenv ("IV_OTA_EXAMPLE_CONFIG");
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *uncommented = NULL;
+  g_autoptr(OtaConfig) example = NULL;
+  g_autoptr(OtaConfig) defaults = load (DEVICE, NULL);
+
+  if (path == NULL) {
+    g_test_skip ("IV_OTA_EXAMPLE_CONFIG is not set (run through meson test)");
+    return;
+  }
+  g_assert_true (g_file_get_contents (path, &text, NULL, &error));
+  /* As installed, nothing is set: the agent refuses it until the device is named. */
+  g_assert_null (load (text, &error));
+  g_assert_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND);
+  g_clear_error (&error);
+  uncommented = uncomment_example (text, seen);
+  for (gsize i = 0; i < G_N_ELEMENTS (design_keys); i++) {
+    if (!g_hash_table_contains (seen, design_keys[i]))
+      g_error ("the example config does not show [%s]", design_keys[i]);
+  }
+  g_assert_cmpuint (g_hash_table_size (seen), ==, G_N_ELEMENTS (design_keys));
+  example = load (uncommented, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (example->mqtt_host, ==, defaults->mqtt_host);
+  g_assert_cmpuint (example->mqtt_port, ==, defaults->mqtt_port);
+  g_assert_cmpstr (example->mqtt_client_id, ==, defaults->mqtt_client_id);
+  g_assert_cmpstr (example->mqtt_username, ==, defaults->mqtt_username);
+  g_assert_cmpstr (example->mqtt_password, ==, defaults->mqtt_password);
+  g_assert_cmpuint (example->mqtt_keepalive, ==, defaults->mqtt_keepalive);
+  g_assert_cmpint (example->mqtt_tls, ==, defaults->mqtt_tls);
+  g_assert_cmpstr (example->mqtt_ca_file, ==, defaults->mqtt_ca_file);
+  g_assert_cmpstr (example->mqtt_cert_file, ==, defaults->mqtt_cert_file);
+  g_assert_cmpstr (example->mqtt_key_file, ==, defaults->mqtt_key_file);
+  g_assert_cmpstr (example->device_secret, ==, defaults->device_secret);
+  g_assert_cmpstr (example->state_dir, ==, defaults->state_dir);
+  g_assert_cmpuint (example->report_interval, ==, defaults->report_interval);
+  g_assert_cmpuint (example->retry_interval, ==, defaults->retry_interval);
+  g_assert_cmpuint (example->progress_interval, ==, defaults->progress_interval);
+  g_assert_cmpuint (example->max_retries, ==, defaults->max_retries);
+  g_assert_cmpuint (example->stall_timeout, ==, defaults->stall_timeout);
+  g_assert_cmpuint (example->checkpoint_bytes, ==, defaults->checkpoint_bytes);
+  g_assert_cmpuint (example->max_firmware_size, ==, defaults->max_firmware_size);
+  g_assert_cmpint (example->require_https, ==, defaults->require_https);
+  g_assert_cmpstr (example->ca_file, ==, defaults->ca_file);
+  g_assert_cmpstr (example->report_topic, ==, defaults->report_topic);
+  g_assert_cmpstr (example->update_topic, ==, defaults->update_topic);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -398,6 +507,7 @@ main (int argc, char **argv)
                    test_topic_placeholders_are_all_substituted);
   g_test_add_func ("/config/client-id-defaults-to-product-and-device",
                    test_client_id_defaults_to_product_and_device);
+  g_test_add_func ("/config/username-and-password-are-read-back", test_username_and_password_are_read_back);
   g_test_add_func ("/config/booleans-follow-key-file-rules", test_booleans_follow_key_file_rules);
   g_test_add_func ("/config/blanks-around-numbers-are-ignored",
                    test_blanks_around_numbers_are_ignored);
@@ -408,6 +518,8 @@ main (int argc, char **argv)
 
     g_test_add_data_func (path, &bad_configs[i], test_bad_config_is_rejected);
   }
+  g_test_add_func ("/config/example/shows-every-key-at-its-default",
+                   test_example_config_shows_every_key_at_its_default);
   g_test_add_func ("/config/load/reads-the-file", test_load_reads_the_file);
   g_test_add_func ("/config/load/prefixes-errors-with-the-path",
                    test_load_prefixes_errors_with_the_path);
