@@ -62,10 +62,12 @@ on_module_progress (OtaModule *module, OtaAgent *self)
   OtaModuleProgress p;
 
   ota_module_get_progress (module, &p);
+  /* The property first: a client that sees Progress and then reads Modules
+   * must never find an older state there. */
+  g_signal_emit (self, signals[SIGNAL_MODULES_CHANGED], 0);
   g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, ota_module_get_name (module), p.version,
                  ota_module_state_to_string (p.state), p.percent, p.downloaded, p.total, p.result_code,
                  p.result_msg);
-  g_signal_emit (self, signals[SIGNAL_MODULES_CHANGED], 0);
 }
 
 static void

@@ -13,7 +13,6 @@ struct _OtaBus {
   OtaDBusOta *skeleton;
   GHashTable *watches; /* owner unique name → watch id */
   guint name_id;
-  guint modules_idle;
 };
 
 G_DEFINE_TYPE (OtaBus, ota_bus, G_TYPE_OBJECT)
@@ -261,22 +260,13 @@ on_agent_firmware_ready (OtaAgent *agent, const char *module, const char *versio
   ota_dbus_ota_emit_firmware_ready (self->skeleton, module, version, path, size, md5);
 }
 
-static gboolean
-bus_update_modules_cb (gpointer user_data)
-{
-  OtaBus *self = user_data;
-
-  self->modules_idle = 0;
-  ota_dbus_ota_set_modules (self->skeleton, ota_agent_get_modules (self->agent));
-  return G_SOURCE_REMOVE;
-}
-
 static void
 on_agent_modules_changed (OtaAgent *agent, OtaBus *self)
 {
-  /* Coalesce bursts of changes into one PropertiesChanged. */
-  if (self->modules_idle == 0)
-    self->modules_idle = g_idle_add (bus_update_modules_cb, self);
+  /* At once, and PropertiesChanged before any signal that follows: clients
+   * then never see a Progress newer than the Modules they can read. */
+  ota_dbus_ota_set_modules (self->skeleton, ota_agent_get_modules (self->agent));
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self->skeleton));
 }
 
 static void
@@ -343,7 +333,6 @@ ota_bus_dispose (GObject *object)
   OtaBus *self = OTA_BUS (object);
 
   g_clear_handle_id (&self->name_id, g_bus_unown_name);
-  g_clear_handle_id (&self->modules_idle, g_source_remove);
   g_clear_pointer (&self->watches, g_hash_table_unref);
   if (self->skeleton != NULL) {
     g_signal_handlers_disconnect_by_data (self->skeleton, self);
