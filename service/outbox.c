@@ -9,6 +9,9 @@
 
 /* Bounds what a damaged or hostile file can make us allocate. */
 #define OUTBOX_MAX_FILE_SIZE (4 * 1024 * 1024)
+/* The file nests three levels (payloads are strings); json-glib recurses once
+ * per level, and a damaged file of a million '[' would exhaust the stack. */
+#define OUTBOX_MAX_DEPTH 64
 
 typedef struct {
   char *payload;
@@ -52,6 +55,37 @@ outbox_parse_entry (JsonNode *node, GPtrArray *entries, GPtrArray *keys, GError 
   return TRUE;
 }
 
+/* The file is our own json-glib output, strict JSON: a quote or comment that
+ * json-glib would also accept (', /, #) outside a string is damage too, and
+ * without them this count of brackets is the nesting json-glib will see. */
+static gboolean
+outbox_nesting_is_bounded (const char *data, gsize length)
+{
+  guint depth = 0;
+  gboolean in_string = FALSE;
+
+  for (gsize i = 0; i < length; i++) {
+    char c = data[i];
+
+    if (in_string) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_string = FALSE;
+    } else if (c == '"') {
+      in_string = TRUE;
+    } else if (c == '[' || c == '{') {
+      if (++depth > OUTBOX_MAX_DEPTH)
+        return FALSE;
+    } else if (c == ']' || c == '}') {
+      depth = depth > 0 ? depth - 1 : 0;
+    } else if (c == '\'' || c == '/' || c == '#') {
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 gboolean
 ota_outbox_parse (const char *data, gsize length, GPtrArray *entries, GPtrArray *keys, GError **error)
 {
@@ -63,6 +97,11 @@ ota_outbox_parse (const char *data, gsize length, GPtrArray *entries, GPtrArray 
   if (length > OUTBOX_MAX_FILE_SIZE) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "outbox larger than %d bytes",
                  OUTBOX_MAX_FILE_SIZE);
+    return FALSE;
+  }
+  if (!outbox_nesting_is_bounded (data, length)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                 "outbox is not strict JSON nested at most %d levels", OUTBOX_MAX_DEPTH);
     return FALSE;
   }
   if (!json_parser_load_from_data (parser, data, (gssize) length, error))

@@ -99,19 +99,30 @@ marker_get_string (JsonObject *obj, const char *name)
   return json_node_get_string (node);
 }
 
+/* Not json_object_get_boolean_member_with_default(): a non-value member is a critical there. */
+static gboolean
+marker_get_boolean (JsonObject *obj, const char *name)
+{
+  JsonNode *node = json_object_get_member (obj, name);
+
+  return node != NULL && json_node_get_value_type (node) == G_TYPE_BOOLEAN && json_node_get_boolean (node);
+}
+
 gboolean
 ota_reboot_marker_parse (const char *data, gsize length, OtaRebootMarker *marker, GError **error)
 {
   g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+  JsonNode *root = NULL;
   JsonObject *obj;
   const char *version, *task_id;
 
+  /* An empty or blank file parses as JSON without a root node. */
   if (length > MARKER_MAX_SIZE || !json_parser_load_from_data (parser, data, (gssize) length, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+      (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "not a reboot marker");
     return FALSE;
   }
-  obj = json_node_get_object (json_parser_get_root (parser));
+  obj = json_node_get_object (root);
   version = marker_get_string (obj, "target_version");
   task_id = marker_get_string (obj, "task_id");
   if (version == NULL || !ota_protocol_version_is_valid (version) ||
@@ -121,7 +132,7 @@ ota_reboot_marker_parse (const char *data, gsize length, OtaRebootMarker *marker
   }
   marker->target_version = g_strdup (version);
   marker->task_id = g_strdup (task_id);
-  marker->task_id_is_number = task_id != NULL && json_object_get_boolean_member_with_default (obj, "task_id_is_number", FALSE);
+  marker->task_id_is_number = task_id != NULL && marker_get_boolean (obj, "task_id_is_number");
   return TRUE;
 }
 

@@ -4,6 +4,7 @@
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <string.h>
 
 typedef struct {
   char *dir;
@@ -173,6 +174,41 @@ test_parse (void)
   g_assert_cmpstr (g_ptr_array_index (keys, 1), ==, "");
 }
 
+/* Found with fuzz/fuzz-outbox on a hand-made input: json-glib recursed once
+ * per '[' until the stack ran out. */
+static void
+test_parse_rejects_deep_nesting (void)
+{
+  g_autoptr (GPtrArray) entries = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) keys = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) error = NULL;
+  gsize length = 4 * 1024 * 1024;
+  g_autofree char *deep = g_malloc (length);
+
+  memset (deep, '[', length);
+  g_assert_false (ota_outbox_parse (deep, length, entries, keys, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_assert_cmpuint (entries->len, ==, 0);
+}
+
+/* The nesting check must not mistake brackets, quotes or comment marks inside payloads for damage. */
+static void
+test_payload_with_brackets_survives_reopen (Fixture *f, gconstpointer data)
+{
+  g_autofree char *brackets = g_strnfill (500, '[');
+  g_autofree char *payload = g_strconcat ("it's /* a */ #b \"q\\\" {", brackets, NULL);
+
+  {
+    g_autoptr (OtaOutbox) outbox = open_outbox (f);
+    push (outbox, payload, NULL);
+  }
+  {
+    g_autoptr (OtaOutbox) outbox = open_outbox (f);
+    g_assert_cmpuint (ota_outbox_get_length (outbox), ==, 1);
+    g_assert_cmpstr (ota_outbox_peek (outbox), ==, payload);
+  }
+}
+
 static void
 test_unwritable_dir_keeps_entry_in_memory (Fixture *f, gconstpointer data)
 {
@@ -202,5 +238,8 @@ main (int argc, char **argv)
   g_test_add ("/outbox/unwritable-dir-keeps-entry", Fixture, NULL, fixture_setup,
               test_unwritable_dir_keeps_entry_in_memory, fixture_teardown);
   g_test_add_func ("/outbox/parse", test_parse);
+  g_test_add_func ("/outbox/parse/deep-nesting-is-rejected-not-a-stack-overflow", test_parse_rejects_deep_nesting);
+  g_test_add ("/outbox/payload-with-brackets-and-quotes-survives-reopen", Fixture, NULL, fixture_setup,
+              test_payload_with_brackets_survives_reopen, fixture_teardown);
   return g_test_run ();
 }
