@@ -3,6 +3,7 @@
  * into events. Used by the library thread only. */
 #include "client.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,15 @@ static const struct {
   { ERROR_PREFIX "NoSuchModule", IV_ERR_OTA_REFUSED },
   { ERROR_PREFIX "Failed", IV_ERR_OTA_REFUSED },
   { DBUS_ERROR_NO_MEMORY, IV_ERR_OTA_NO_RESOURCES },
+};
+
+/* For a module this process may not own, these say more than "refused". */
+static const struct {
+  const char *name;
+  int code;
+} request_error_codes[] = {
+  { ERROR_PREFIX "NotOwner", IV_ERR_OTA_NOT_OWNER },
+  { ERROR_PREFIX "NoSuchModule", IV_ERR_OTA_NO_SUCH_MODULE },
 };
 
 /* Anything not listed (ServiceUnknown, NoReply, Disconnected...) means the
@@ -257,17 +267,44 @@ client_bus_report (DBusConnection *connection, const char *module, const char *s
   return bus_finish (bus_send (connection, message, &dbus_error), &dbus_error, error, error_len);
 }
 
+static DBusMessage *
+bus_module_send (DBusConnection *connection, const char *method, const char *module, DBusError *dbus_error)
+{
+  DBusMessage *message = bus_method (method);
+
+  if (message != NULL && !dbus_message_append_args (message, DBUS_TYPE_STRING, &module, DBUS_TYPE_INVALID))
+    dbus_clear_message (&message);
+  return bus_send (connection, message, dbus_error);
+}
+
 int
 client_bus_module_call (DBusConnection *connection, const char *method, const char *module, char *error,
                         size_t error_len)
 {
-  DBusMessage *message = bus_method (method);
   DBusError dbus_error;
 
   dbus_error_init (&dbus_error);
-  if (message != NULL && !dbus_message_append_args (message, DBUS_TYPE_STRING, &module, DBUS_TYPE_INVALID))
-    dbus_clear_message (&message);
-  return bus_finish (bus_send (connection, message, &dbus_error), &dbus_error, error, error_len);
+  return bus_finish (bus_module_send (connection, method, module, &dbus_error), &dbus_error, error, error_len);
+}
+
+int
+client_bus_module_request (DBusConnection *connection, const char *method, const char *module, char *error,
+                           size_t error_len)
+{
+  DBusError dbus_error;
+  DBusMessage *reply;
+  int code;
+
+  dbus_error_init (&dbus_error);
+  reply = bus_module_send (connection, method, module, &dbus_error);
+  for (size_t i = 0; reply == NULL && i < sizeof request_error_codes / sizeof request_error_codes[0]; i++) {
+    if (dbus_error_has_name (&dbus_error, request_error_codes[i].name)) {
+      code = request_error_codes[i].code;
+      bus_finish (NULL, &dbus_error, error, error_len);
+      return code;
+    }
+  }
+  return bus_finish (reply, &dbus_error, error, error_len);
 }
 
 /* Properties.Get of the agent: the reply, its iterator on the value inside
@@ -531,4 +568,286 @@ client_bus_parse_signal (DBusMessage *message)
   if (dbus_message_is_signal (message, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged"))
     return bus_parse_properties (message);
   return NULL;
+}
+
+/* ---- the status of the agent and every module (iv_ota_status_get) ---- */
+
+static char status_empty[] = "";
+
+/* Replaces *@field by a copy of @value; false when out of memory. */
+static bool
+status_set (const char **field, const char *value)
+{
+  char *copy = strdup (value);
+
+  if (copy == NULL)
+    return false;
+  if (*field != status_empty)
+    free ((char *) *field);
+  *field = copy;
+  return true;
+}
+
+static void
+status_free_string (const char *text)
+{
+  if (text != status_empty)
+    free ((char *) text);
+}
+
+static void
+module_status_init (iv_ota_module_status_s *m)
+{
+  memset (m, 0, sizeof *m);
+  m->module = m->state = m->version = m->target_version = status_empty;
+  m->path = m->owner = m->result_msg = status_empty;
+}
+
+static void
+module_status_clear (iv_ota_module_status_s *m)
+{
+  status_free_string (m->module);
+  status_free_string (m->state);
+  status_free_string (m->version);
+  status_free_string (m->target_version);
+  status_free_string (m->path);
+  status_free_string (m->owner);
+  status_free_string (m->result_msg);
+}
+
+void
+client_status_free (iv_ota_status_s *status)
+{
+  iv_ota_module_status_s *modules;
+
+  if (status == NULL)
+    return;
+  modules = (iv_ota_module_status_s *) status->modules;
+  for (size_t i = 0; i < status->n_modules; i++)
+    module_status_clear (&modules[i]);
+  free (modules);
+  status_free_string (status->agent);
+  status_free_string (status->daemon_version);
+  free (status);
+}
+
+/* A string value of a status entry; any other type is ignored, like an unknown key. */
+static bool
+status_read_string (DBusMessageIter *value, const char **field)
+{
+  const char *text;
+
+  if (dbus_message_iter_get_arg_type (value) != DBUS_TYPE_STRING)
+    return true;
+  dbus_message_iter_get_basic (value, &text);
+  return status_set (field, text);
+}
+
+static void
+status_read_number (DBusMessageIter *value, int type, void *field)
+{
+  if (dbus_message_iter_get_arg_type (value) == type)
+    dbus_message_iter_get_basic (value, field);
+}
+
+static const struct {
+  const char *key;
+  size_t offset;
+} status_strings[] = {
+  { "state", offsetof (iv_ota_module_status_s, state) },
+  { "version", offsetof (iv_ota_module_status_s, version) },
+  { "target_version", offsetof (iv_ota_module_status_s, target_version) },
+  { "path", offsetof (iv_ota_module_status_s, path) },
+  { "owner", offsetof (iv_ota_module_status_s, owner) },
+  { "result_msg", offsetof (iv_ota_module_status_s, result_msg) },
+};
+
+/* One {sv} of a module's status. */
+static bool
+status_read_module_entry (DBusMessageIter *entry, iv_ota_module_status_s *m)
+{
+  DBusMessageIter value;
+  dbus_uint32_t percent = 0;
+  const char *key;
+
+  dbus_message_iter_get_basic (entry, &key);
+  dbus_message_iter_next (entry);
+  dbus_message_iter_recurse (entry, &value);
+  for (size_t i = 0; i < sizeof status_strings / sizeof status_strings[0]; i++) {
+    if (strcmp (key, status_strings[i].key) == 0)
+      return status_read_string (&value, (const char **) ((char *) m + status_strings[i].offset));
+  }
+  if (strcmp (key, "downloaded") == 0) {
+    status_read_number (&value, DBUS_TYPE_UINT64, &m->downloaded);
+  } else if (strcmp (key, "total") == 0) {
+    status_read_number (&value, DBUS_TYPE_UINT64, &m->total);
+  } else if (strcmp (key, "result_code") == 0) {
+    status_read_number (&value, DBUS_TYPE_INT32, &m->result_code);
+  } else if (strcmp (key, "percent") == 0) {
+    status_read_number (&value, DBUS_TYPE_UINT32, &percent);
+    m->percent = percent;
+  }
+  return true;
+}
+
+/* One {sa{sv}} of Modules. */
+static bool
+status_read_module (DBusMessageIter *module_entry, iv_ota_module_status_s *m)
+{
+  DBusMessageIter dict, entry;
+  const char *name;
+
+  dbus_message_iter_get_basic (module_entry, &name);
+  if (!status_set (&m->module, name))
+    return false;
+  dbus_message_iter_next (module_entry);
+  if (dbus_message_iter_get_arg_type (module_entry) != DBUS_TYPE_ARRAY)
+    return true;
+  dbus_message_iter_recurse (module_entry, &dict);
+  for (; dbus_message_iter_get_arg_type (&dict) == DBUS_TYPE_DICT_ENTRY; dbus_message_iter_next (&dict)) {
+    dbus_message_iter_recurse (&dict, &entry);
+    if (!status_read_module_entry (&entry, m))
+      return false;
+  }
+  return true;
+}
+
+/* The value of Modules, a{sa{sv}}: fills @status->modules. */
+static bool
+status_read_modules (DBusMessageIter *value, iv_ota_status_s *status)
+{
+  DBusMessageIter array, entry;
+  iv_ota_module_status_s *modules;
+  size_t count = 0;
+
+  if (dbus_message_iter_get_arg_type (value) != DBUS_TYPE_ARRAY ||
+      dbus_message_iter_get_element_type (value) != DBUS_TYPE_DICT_ENTRY)
+    return true;
+  dbus_message_iter_recurse (value, &array);
+  for (DBusMessageIter it = array; dbus_message_iter_get_arg_type (&it) == DBUS_TYPE_DICT_ENTRY;
+       dbus_message_iter_next (&it))
+    count++;
+  if (count == 0 || status->modules != NULL)
+    return true; /* a second Modules entry is ignored */
+  if ((modules = calloc (count, sizeof *modules)) == NULL)
+    return false;
+  status->modules = modules;
+  for (; status->n_modules < count; dbus_message_iter_next (&array)) {
+    module_status_init (&modules[status->n_modules]);
+    dbus_message_iter_recurse (&array, &entry);
+    /* Counted now, so that a failure frees what this entry holds. */
+    if (!status_read_module (&entry, &modules[status->n_modules++]))
+      return false;
+  }
+  return true;
+}
+
+/* One {sv} of GetAll: Connected, DaemonVersion or Modules. */
+static bool
+status_read_property (DBusMessageIter *entry, iv_ota_status_s *status)
+{
+  DBusMessageIter value;
+  const char *name;
+  int connected;
+
+  dbus_message_iter_get_basic (entry, &name);
+  dbus_message_iter_next (entry);
+  dbus_message_iter_recurse (entry, &value);
+  if (strcmp (name, "Modules") == 0)
+    return status_read_modules (&value, status);
+  if (strcmp (name, "DaemonVersion") == 0)
+    return status_read_string (&value, &status->daemon_version);
+  if (strcmp (name, "Connected") == 0 && (connected = bus_read_bool (&value)) >= 0)
+    status->cloud_connected = connected;
+  return true;
+}
+
+/* A new status read from a GetAll reply; NULL when out of memory. */
+static iv_ota_status_s *
+status_from_reply (DBusMessage *reply)
+{
+  iv_ota_status_s *status = calloc (1, sizeof *status);
+  const char *sender = dbus_message_get_sender (reply);
+  DBusMessageIter iter, dict, entry;
+  bool ok;
+
+  if (status == NULL)
+    return NULL;
+  status->agent = status->daemon_version = status_empty;
+  ok = status_set (&status->agent, sender != NULL ? sender : "");
+  if (ok && dbus_message_iter_init (reply, &iter) && dbus_message_iter_get_arg_type (&iter) == DBUS_TYPE_ARRAY) {
+    dbus_message_iter_recurse (&iter, &dict);
+    for (; ok && dbus_message_iter_get_arg_type (&dict) == DBUS_TYPE_DICT_ENTRY; dbus_message_iter_next (&dict)) {
+      dbus_message_iter_recurse (&dict, &entry);
+      ok = status_read_property (&entry, status);
+    }
+  }
+  if (!ok) {
+    client_status_free (status);
+    return NULL;
+  }
+  return status;
+}
+
+/* The process id behind a unique bus name, 0 when the bus does not say. */
+static unsigned int
+bus_get_pid (DBusConnection *connection, const char *name)
+{
+  DBusMessage *message = dbus_message_new_method_call (DBUS_SERVICE_DBUS, DBUS_PATH_DBUS, DBUS_INTERFACE_DBUS,
+                                                       "GetConnectionUnixProcessID");
+  dbus_uint32_t pid = 0;
+  DBusMessage *reply;
+  DBusError error;
+
+  dbus_error_init (&error);
+  if (message != NULL && !dbus_message_append_args (message, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID))
+    dbus_clear_message (&message);
+  reply = bus_send (connection, message, &error);
+  if (reply != NULL && !dbus_message_get_args (reply, &error, DBUS_TYPE_UINT32, &pid, DBUS_TYPE_INVALID))
+    pid = 0;
+  dbus_error_free (&error);
+  if (reply != NULL)
+    dbus_message_unref (reply);
+  return pid;
+}
+
+static int
+status_compare (const void *a, const void *b)
+{
+  return strcmp (((const iv_ota_module_status_s *) a)->module, ((const iv_ota_module_status_s *) b)->module);
+}
+
+int
+client_bus_get_status (DBusConnection *connection, iv_ota_status_s **out, char *error, size_t error_len)
+{
+  DBusMessage *message = dbus_message_new_method_call (CLIENT_BUS_NAME, CLIENT_BUS_PATH, DBUS_INTERFACE_PROPERTIES,
+                                                       "GetAll");
+  const char *interface = CLIENT_BUS_INTERFACE;
+  iv_ota_module_status_s *modules;
+  iv_ota_status_s *status;
+  DBusError dbus_error;
+  DBusMessage *reply;
+
+  dbus_error_init (&dbus_error);
+  if (message != NULL && !dbus_message_append_args (message, DBUS_TYPE_STRING, &interface, DBUS_TYPE_INVALID))
+    dbus_clear_message (&message);
+  reply = bus_send (connection, message, &dbus_error);
+  if (reply == NULL)
+    return bus_finish (NULL, &dbus_error, error, error_len);
+  status = status_from_reply (reply);
+  dbus_message_unref (reply);
+  if (status == NULL) {
+    client_set_error (error, error_len, "out of memory");
+    return IV_ERR_OTA_NO_RESOURCES;
+  }
+  modules = (iv_ota_module_status_s *) status->modules;
+  if (status->n_modules > 1)
+    qsort (modules, status->n_modules, sizeof *modules, status_compare);
+  /* Who the owner is, for people: the bus knows its process. */
+  for (size_t i = 0; i < status->n_modules; i++) {
+    if (*modules[i].owner != '\0')
+      modules[i].owner_pid = bus_get_pid (connection, modules[i].owner);
+  }
+  *out = status;
+  return IV_ERR_NONE;
 }

@@ -155,6 +155,8 @@ client_event_to_public (const ClientEvent *event, iv_ota_event_s *out)
   out->md5 = event->md5;
   out->agent_present = event->kind == CLIENT_EVENT_AGENT && event->owner[0] != '\0';
   out->cloud_connected = event->kind == CLIENT_EVENT_CONNECTION && event->flag;
+  /* Only the snapshot of a new observer is addressed to one observer. */
+  out->snapshot = event->observer != NULL;
 }
 
 static unsigned int

@@ -639,6 +639,23 @@ request_observer_remove (ClientLoop *loop, ClientRequest *request, bool direct)
   lib_drop_user ();
 }
 
+/* STATUS, CHECK_MODULE, CANCEL_MODULE: about any module, no handle needed. */
+static void
+request_any_module (ClientLoop *loop, ClientRequest *request)
+{
+  char *error = request->error;
+  size_t len = sizeof request->error;
+
+  if (!loop_ensure_connection (loop, error, len))
+    request->result = IV_ERR_OTA_NO_AGENT;
+  else if (request->kind == CLIENT_REQUEST_STATUS)
+    request->result = client_bus_get_status (loop->connection, request->status_out, error, len);
+  else
+    request->result = client_bus_module_request (
+      loop->connection, request->kind == CLIENT_REQUEST_CANCEL_MODULE ? "Cancel" : "CheckNow", request->module,
+      error, len);
+}
+
 static void
 request_run (ClientLoop *loop, ClientRequest *request, bool direct)
 {
@@ -660,6 +677,11 @@ request_run (ClientLoop *loop, ClientRequest *request, bool direct)
     break;
   case CLIENT_REQUEST_OBSERVER_REMOVE:
     request_observer_remove (loop, request, direct);
+    break;
+  case CLIENT_REQUEST_STATUS:
+  case CLIENT_REQUEST_CHECK_MODULE:
+  case CLIENT_REQUEST_CANCEL_MODULE:
+    request_any_module (loop, request);
     break;
   }
 }
@@ -830,6 +852,15 @@ request_drops_user (const ClientRequest *request)
   return request->kind == CLIENT_REQUEST_EXIT || request->kind == CLIENT_REQUEST_OBSERVER_REMOVE;
 }
 
+/* A request that may start the thread only for itself: its caller waits for
+ * the thread to end again when nobody else uses it. */
+static bool
+request_is_transient (const ClientRequest *request)
+{
+  return request->kind == CLIENT_REQUEST_STATUS || request->kind == CLIENT_REQUEST_CHECK_MODULE ||
+         request->kind == CLIENT_REQUEST_CANCEL_MODULE;
+}
+
 /* Queues @request and waits for it; called and returns with the lock held. */
 static int
 submit_queued_locked (ClientRequest *request)
@@ -849,7 +880,7 @@ submit_queued_locked (ClientRequest *request)
   while (!request->done)
     pthread_cond_wait (&lib.cond, &lib.lock);
   /* The last user gone: wait until no library thread is left. */
-  while (request_drops_user (request) && lib.users == 0 && lib.running > 0)
+  while ((request_drops_user (request) || request_is_transient (request)) && lib.users == 0 && lib.running > 0)
     pthread_cond_wait (&lib.cond, &lib.lock);
   return request->result;
 }

@@ -114,6 +114,12 @@ int client_bus_report (DBusConnection *connection, const char *module, const cha
 /* A method taking only the module: Cancel, CheckNow, Exit. */
 int client_bus_module_call (DBusConnection *connection, const char *method, const char *module, char *error,
                             size_t error_len);
+/* The same for a module this process may not own: NotOwner and NoSuchModule
+ * keep codes of their own (IV_ERR_OTA_NOT_OWNER, IV_ERR_OTA_NO_SUCH_MODULE). */
+int client_bus_module_request (DBusConnection *connection, const char *method, const char *module, char *error,
+                               size_t error_len);
+/* The agent and its modules (Properties.GetAll), for iv_ota_status_get. */
+int client_bus_get_status (DBusConnection *connection, iv_ota_status_s **status, char *error, size_t error_len);
 /* The Connected property: 1, 0, or -1 when it cannot be read. */
 int client_bus_get_connected (DBusConnection *connection);
 /* One PROGRESS event per module of the Modules property, in a list. */
@@ -131,6 +137,10 @@ typedef enum {
   CLIENT_REQUEST_EXIT,
   CLIENT_REQUEST_OBSERVER_ADD,
   CLIENT_REQUEST_OBSERVER_REMOVE,
+  /* Any module by name, no handle: they neither add nor drop a user. */
+  CLIENT_REQUEST_STATUS,
+  CLIENT_REQUEST_CHECK_MODULE,
+  CLIENT_REQUEST_CANCEL_MODULE,
 } ClientRequestKind;
 
 /* A call to carry out on the library thread. Lives on the caller's stack. */
@@ -145,6 +155,10 @@ typedef struct ClientRequest {
   /* PROGRESS */
   const char *state, *message;
   int percent, result_code;
+  /* CHECK_MODULE, CANCEL_MODULE */
+  const char *module;
+  /* STATUS: set on success */
+  iv_ota_status_s **status_out;
   /* Results */
   int result;
   char error[CLIENT_ERROR_LEN];
@@ -171,6 +185,8 @@ int client_classic_submit (ClientRequest *request);
 iv_ota_module_s *client_current_handle (void);
 
 void client_handle_free (iv_ota_module_s *handle);
+/* Frees a status of client_bus_get_status, also when partly filled. */
+void client_status_free (iv_ota_status_s *status);
 void client_observer_free (iv_ota_observer_s *observer);
 
 /* Debug lines on stderr when IV_OTA_DEBUG is set. */

@@ -406,6 +406,49 @@ iv_ota_observer_remove (iv_ota_observer_s *observer)
   return request_result (&request, client_submit (&request));
 }
 
+/* ---- iv_ota_ext.h: any module, by name ---- */
+
+IV_OTA_PUBLIC int
+iv_ota_status_get (iv_ota_status_s **status)
+{
+  ClientRequest request = { .kind = CLIENT_REQUEST_STATUS, .status_out = status };
+
+  last_error[0] = '\0';
+  if (status == NULL)
+    return fail (IV_ERR_OTA_INVALID_ARG, "the status pointer is NULL");
+  return request_result (&request, client_submit (&request));
+}
+
+IV_OTA_PUBLIC void
+iv_ota_status_free (iv_ota_status_s *status)
+{
+  client_status_free (status);
+}
+
+static int
+module_request (ClientRequestKind kind, const char *module)
+{
+  ClientRequest request = { .kind = kind, .module = module };
+
+  last_error[0] = '\0';
+  if (module == NULL || !module_is_valid (module))
+    return fail (IV_ERR_OTA_INVALID_ARG, "module must be \"\" or 1..%d characters of [A-Za-z0-9._-]",
+                 IV_OTA_MODULE_NAME_MAX_LEN);
+  return request_result (&request, client_submit (&request));
+}
+
+IV_OTA_PUBLIC int
+iv_ota_check_module (const char *module)
+{
+  return module_request (CLIENT_REQUEST_CHECK_MODULE, module);
+}
+
+IV_OTA_PUBLIC int
+iv_ota_cancel_module (const char *module)
+{
+  return module_request (CLIENT_REQUEST_CANCEL_MODULE, module);
+}
+
 /* ---- iv_ota_ext.h: errors ---- */
 
 static const struct {
@@ -426,6 +469,8 @@ static const struct {
   { IV_ERR_OTA_REFUSED, "request refused by the agent" },
   { IV_ERR_OTA_NO_AGENT, "OTA agent not on the bus" },
   { IV_ERR_OTA_NO_RESOURCES, "out of memory or threads" },
+  { IV_ERR_OTA_NOT_OWNER, "only the module's owner may do this" },
+  { IV_ERR_OTA_NO_SUCH_MODULE, "no such module: no application has registered it" },
 };
 
 IV_OTA_PUBLIC const char *

@@ -6,6 +6,9 @@
  *    callbacks as the classic API.
  *  - Observers: a process (a UI, a logger) that watches the offers, progress
  *    and ready images of every module on the device, owned or not.
+ *  - Any module by name, without owning it: a status snapshot of the agent and
+ *    every module, and the requests the agent allows to anyone (for tools such
+ *    as the iv-ota command line).
  *  - Error texts: iv_ota_strerror() and iv_ota_last_error().
  *
  * Threads, as in iv_ota.h: one library thread per process runs every callback
@@ -24,6 +27,7 @@
 
 #include "iv_ota.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -49,6 +53,11 @@ extern "C" {
 #define IV_ERR_OTA_NO_AGENT (-856)
 /* Out of memory, or the library thread could not be started. */
 #define IV_ERR_OTA_NO_RESOURCES (-857)
+/* Only the module's owner may do this (iv_ota_cancel_module). */
+#define IV_ERR_OTA_NOT_OWNER (-858)
+/* The agent knows no module of that name: no application has registered it
+ * (iv_ota_check_module, iv_ota_cancel_module). */
+#define IV_ERR_OTA_NO_SUCH_MODULE (-859)
 
 /* Longest module name, terminating NUL excluded. */
 #define IV_OTA_MODULE_NAME_MAX_LEN 32
@@ -148,6 +157,9 @@ typedef struct iv_ota_event_s {
   const char *md5;        /* READY: 32 lowercase hex digits */
   int agent_present;      /* AGENT: 1 when the agent is on the bus */
   int cloud_connected;    /* CONNECTION: 1 when the cloud session is up */
+  /* 1 for the events of the snapshot that starts an observer (the state of
+   * things when it was added), 0 for live events. */
+  int snapshot;
 } iv_ota_event_s;
 
 /* Called on the library thread for each event. */
@@ -159,7 +171,7 @@ typedef struct iv_ota_observer iv_ota_observer_s;
 /* Starts watching every module; *@observer is set before the first call of
  * @callback (untouched on failure). First comes a snapshot — an AGENT event, and
  * when the agent is there a CONNECTION event and one PROGRESS event per module
- * it knows — then live events as they happen. Observing needs no ownership
+ * it knows, all with snapshot = 1 — then live events as they happen. Observing needs no ownership
  * and works while the agent is absent (AGENT events tell when it comes).
  *
  * Thread: any; blocks until the library thread has taken the observer.
@@ -171,6 +183,67 @@ int iv_ota_observer_add (iv_ota_observer_cb callback, void *user_data, iv_ota_ob
  * its callback follows the return; from inside a callback, none follows the
  * current one. Returns IV_ERR_NONE or IV_ERR_OTA_INVALID_ARG. */
 int iv_ota_observer_remove (iv_ota_observer_s *observer);
+
+/* ---- any module, by name ---- */
+
+/* One module as the agent sees it (its GetStatus). Strings are never NULL. */
+typedef struct iv_ota_module_status_s {
+  const char *module;         /* "" for the main firmware */
+  /* idle, offered, downloading, verifying, ready, burning, rebooting, done, fail */
+  const char *state;
+  const char *version;        /* the installed version its owner registered */
+  const char *target_version; /* the version of the current or last offer, "" when none */
+  uint64_t downloaded;        /* bytes */
+  uint64_t total;             /* image size in bytes, 0 when unknown */
+  unsigned int percent;       /* 0..100 */
+  const char *path;           /* the image, "" until known */
+  const char *owner;          /* unique bus name of the owner, "" when none */
+  unsigned int owner_pid;     /* process id of the owner, 0 when none or unknown */
+  int result_code;            /* of the last cycle: 0, or -1..-5 as in iv_ota_event_s */
+  const char *result_msg;
+} iv_ota_module_status_s;
+
+/* The agent and every module it knows, at one moment. */
+typedef struct iv_ota_status_s {
+  const char *agent;          /* unique bus name of the agent */
+  const char *daemon_version; /* the agent's DaemonVersion, "" when unknown */
+  int cloud_connected;        /* 1 when the agent's cloud session is up */
+  size_t n_modules;
+  const iv_ota_module_status_s *modules; /* sorted by module name */
+} iv_ota_status_s;
+
+/* Reads the status of the agent and of every module (owned or not) in one
+ * call; needs no ownership. On success *@status is set and belongs to the
+ * caller, who frees it with iv_ota_status_free().
+ *
+ * Blocks until the agent has answered. Thread: any.
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG (NULL @status), IV_ERR_OTA_NO_AGENT
+ * (no bus, or no agent on it), IV_ERR_OTA_ACCESS_DENIED or
+ * IV_ERR_OTA_NO_RESOURCES; iv_ota_last_error() tells more. */
+int iv_ota_status_get (iv_ota_status_s **status);
+
+/* Frees what iv_ota_status_get returned; NULL is ignored. Thread: any. */
+void iv_ota_status_free (iv_ota_status_s *status);
+
+/* Asks the agent to report @module's version now (its CheckNow), so that the
+ * cloud offers an update at once if there is one. The agent allows this to
+ * anyone: the module may be owned by another process.
+ *
+ * Blocks until the agent has answered. Thread: any.
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG (NULL or malformed @module),
+ * IV_ERR_OTA_NO_SUCH_MODULE, IV_ERR_OTA_REFUSED (for example: the module has
+ * no owner now), IV_ERR_OTA_NO_AGENT or IV_ERR_OTA_ACCESS_DENIED. */
+int iv_ota_check_module (const char *module);
+
+/* Asks the agent to stop @module's running download (its Cancel); the partial
+ * file is kept for resume. The agent allows this to the module's owner only:
+ * from any other process it answers IV_ERR_OTA_NOT_OWNER (the owner cancels
+ * with iv_ota_module_cancel()).
+ *
+ * Blocks until the agent has answered. Thread: any.
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG, IV_ERR_OTA_NOT_OWNER,
+ * IV_ERR_OTA_NO_SUCH_MODULE, IV_ERR_OTA_NO_AGENT or IV_ERR_OTA_ACCESS_DENIED. */
+int iv_ota_cancel_module (const char *module);
 
 /* ---- errors ---- */
 

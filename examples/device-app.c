@@ -7,11 +7,7 @@
  * reports the reboot and exits: starting it again plays the reboot. The new
  * run reports the new version, and the agent tells the cloud "done" by itself.
  *
- * Usage: device-app [-d DIR] [-v VERSION]
- *   -d DIR      firmware directory (default: $IV_OTA_APP_DIR, else ".")
- *   -v VERSION  factory firmware version, used until an update is installed
- *               (default: $IV_OTA_APP_VERSION, else "1.0.0")
- * The agent is reached on the system bus, or the one IV_OTA_BUS names.
+ * Usage: see usage[] below (device-app --help).
  * SIGINT or SIGTERM end it cleanly. */
 #include "iv_ota.h"
 
@@ -213,19 +209,38 @@ on_signal (int sig)
     _exit (1);
 }
 
+static const char usage[] =
+  "Usage: device-app [-d FIRMWARE_DIR] [-v FACTORY_VERSION]\n"
+  "\n"
+  "A device application on the classic iv_ota.h API, served by the iv-ota agent.\n"
+  "It accepts every update, burns the image into FIRMWARE_DIR/installed.bin,\n"
+  "reports the reboot and exits; started again, it runs the new version.\n"
+  "\n"
+  "  -d DIR      firmware directory (default: $IV_OTA_APP_DIR, else \".\")\n"
+  "  -v VERSION  factory firmware version, used until an update is installed\n"
+  "              (default: $IV_OTA_APP_VERSION, else \"1.0.0\")\n"
+  "  -h, --help  show this help\n"
+  "\n"
+  "The agent is reached on the system bus, or the one IV_OTA_BUS names.\n";
+
+/* 0 to run, 1 when help was shown, -1 on a usage error. */
 static int
 parse_args (int argc, char **argv)
 {
   const char *dir = getenv ("IV_OTA_APP_DIR"), *factory = getenv ("IV_OTA_APP_VERSION");
   int opt;
 
+  for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++) {
+    if (strcmp (argv[i], "--help") == 0)
+      return 1;
+  }
   while ((opt = getopt (argc, argv, "d:v:h")) != -1) {
     if (opt == 'd')
       dir = optarg;
     else if (opt == 'v')
       factory = optarg;
     else
-      return -1;
+      return opt == 'h' ? 1 : -1;
   }
   if (optind != argc)
     return -1;
@@ -264,8 +279,14 @@ main (int argc, char **argv)
   struct sigaction sa = { .sa_handler = on_signal };
   char why = 0;
 
-  if (parse_args (argc, argv) != 0) {
-    fprintf (stderr, "usage: device-app [-d FIRMWARE_DIR] [-v FACTORY_VERSION]\n");
+  switch (parse_args (argc, argv)) {
+  case 0:
+    break;
+  case 1:
+    fputs (usage, stdout);
+    return 0;
+  default:
+    fprintf (stderr, "usage: device-app [-d FIRMWARE_DIR] [-v FACTORY_VERSION] (see --help)\n");
     return 2;
   }
   if (pipe (app.wake) != 0)

@@ -42,6 +42,7 @@ unit=$SYSTEMD_UNIT_DIR/iv-otad.service
 expected=(
   "$agent"
   "$BINDIR/iv-ota-cloud"
+  "$BINDIR/iv-ota"
   "$LIBDIR/libiv-ota.so"
   "$LIBDIR/libiv-ota.so.0"
   "$LIBDIR/pkgconfig/iv-ota.pc"
