@@ -769,9 +769,11 @@ ota_test_remove_tree (const char *path)
   GFileInfo *info;
 
   while (e != NULL && (info = g_file_enumerator_next_file (e, NULL, NULL)) != NULL) {
-    g_autoptr (GFileInfo) owned = info;
     g_autofree char *child = g_build_filename (path, g_file_info_get_name (info), NULL);
-    if (g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
+    gboolean is_dir = g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY;
+
+    g_object_unref (info);
+    if (is_dir)
       ota_test_remove_tree (child);
     else
       g_unlink (child);

@@ -72,6 +72,7 @@ sync_signals (OtaDBusOta *proxy)
                                  OTA_TEST_TIMEOUT_MS, NULL, &error);
 
   g_assert_no_error (error);
+  g_assert_nonnull (reply);
   while (g_main_context_iteration (NULL, FALSE))
     ;
 }

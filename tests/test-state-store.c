@@ -18,7 +18,6 @@ static void
 test_marker_save_load_round_trip (void)
 {
   g_autofree char *dir = g_dir_make_tmp ("state-store-XXXXXX", NULL);
-  g_autofree char *path = NULL;
   OtaRebootMarker saved = { "0.2", "42", TRUE };
   g_auto (OtaRebootMarker) loaded = { 0 };
   g_autoptr (GError) error = NULL;
@@ -82,8 +81,8 @@ test_marker_invalid_is_rejected (void)
     "[\"target_version\",\"0.2\"]",
     "{\"target_version\":\"..\"}",
     "{\"target_version\":2}",
-    "{\"target_version\":\"0.2\",\"task_id\":\"" /* 65 characters */
-    "12345678901234567890123456789012345678901234567890123456789012345\"}",
+    ("{\"target_version\":\"0.2\",\"task_id\":\"" /* 65 characters */
+     "12345678901234567890123456789012345678901234567890123456789012345\"}"),
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (bad); i++) {

@@ -129,7 +129,7 @@ cloud_options_parse (CloudOptions *o, int *argc, char ***argv, GError **error)
       "Fault: answer Range requests with 200 and the whole body", NULL },
     { "bad-content-range", 0, 0, G_OPTION_ARG_NONE, &o->bad_content_range,
       "Fault: answer Range requests with a 206 whose range starts one byte off", NULL },
-    { NULL },
+    G_OPTION_ENTRY_NULL,
   };
   g_autoptr (GOptionContext) context = g_option_context_new ("- local stand-in for the OTA cloud");
 
