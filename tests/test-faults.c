@@ -1,0 +1,501 @@
+/* Fault suite (issue 6): the real agent, broker and iv-ota-cloud, with the
+ * agent SIGKILLed at random points of a download and of the burning/done
+ * reports, and a damaged resume record.
+ *
+ * The report rule asserted for the kill loop: the sequence of burning/done/
+ * fail reports seen on the broker, after collapsing runs of byte-identical
+ * consecutive reports, must equal exactly what the app reported, in order.
+ * QoS 1 is at-least-once: a report published but not yet acknowledged when
+ * the agent dies stays in the persisted outbox and is sent again by the next
+ * agent, so an exact duplicate of the last in-flight report may appear, but
+ * only immediately after itself (no other burning/done/fail report between);
+ * anything else (a loss, a reordering, a duplicate after a later report) fails. */
+#include "harness.h"
+
+#include <json-glib/json-glib.h>
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#define MIB (1024 * 1024)
+#define KILL_FW_SIZE (4 * MIB)
+#define KILL_RATE (1 * MIB)
+#define MIN_KILLS 20
+#define DOWNLOAD_KILLS 25
+
+static const char *fast = "checkpoint_bytes=65536\nmax_retries=5\nstall_timeout=2\nretry_interval=1\n"
+                          "report_interval=600\n";
+
+typedef struct {
+  char *path;
+  char *md5;
+  gsize size;
+} Image;
+
+static void
+image_clear (Image *image)
+{
+  g_clear_pointer (&image->path, g_free);
+  g_clear_pointer (&image->md5, g_free);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Image, image_clear)
+
+static void
+image_make (OtaTestEnv *env, gsize size, Image *image)
+{
+  image->path = g_build_filename (env->dir, "image-2.0.bin", NULL);
+  image->md5 = ota_test_make_file (image->path, size);
+  image->size = size;
+}
+
+static char *
+fw_path (OtaTestEnv *env, const char *ext)
+{
+  g_autofree char *name = g_strconcat ("FW_2.0.", ext, NULL);
+  return g_build_filename (env->fw_dir, name, NULL);
+}
+
+static void
+app_init (OtaTestEnv *env, const char *version)
+{
+  g_autoptr (GError) error = NULL;
+
+  ota_test_init (env->proxy, "", version, env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+}
+
+static void
+app_report (OtaTestEnv *env, const char *state, int percent, int code, const char *msg)
+{
+  g_autoptr (GError) error = NULL;
+
+  ota_dbus_ota_call_report_progress_sync (env->proxy, "", state, percent, code, msg, NULL, &error);
+  g_assert_no_error (error);
+}
+
+static gboolean
+ready_emitted (gpointer data)
+{
+  return ((OtaTestEnv *) data)->signals->ready->len > 0;
+}
+
+/* The file in the firmware dir is the image byte for byte, and the last
+ * FirmwareReady (if this connection saw one) names it. */
+static void
+assert_file_identical (OtaTestEnv *env, const Image *image)
+{
+  g_autofree char *bin = fw_path (env, "bin");
+  g_autofree char *got = NULL;
+  g_autofree char *want = NULL;
+  gsize got_len = 0, want_len = 0;
+  const char *version, *path, *md5;
+  guint64 size;
+
+  if (env->signals->ready->len > 0)
+    g_variant_get (g_ptr_array_index (env->signals->ready, env->signals->ready->len - 1), "(&s&s&st&s)", NULL,
+                   &version, &path, &size, &md5);
+  if (env->signals->ready->len > 0) {
+    g_assert_cmpstr (version, ==, "2.0");
+    g_assert_cmpstr (path, ==, bin);
+    g_assert_cmpuint (size, ==, image->size);
+    g_assert_cmpstr (md5, ==, image->md5);
+  }
+  g_assert_true (g_file_get_contents (bin, &got, &got_len, NULL));
+  g_assert_true (g_file_get_contents (image->path, &want, &want_len, NULL));
+  g_assert_cmpuint (got_len, ==, want_len);
+  g_assert_true (memcmp (got, want, want_len) == 0);
+}
+
+static void
+agent_restart (OtaTestEnv *env)
+{
+  ota_test_agent_kill (env->agent);
+  ota_test_agent_start (env->agent);
+  ota_test_env_reconnect_app (env);
+}
+
+/* The burning/done/fail reports on the broker, in order. */
+static GPtrArray *
+final_state_reports (OtaTestEnv *env)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; i < env->cloud->reports->len; i++) {
+    const char *r = g_ptr_array_index (env->cloud->reports, i);
+    if (strstr (r, "\"report_progress\"") == NULL)
+      continue;
+    if (strstr (r, "\"state\":\"burning\"") != NULL || strstr (r, "\"state\":\"done\"") != NULL ||
+        strstr (r, "\"state\":\"fail\"") != NULL)
+      g_ptr_array_add (out, g_strdup (r));
+  }
+  return out;
+}
+
+/* ---- 1. the agent SIGKILLed at random points ---- */
+
+static void
+test_agent_killed_at_random (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (Image) image = { 0 };
+  g_autofree char *rate = g_strdup_printf ("--rate=%d", KILL_RATE);
+  const char *args[] = { rate, NULL };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autoptr (GPtrArray) seen = NULL;
+  g_autoptr (GPtrArray) collapsed = g_ptr_array_new ();
+  guint kills = 0, download_kills = 0, report_kills = 0, duplicates = 0;
+  const char *expected[] = { "\"state\":\"burning\",\"percent\":\"30\"", "\"state\":\"burning\",\"percent\":\"60\"",
+                             "\"state\":\"done\"" };
+
+  image_make (env, KILL_FW_SIZE, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
+  app_init (env, "1.0");
+
+  /* The download: kill at a random moment, restart, re-Init, until ready or
+   * DOWNLOAD_KILLS kills; then it is let finish. */
+  while (download_kills < DOWNLOAD_KILLS) {
+    guint delay = (guint) g_test_rand_int_range (20, 300);
+
+    ota_test_spin (delay);
+    if (env->signals->ready->len > 0)
+      break;
+    agent_restart (env);
+    kills++;
+    download_kills++;
+    app_init (env, "1.0");
+  }
+  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  assert_file_identical (env, &image);
+
+  /* The reports: killed right after each one was accepted, at a random
+   * moment within the next 100 ms, so some are in flight. */
+  app_report (env, "burning", 30, 0, "");
+  ota_test_spin ((guint) g_test_rand_int_range (0, 100));
+  agent_restart (env);
+  kills++;
+  report_kills++;
+  app_init (env, "1.0");
+  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  app_report (env, "burning", 60, 0, "");
+  ota_test_spin ((guint) g_test_rand_int_range (0, 100));
+  agent_restart (env);
+  kills++;
+  report_kills++;
+  app_init (env, "1.0");
+  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  app_report (env, "done", 100, 0, "");
+  ota_test_spin ((guint) g_test_rand_int_range (0, 100));
+  agent_restart (env);
+  kills++;
+  report_kills++;
+  app_init (env, "2.0");
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0, "\"state\":\"done\"", OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  /* Whatever the last agent still had in flight: its outbox drains. */
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0, "\"report_version\",\"report\":{\"version\":\"2.0\"",
+                                                          OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  ota_test_spin (500);
+  assert_file_identical (env, &image);
+
+  seen = final_state_reports (env);
+  for (guint i = 0; i < seen->len; i++) {
+    if (collapsed->len > 0 && g_str_equal (g_ptr_array_index (collapsed, collapsed->len - 1),
+                                           g_ptr_array_index (seen, i))) {
+      duplicates++;
+      continue;
+    }
+    g_ptr_array_add (collapsed, g_ptr_array_index (seen, i));
+  }
+  for (guint i = 0; i < collapsed->len; i++)
+    g_test_message ("final-state report %u: %s", i, (const char *) g_ptr_array_index (collapsed, i));
+  g_assert_cmpuint (collapsed->len, ==, G_N_ELEMENTS (expected));
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    g_assert_nonnull (strstr (g_ptr_array_index (collapsed, i), expected[i]));
+
+  g_test_message ("agent SIGKILLed %u times (%u during the download, %u between reports), all survived; "
+                  "%u immediately repeated report(s) (QoS 1 redelivery)",
+                  kills, download_kills, report_kills, duplicates);
+  g_assert_cmpuint (kills, >=, MIN_KILLS);
+}
+
+/* ---- 2. the app killed mid-flow ---- */
+
+/* downloaded_size of FW_2.0.json, or -1 without a readable record. */
+static gint64
+record_downloaded (OtaTestEnv *env)
+{
+  g_autofree char *path = fw_path (env, "json");
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *obj;
+
+  if (!json_parser_load_from_file (parser, path, NULL) || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return -1;
+  obj = json_node_get_object (json_parser_get_root (parser));
+  if (!json_object_has_member (obj, "downloaded_size"))
+    return -1;
+  return json_object_get_int_member (obj, "downloaded_size");
+}
+
+/* Number of HTTP responses of iv-ota-cloud to a Range request from a
+ * non-zero offset, with 206. */
+static guint
+ranged_responses (OtaTestCloudTool *tool)
+{
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  guint n = 0;
+
+  if (!g_file_get_contents (tool->stderr_path, &text, NULL, NULL))
+    return 0;
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++) {
+    const char *range = strstr (lines[i], " range=");
+    if (g_str_has_prefix (lines[i], "http: GET ") && range != NULL && g_ascii_isdigit (range[7]) &&
+        g_ascii_strtoull (range + 7, NULL, 10) > 0 && strstr (lines[i], " status=206") != NULL)
+      n++;
+  }
+  return n;
+}
+
+static void
+test_app_killed_mid_download (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (Image) image = { 0 };
+  g_autofree char *rate = g_strdup_printf ("--rate=%d", KILL_RATE);
+  const char *args[] = { rate, NULL };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autofree char *bin = fw_path (env, "bin");
+  GStatBuf st;
+  g_autofree char *log = g_build_filename (env->dir, "app.log", NULL);
+  const char *client = g_getenv ("OTA_TEST_CLIENT");
+  char *argv[] = { (char *) client, "", "1.0", env->fw_dir, NULL };
+  OtaTestProcess *app;
+  gint64 deadline, kept;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_nonnull (client);
+  image_make (env, KILL_FW_SIZE, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
+  app = ota_test_process_spawn (argv, NULL, log, NULL);
+  deadline = g_get_monotonic_time () + OTA_TEST_TIMEOUT_MS * 1000LL;
+  while (record_downloaded (env) < MIB) {
+    g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+    ota_test_spin (50);
+  }
+  ota_test_process_stop (app, SIGKILL);
+  ota_test_process_free (app);
+  ota_test_spin (500);
+  /* The agent is still there, the partial download and its record are kept. */
+  g_assert_true (ota_test_process_is_running (env->agent->proc));
+  kept = record_downloaded (env);
+  g_assert_cmpint (kept, >, 0);
+  g_assert_cmpint (kept, <, (gint64) image.size);
+  g_assert_cmpint (g_stat (bin, &st), ==, 0);
+  g_assert_cmpint (st.st_size, >=, kept);
+
+  /* The module was released: another app may own it, and the re-offer resumes. */
+  ota_test_init (env->proxy, "", "1.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  assert_file_identical (env, &image);
+  g_assert_cmpuint (ranged_responses (tool), >=, 1);
+  g_assert_true (ota_test_process_is_running (env->agent->proc));
+}
+
+/* ---- 3. a full disk ---- */
+
+static const char *no_second_cycle = "checkpoint_bytes=65536\nmax_retries=5\nstall_timeout=2\nretry_interval=60\n"
+                                     "report_interval=600\n";
+
+/* The tmpfs mounted by the running test, unmounted by its teardown (before
+ * the environment's tree is removed). */
+static char *tiny_mount;
+
+static void
+tiny_teardown (OtaTestEnv *env, gconstpointer data)
+{
+  if (tiny_mount != NULL) {
+    if (umount2 (tiny_mount, MNT_DETACH) != 0)
+      g_printerr ("umount %s: %s\n", tiny_mount, g_strerror (errno));
+    g_clear_pointer (&tiny_mount, g_free);
+  }
+  ota_test_env_teardown (env, data);
+}
+
+/* Mounts a 2 MiB tmpfs at @dir (NULL: @env->dir/tiny); FALSE (test skipped) when not root or refused. */
+static gboolean
+tiny_mount_make (OtaTestEnv *env, const char *at)
+{
+  g_autofree char *dir = at != NULL ? g_strdup (at) : g_build_filename (env->dir, "tiny", NULL);
+
+  if (geteuid () != 0) {
+    g_test_skip ("a tmpfs can only be mounted as root");
+    return FALSE;
+  }
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  if (mount ("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=2m,mode=0755") != 0) {
+    g_autofree char *why = g_strdup_printf ("cannot mount a tmpfs (%s)", g_strerror (errno));
+    g_test_skip (why);
+    return FALSE;
+  }
+  tiny_mount = g_steal_pointer (&dir);
+  return TRUE;
+}
+
+static void
+test_full_disk_firmware_dir (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (Image) image = { 0 };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *state = NULL;
+  const char *version, *msg;
+  gint32 code;
+  int idx;
+  guint64 used = 0;
+  g_autoptr (GDir) dir = NULL;
+  const char *name;
+
+  if (!tiny_mount_make (env, NULL))
+    return;
+  image_make (env, 4 * MIB, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, NULL);
+  ota_test_init (env->proxy, "", "1.0", tiny_mount, FALSE, &error);
+  g_assert_no_error (error);
+
+  idx = ota_test_signals_wait_state (env->signals, "", "fail", OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (idx, >=, 0);
+  g_variant_get (g_ptr_array_index (env->signals->progress, idx), "(&s&s&sutti&s)", NULL, &version, NULL, NULL,
+                 NULL, NULL, &code, &msg);
+  g_test_message ("fail on a full disk: %d %s", code, msg);
+  g_assert_cmpstr (version, ==, "2.0");
+  g_assert_cmpint (code, ==, -5);
+  g_assert_nonnull (strstr (msg, "space"));
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0,
+                                                          "{\"state\":\"fail\",\"result_code\":\"-5\"",
+                                                          OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  /* Nothing half-written is left on the small disk. */
+  dir = g_dir_open (tiny_mount, 0, NULL);
+  g_assert_nonnull (dir);
+  while ((name = g_dir_read_name (dir)) != NULL) {
+    g_autofree char *path = g_build_filename (tiny_mount, name, NULL);
+    GStatBuf st;
+    g_assert_cmpint (g_stat (path, &st), ==, 0);
+    g_test_message ("left on the tmpfs: %s (%" G_GUINT64_FORMAT " bytes)", name, (guint64) st.st_size);
+    used += (guint64) st.st_size;
+  }
+  g_assert_cmpuint (used, <=, 2 * MIB);
+  /* The agent keeps serving. */
+  g_assert_true (ota_test_process_is_running (env->agent->proc));
+  state = ota_test_status_get (env->proxy, "", "state");
+  g_assert_nonnull (state);
+}
+
+/* The state dir (outbox) on a full disk: reports are still sent while the
+ * agent runs, kept in memory, with a warning. */
+static void
+test_full_disk_state_dir (OtaTestEnv *env, gconstpointer data)
+{
+  g_autofree char *filler = NULL;
+  g_autofree char *offer = ota_test_offer_json ("", "2.0", "http://127.0.0.1:9/fw.bin",
+                                                "0123456789abcdef0123456789abcdef", 1000);
+  g_autofree char *chunk = g_malloc0 (64 * 1024);
+  g_autoptr (GError) error = NULL;
+  FILE *f;
+
+  ota_test_agent_kill (env->agent);
+  if (!tiny_mount_make (env, env->agent->state_dir))
+    return;
+  filler = g_build_filename (tiny_mount, "filler", NULL);
+  f = fopen (filler, "w");
+  g_assert_nonnull (f);
+  while (fwrite (chunk, 1, 64 * 1024, f) == 64 * 1024 && fflush (f) == 0)
+    ;
+  fclose (f);
+  ota_test_agent_start (env->agent);
+  ota_test_env_reconnect_app (env);
+  ota_test_init (env->proxy, "", "1.0", env->fw_dir, TRUE, &error);
+  g_assert_no_error (error);
+  ota_test_cloud_publish (env->cloud, offer, strlen (offer));
+  g_assert_cmpint (ota_test_signals_wait_state (env->signals, "", "offered", OTA_TEST_TIMEOUT_MS), >=, 0);
+  ota_dbus_ota_call_report_progress_sync (env->proxy, "", "fail", -1, -5, "disk-full-report", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0, "\"result_msg\":\"disk-full-report\"",
+                                                          OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "report not persisted"), >=, 1);
+  g_assert_true (ota_test_process_is_running (env->agent->proc));
+}
+
+/* ---- 4. a damaged resume record ---- */
+
+static gint64
+status_downloaded (OtaTestEnv *env)
+{
+  g_autofree char *s = ota_test_status_get (env->proxy, "", "downloaded");
+  return s != NULL ? g_ascii_strtoll (s, NULL, 10) : 0;
+}
+
+static void
+record_damaged (OtaTestEnv *env, const char *garbage)
+{
+  g_auto (Image) image = { 0 };
+  g_autofree char *rate = g_strdup_printf ("--rate=%d", KILL_RATE);
+  const char *args[] = { rate, NULL };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autofree char *record = fw_path (env, "json");
+  gint64 deadline;
+
+  image_make (env, KILL_FW_SIZE, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
+  app_init (env, "1.0");
+  deadline = g_get_monotonic_time () + OTA_TEST_TIMEOUT_MS * 1000LL;
+  while (status_downloaded (env) < MIB || !g_file_test (record, G_FILE_TEST_EXISTS)) {
+    g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+    ota_test_spin (50);
+  }
+  ota_test_agent_kill (env->agent);
+  g_assert_true (g_file_set_contents (record, garbage, -1, NULL));
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "starting over"), ==, 0);
+  ota_test_agent_start (env->agent);
+  ota_test_env_reconnect_app (env);
+  app_init (env, "1.0");
+  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  assert_file_identical (env, &image);
+  g_assert_false (g_file_test (record, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "starting over"), >=, 1);
+  g_assert_true (ota_test_process_is_running (env->agent->proc));
+}
+
+static void
+test_record_garbage (OtaTestEnv *env, gconstpointer data)
+{
+  record_damaged (env, "\x01\x02{\"version\":\"2.0\",\"downloaded_size\":");
+}
+
+static void
+test_record_truncated (OtaTestEnv *env, gconstpointer data)
+{
+  record_damaged (env, "{\"version\":\"2.0\",\"downl");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+#define ADD(path, fn, cfg) g_test_add ("/faults/" path, OtaTestEnv, cfg, ota_test_env_setup, fn, ota_test_env_teardown)
+  ADD ("agent-sigkill/random-points-download-and-reports", test_agent_killed_at_random, fast);
+  ADD ("app-sigkill/module-released-download-resumes", test_app_killed_mid_download, fast);
+  g_test_add ("/faults/full-disk/firmware-dir-fails-agent-serves", OtaTestEnv, no_second_cycle, ota_test_env_setup,
+              test_full_disk_firmware_dir, tiny_teardown);
+  g_test_add ("/faults/full-disk/state-dir-reports-sent-from-memory", OtaTestEnv,
+              "report_interval=600\nretry_interval=1\n", ota_test_env_setup, test_full_disk_state_dir,
+              tiny_teardown);
+  ADD ("record/garbage-restarts-from-zero", test_record_garbage, fast);
+  ADD ("record/truncated-restarts-from-zero", test_record_truncated, fast);
+  return g_test_run ();
+}
