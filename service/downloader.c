@@ -695,21 +695,47 @@ ota_writer_check_space (OtaWriter *w, GError **error)
   return TRUE;
 }
 
+/* Opens the image already under our name, if it may be continued: a file of
+ * our own or the owner's with no other name. A hard link to someone else's
+ * file, planted by the app, would otherwise have us overwrite and chown that
+ * file; such a name is removed instead, and the image starts afresh. */
 static gboolean
-ota_writer_open_image (OtaWriter *w, GError **error)
+ota_writer_open_existing (OtaWriter *w, GError **error)
 {
   struct stat st;
 
   /* O_NONBLOCK: a FIFO planted under our name must not hang the writer. */
-  w->bin_fd = openat (w->dir_fd, w->bin_name,
-                      O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+  w->bin_fd = openat (w->dir_fd, w->bin_name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (w->bin_fd < 0)
-    return ota_set_errno_error (error, errno, "cannot open", w->bin_name);
+    return errno == ENOENT || ota_set_errno_error (error, errno, "cannot open", w->bin_name);
   if (fstat (w->bin_fd, &st) < 0 || !S_ISREG (st.st_mode)) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE, "%s is not a regular file",
                  w->bin_name);
     return FALSE;
   }
+  if (st.st_nlink == 1 &&
+      (st.st_uid == geteuid () || (w->owner_uid != (uid_t) -1 && st.st_uid == w->owner_uid)))
+    return TRUE;
+  g_warning ("%s: existing %s has %u links and uid %u: replaced, not continued", w->dir_path,
+             w->bin_name, (guint) st.st_nlink, (guint) st.st_uid);
+  close (w->bin_fd);
+  w->bin_fd = -1;
+  if (unlinkat (w->dir_fd, w->bin_name, 0) < 0)
+    return ota_set_errno_error (error, errno, "cannot remove", w->bin_name);
+  return TRUE;
+}
+
+static gboolean
+ota_writer_open_image (OtaWriter *w, GError **error)
+{
+  if (!ota_writer_open_existing (w, error))
+    return FALSE;
+  /* O_EXCL: whatever appears under the name meanwhile is refused, not opened. */
+  if (w->bin_fd < 0)
+    w->bin_fd = openat (w->dir_fd, w->bin_name,
+                        O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+  if (w->bin_fd < 0)
+    return ota_set_errno_error (error, errno, "cannot create", w->bin_name);
   if (w->owner_uid != (uid_t) -1 && geteuid () == 0 &&
       fchown (w->bin_fd, w->owner_uid, w->owner_gid) < 0)
     return ota_set_errno_error (error, errno, "cannot change the owner of", w->bin_name);

@@ -688,6 +688,13 @@ ota_module_check_now (OtaModule *self, GError **error)
     g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "module \"%s\" has no owner: nothing to check", self->name);
     return FALSE;
   }
+  /* Someone asks to try now (the cause of a failure was fixed, say): the
+   * wait before the next attempt is skipped, and the cloud's answer to this
+   * report starts it. */
+  if (self->fail_streak > 0 || self->start_timer != 0)
+    module_log (self, G_LOG_LEVEL_INFO, "check requested: the next attempt is not delayed");
+  g_clear_handle_id (&self->start_timer, g_source_remove);
+  self->fail_streak = 0;
   module_report_version (self);
   return TRUE;
 }

@@ -269,7 +269,15 @@ ota_record_save_at (int dir_fd, const char *name, const OtaRecord *record, uid_t
   gboolean ok;
   int fd, saved;
 
-  fd = openat (dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  /* Never O_TRUNC an existing name: in an app's directory it may be a hard
+   * link to a file of someone else. A fresh file, or an error. */
+  if (unlinkat (dir_fd, tmp, 0) < 0 && errno != ENOENT) {
+    saved = errno;
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot remove %s: %s", tmp,
+                 g_strerror (saved));
+    return FALSE;
+  }
+  fd = openat (dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) {
     saved = errno;
     g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot create %s: %s", tmp,

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -825,4 +826,58 @@ ota_test_make_file (const char *path, gsize size)
     data[i] = (guint8) g_rand_int (rand);
   g_assert_true (g_file_set_contents (path, (const char *) data, (gssize) size, NULL));
   return g_compute_checksum_for_data (G_CHECKSUM_MD5, data, size);
+}
+
+/* ---- the connection to the cloud, across broker restarts ---- */
+
+static gboolean
+env_connected_is (gpointer data)
+{
+  gpointer *args = data;
+  return ota_dbus_ota_get_connected (args[0]) == GPOINTER_TO_INT (args[1]);
+}
+
+gboolean
+ota_test_env_wait_connected (OtaTestEnv *env, gboolean value, guint timeout_ms)
+{
+  gpointer args[] = { env->proxy, GINT_TO_POINTER (value) };
+  return ota_test_wait (env_connected_is, args, timeout_ms);
+}
+
+static gboolean
+env_cloud_link_up (gpointer data)
+{
+  return ota_mqtt_link_get_connected (((OtaTestEnv *) data)->cloud->link);
+}
+
+void
+ota_test_env_cloud_sync (OtaTestEnv *env)
+{
+  static guint serial;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *probe = g_strdup_printf ("cloud-sync-probe-%u", ++serial);
+
+  /* The link may still believe in the old session: a failed publish makes it
+   * reconnect, so try until one goes out. */
+  for (int i = 0; i < 100; i++) {
+    g_clear_error (&error);
+    g_assert_true (ota_test_wait (env_cloud_link_up, env, OTA_TEST_TIMEOUT_MS));
+    if (ota_mqtt_link_publish (env->cloud->link, OTA_TEST_REPORT_TOPIC, probe, strlen (probe), 1, NULL, &error))
+      break;
+  }
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0, probe, OTA_TEST_TIMEOUT_MS), >=, 0);
+}
+
+void
+ota_test_env_broker_restart_cloud_first (OtaTestEnv *env)
+{
+  GPid pid = env->agent->proc != NULL ? env->agent->proc->pid : 0;
+
+  if (pid > 0)
+    g_assert_cmpint (kill (pid, SIGSTOP), ==, 0);
+  ota_test_broker_restart (env->broker);
+  ota_test_env_cloud_sync (env);
+  if (pid > 0)
+    g_assert_cmpint (kill (pid, SIGCONT), ==, 0);
 }

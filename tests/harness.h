@@ -176,6 +176,15 @@ void ota_test_env_teardown (OtaTestEnv *env, gconstpointer unused);
 /* The app comes back on a new connection (its process, or the agent, restarted):
  * new connection, proxy and signal log. */
 void ota_test_env_reconnect_app (OtaTestEnv *env);
+/* Waits until the agent's Connected property (as the app's proxy sees it) is @value. */
+gboolean ota_test_env_wait_connected (OtaTestEnv *env, gboolean value, guint timeout_ms);
+/* Returns once the in-process cloud is subscribed again: a probe it
+ * publishes on the report topic comes back to it. The agent ignores that
+ * topic, and the probes match none of the needles the tests count. */
+void ota_test_env_cloud_sync (OtaTestEnv *env);
+/* Restarts the broker; the agent (if running) reconnects only after the
+ * cloud listens again, so that no report goes to an empty room. */
+void ota_test_env_broker_restart_cloud_first (OtaTestEnv *env);
 
 /* An update_firmware message; @module NULL or "" for the main firmware. */
 char *ota_test_offer_json (const char *module, const char *version, const char *url, const char *md5,

@@ -692,6 +692,35 @@ test_resume_of_complete_file_gets_416 (Fixture *f, gconstpointer data)
   g_assert_true (f->verifying_before_finished);
 }
 
+/* A partial image with another name (a hard link the app planted to someone
+ * else's file) is not continued: the name is replaced and the other file
+ * keeps its bytes. */
+static void
+test_resume_refuses_hard_linked_image (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const gsize done = 512 * 1024;
+  g_autofree char *victim = g_build_filename (f->dir, "victim", NULL);
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+  struct stat st;
+
+  write_partial (f, done, 0);
+  write_record (f, "", VERSION, f->md5, done);
+  g_assert_cmpint (linkat (f->dir_fd, BIN_NAME, f->dir_fd, "victim", 0), ==, 0);
+  g_test_expect_message ("iv-ota", G_LOG_LEVEL_WARNING, "*existing " BIN_NAME " has 2 links*replaced*");
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  g_test_assert_expected_messages ();
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (ota_download_get_resumed_from (f->download), ==, 0);
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE);
+  g_assert_true (g_file_get_contents (victim, &contents, &length, NULL));
+  g_assert_cmpmem (contents, length, g_bytes_get_data (f->firmware, NULL), done);
+  g_assert_cmpint (fstatat (f->dir_fd, "victim", &st, 0), ==, 0);
+  g_assert_cmpuint (st.st_nlink, ==, 1);
+  g_assert_cmpint (unlinkat (f->dir_fd, "victim", 0), ==, 0);
+}
+
 static void
 test_range_ignored_starts_over (Fixture *f, gconstpointer data)
 {
@@ -1205,6 +1234,7 @@ main (int argc, char **argv)
        NULL);
   ADD ("/download/resume/from-shorter-file", test_resume_from_shorter_file, NULL);
   ADD ("/download/resume/complete-file-gets-416", test_resume_of_complete_file_gets_416, NULL);
+  ADD ("/download/resume/refuses-hard-linked-image", test_resume_refuses_hard_linked_image, NULL);
   ADD ("/download/resume/range-ignored-starts-over", test_range_ignored_starts_over, NULL);
   ADD ("/download/resume/wrong-content-range-starts-over", test_wrong_content_range_starts_over,
        NULL);

@@ -16,6 +16,7 @@
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -305,6 +306,65 @@ test_app_killed_mid_download (OtaTestEnv *env, gconstpointer data)
   g_assert_true (ota_test_process_is_running (env->agent->proc));
 }
 
+/* ---- 2b. the broker SIGKILLed during a download ---- */
+
+/* The MQTT session dies (broker SIGKILLed) with a download at 25 %: the
+ * download goes on over HTTP without a new request, the agent reconnects
+ * when the broker is back, and the burning/done reports the app makes while
+ * the broker is away reach the cloud exactly once, in order. */
+static void
+test_broker_killed_mid_download (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (Image) image = { 0 };
+  g_autofree char *rate = g_strdup_printf ("--rate=%d", KILL_RATE);
+  const char *args[] = { rate, NULL };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autoptr (GPtrArray) seen = NULL;
+  const char *expected[] = { "\"state\":\"burning\",\"percent\":\"50\"", "\"state\":\"done\"" };
+  gint64 at_kill, deadline;
+
+  image_make (env, KILL_FW_SIZE, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
+  app_init (env, "1.0");
+  deadline = g_get_monotonic_time () + OTA_TEST_TIMEOUT_MS * 1000LL;
+  while ((at_kill = record_downloaded (env)) < MIB) {
+    g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+    ota_test_spin (50);
+  }
+  g_assert_cmpint (kill (env->broker->proc->pid, SIGKILL), ==, 0);
+  ota_test_broker_stop (env->broker);
+  g_assert_true (ota_test_env_wait_connected (env, FALSE, OTA_TEST_TIMEOUT_MS));
+
+  /* Offline, the download goes on: the image completes and the app is told. */
+  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  assert_file_identical (env, &image);
+  g_assert_false (ota_dbus_ota_get_connected (env->proxy));
+  app_report (env, "burning", 50, 0, "");
+  app_report (env, "done", 100, 0, "");
+  seen = final_state_reports (env);
+  g_assert_cmpuint (seen->len, ==, 0);
+  g_clear_pointer (&seen, g_ptr_array_unref);
+
+  ota_test_env_broker_restart_cloud_first (env);
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0, "\"state\":\"done\"", OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0,
+                                                          "\"report_version\",\"report\":{\"version\":\"2.0\"",
+                                                          OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  seen = final_state_reports (env);
+  g_assert_cmpuint (seen->len, ==, G_N_ELEMENTS (expected));
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    g_assert_nonnull (strstr (g_ptr_array_index (seen, i), expected[i]));
+  /* One HTTP request did it all: the MQTT outage never touched the download. */
+  g_assert_cmpuint (ranged_responses (tool), ==, 0);
+  g_assert_cmpuint (ota_test_cloud_tool_stop (tool), ==, image.size);
+  g_test_message ("broker SIGKILLed at byte %" G_GINT64_FORMAT " of %" G_GSIZE_FORMAT
+                  ": download finished offline, reports delivered once after the reconnect",
+                  at_kill, image.size);
+}
+
 /* ---- 3. a full disk ---- */
 
 static const char *no_second_cycle = "checkpoint_bytes=65536\nmax_retries=5\nstall_timeout=2\nretry_interval=60\n"
@@ -393,6 +453,90 @@ test_full_disk_firmware_dir (OtaTestEnv *env, gconstpointer data)
   g_assert_true (ota_test_process_is_running (env->agent->proc));
   state = ota_test_status_get (env->proxy, "", "state");
   g_assert_nonnull (state);
+}
+
+static gboolean
+file_reached (const char *path, goffset size)
+{
+  GStatBuf st;
+
+  return g_stat (path, &st) == 0 && st.st_size >= size;
+}
+
+/* Fills the file system of @dir with a file @dir/hog until ENOSPC. */
+static void
+hog_fill (const char *dir)
+{
+  g_autofree char *hog = g_build_filename (dir, "hog", NULL);
+  static const char block[4096];
+  int fd = open (hog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ssize_t n;
+
+  g_assert_cmpint (fd, >=, 0);
+  do
+    n = write (fd, block, sizeof block);
+  while (n > 0);
+  g_assert_cmpint (errno, ==, ENOSPC);
+  close (fd);
+}
+
+/* The disk fills up while the download runs: fail -5 naming the cause, the
+ * part downloaded so far and its record are kept; once space is back, the
+ * next attempt resumes from the record. */
+static void
+test_full_disk_during_download (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (Image) image = { 0 };
+  g_autofree char *rate = g_strdup_printf ("--rate=%d", 512 * 1024);
+  const char *args[] = { rate, NULL };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *bin = NULL, *record = NULL, *hog = NULL, *got = NULL, *want = NULL;
+  gsize got_len = 0, want_len = 0;
+  const char *msg;
+  gint32 code;
+  int idx;
+
+  if (!tiny_mount_make (env, NULL))
+    return;
+  bin = g_build_filename (tiny_mount, "FW_2.0.bin", NULL);
+  record = g_build_filename (tiny_mount, "FW_2.0.json", NULL);
+  hog = g_build_filename (tiny_mount, "hog", NULL);
+  /* 1.5 MiB on a 2 MiB disk: passes the free space check made before the request. */
+  image_make (env, 3 * MIB / 2, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
+  ota_test_init (env->proxy, "", "1.0", tiny_mount, FALSE, &error);
+  g_assert_no_error (error);
+  for (int i = 0; i < 200 && !file_reached (bin, 256 * 1024); i++)
+    ota_test_spin (50);
+  g_assert_true (file_reached (bin, 256 * 1024));
+  hog_fill (tiny_mount);
+
+  idx = ota_test_signals_wait_state (env->signals, "", "fail", OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (idx, >=, 0);
+  g_variant_get (g_ptr_array_index (env->signals->progress, idx), "(&s&s&sutti&s)", NULL, NULL, NULL, NULL,
+                 NULL, NULL, &code, &msg);
+  g_test_message ("fail when the disk filled up: %d %s", code, msg);
+  g_assert_cmpint (code, ==, -5);
+  g_assert_nonnull (strstr (msg, g_strerror (ENOSPC)));
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0,
+                                                          "{\"state\":\"fail\",\"result_code\":\"-5\"",
+                                                          OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  g_assert_true (file_reached (bin, 1));
+  g_assert_true (g_file_test (record, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (ota_test_process_is_running (env->agent->proc));
+
+  /* Space is back: the next attempt continues where the record says. */
+  g_assert_cmpint (g_unlink (hog), ==, 0);
+  ota_dbus_ota_call_check_now_sync (env->proxy, "", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  g_assert_true (g_file_get_contents (bin, &got, &got_len, NULL));
+  g_assert_true (g_file_get_contents (image.path, &want, &want_len, NULL));
+  g_assert_cmpmem (got, got_len, want, want_len);
+  g_assert_false (g_file_test (record, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (ranged_responses (tool), ==, 1);
 }
 
 /* The state dir (outbox) on a full disk: reports are still sent while the
@@ -490,8 +634,11 @@ main (int argc, char **argv)
 #define ADD(path, fn, cfg) g_test_add ("/faults/" path, OtaTestEnv, cfg, ota_test_env_setup, fn, ota_test_env_teardown)
   ADD ("agent-sigkill/random-points-download-and-reports", test_agent_killed_at_random, fast);
   ADD ("app-sigkill/module-released-download-resumes", test_app_killed_mid_download, fast);
+  ADD ("broker-sigkill/download-finishes-reports-delivered-once", test_broker_killed_mid_download, fast);
   g_test_add ("/faults/full-disk/firmware-dir-fails-agent-serves", OtaTestEnv, no_second_cycle, ota_test_env_setup,
               test_full_disk_firmware_dir, tiny_teardown);
+  g_test_add ("/faults/full-disk/fills-during-download-resumes-after", OtaTestEnv, no_second_cycle,
+              ota_test_env_setup, test_full_disk_during_download, tiny_teardown);
   g_test_add ("/faults/full-disk/state-dir-reports-sent-from-memory", OtaTestEnv,
               "report_interval=600\nretry_interval=1\n", ota_test_env_setup, test_full_disk_state_dir,
               tiny_teardown);

@@ -303,26 +303,49 @@ test_save_does_not_follow_symlinks (Fixture *f, gconstpointer data)
   g_autoptr(GError) error = NULL;
   g_autofree char *victim = NULL;
 
-  /* A planted temp symlink must not redirect the write... */
+  /* A planted temp symlink must not redirect the write: the name is replaced... */
   write_file (f, "victim", "precious", -1);
   g_assert_cmpint (symlinkat ("victim", f->dir_fd, "FW_0.2.json.tmp"), ==, 0);
-  g_assert_false (ota_record_save_at (f->dir_fd, "FW_0.2.json", &rec, (uid_t) -1, (gid_t) -1,
-                                      &error));
-  g_assert_nonnull (error);
+  g_assert_true (ota_record_save_at (f->dir_fd, "FW_0.2.json", &rec, (uid_t) -1, (gid_t) -1,
+                                     &error));
+  g_assert_no_error (error);
   victim = read_file (f, "victim");
   g_assert_cmpstr (victim, ==, "precious");
-  g_assert_false (file_exists (f, "FW_0.2.json"));
-  g_clear_error (&error);
+  g_assert_true (file_exists (f, "FW_0.2.json"));
+  g_assert_false (file_exists (f, "FW_0.2.json.tmp"));
   g_clear_pointer (&victim, g_free);
+  g_assert_cmpint (unlinkat (f->dir_fd, "FW_0.2.json", 0), ==, 0);
 
   /* ...and a symlink at the record's name is replaced, not written through. */
-  g_assert_cmpint (unlinkat (f->dir_fd, "FW_0.2.json.tmp", 0), ==, 0);
   g_assert_cmpint (symlinkat ("victim", f->dir_fd, "FW_0.2.json"), ==, 0);
   g_assert_true (ota_record_save_at (f->dir_fd, "FW_0.2.json", &rec, (uid_t) -1, (gid_t) -1,
                                      &error));
   g_assert_no_error (error);
   victim = read_file (f, "victim");
   g_assert_cmpstr (victim, ==, "precious");
+}
+
+/* A hard link planted at the temp name (someone else's file, where
+ * fs.protected_hardlinks is off) is unlinked, never truncated or written. */
+static void
+test_save_does_not_write_through_hard_links (Fixture *f, gconstpointer data)
+{
+  OtaRecord rec = { "", "0.2", MD5, 708482, 1 };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *victim = NULL;
+  struct stat st;
+
+  write_file (f, "victim", "precious", -1);
+  g_assert_cmpint (linkat (f->dir_fd, "victim", f->dir_fd, "FW_0.2.json.tmp", 0), ==, 0);
+  g_assert_true (ota_record_save_at (f->dir_fd, "FW_0.2.json", &rec, (uid_t) -1, (gid_t) -1,
+                                     &error));
+  g_assert_no_error (error);
+  victim = read_file (f, "victim");
+  g_assert_cmpstr (victim, ==, "precious");
+  g_assert_cmpint (fstatat (f->dir_fd, "victim", &st, 0), ==, 0);
+  g_assert_cmpuint (st.st_nlink, ==, 1);
+  g_assert_cmpint (fstatat (f->dir_fd, "FW_0.2.json", &st, 0), ==, 0);
+  g_assert_cmpuint (st.st_nlink, ==, 1);
 }
 
 static void
@@ -374,6 +397,7 @@ main (int argc, char **argv)
   ADD ("/record/save/then-load", test_save_then_load);
   ADD ("/record/save/replaces", test_save_replaces_atomically);
   ADD ("/record/save/no-symlinks", test_save_does_not_follow_symlinks);
+  ADD ("/record/save/no-hard-links", test_save_does_not_write_through_hard_links);
   ADD ("/record/save/reports-errors", test_save_reports_errors);
   ADD ("/record/save/chowns-as-root", test_save_gives_file_to_owner);
   return g_test_run ();

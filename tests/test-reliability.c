@@ -28,21 +28,6 @@ static const char *fast_loop = "report_interval=600\nretry_interval=1\n";
 
 /* ---- helpers ---- */
 
-static gboolean
-connected_is (gpointer data)
-{
-  gpointer *args = data;
-  return ota_dbus_ota_get_connected (args[0]) == GPOINTER_TO_INT (args[1]);
-}
-
-/* Waits until the agent's Connected property (as the proxy sees it) is @value. */
-static gboolean
-wait_connected (OtaTestEnv *env, gboolean value, guint timeout_ms)
-{
-  gpointer args[] = { env->proxy, GINT_TO_POINTER (value) };
-  return ota_test_wait (connected_is, args, timeout_ms);
-}
-
 /* Connected as the agent says it right now (Properties.Get, not the cache). */
 static gboolean
 agent_connected_now (OtaTestEnv *env)
@@ -60,56 +45,13 @@ agent_connected_now (OtaTestEnv *env)
   return g_variant_get_boolean (value);
 }
 
-static gboolean
-cloud_link_up (gpointer data)
-{
-  return ota_mqtt_link_get_connected (((OtaTestEnv *) data)->cloud->link);
-}
-
-/* Returns once the in-process cloud is subscribed again: a probe it
- * publishes on the report topic comes back to it. The agent ignores that
- * topic, and the probes match none of the needles the tests count. */
-static void
-cloud_sync (OtaTestEnv *env)
-{
-  static guint serial;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *probe = g_strdup_printf ("cloud-sync-probe-%u", ++serial);
-
-  /* The link may still believe in the old session: a failed publish makes it
-   * reconnect, so try until one goes out. */
-  for (int i = 0; i < 100; i++) {
-    g_clear_error (&error);
-    g_assert_true (ota_test_wait (cloud_link_up, env, OTA_TEST_TIMEOUT_MS));
-    if (ota_mqtt_link_publish (env->cloud->link, OTA_TEST_REPORT_TOPIC, probe, strlen (probe), 1, NULL, &error))
-      break;
-  }
-  g_assert_no_error (error);
-  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0, probe, OTA_TEST_TIMEOUT_MS), >=, 0);
-}
-
-/* Restarts the broker; the agent (if running) reconnects only after the
- * cloud listens again. */
-static void
-broker_restart_cloud_first (OtaTestEnv *env)
-{
-  GPid pid = env->agent->proc != NULL ? env->agent->proc->pid : 0;
-
-  if (pid > 0)
-    g_assert_cmpint (kill (pid, SIGSTOP), ==, 0);
-  ota_test_broker_restart (env->broker);
-  cloud_sync (env);
-  if (pid > 0)
-    g_assert_cmpint (kill (pid, SIGCONT), ==, 0);
-}
-
 /* Stops the broker and waits until the agent says it is offline. */
 static void
 broker_stop_and_wait_offline (OtaTestEnv *env)
 {
-  g_assert_true (wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
   ota_test_broker_stop (env->broker);
-  g_assert_true (wait_connected (env, FALSE, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_env_wait_connected (env, FALSE, OTA_TEST_TIMEOUT_MS));
 }
 
 static void
@@ -322,8 +264,8 @@ test_broker_outage_keeps_reports (OtaTestEnv *env, gconstpointer data)
   g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "\"state\":\"burning\""), ==, 0);
 
   from = env->cloud->reports->len;
-  broker_restart_cloud_first (env);
-  g_assert_true (wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
+  ota_test_env_broker_restart_cloud_first (env);
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
   done = assert_reports_once_in_order (env, from, needles, G_N_ELEMENTS (needles));
   /* The cloud must not hear of 2.0 as installed before it hears "done". */
   g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, from, REPORT_VERSION ("2.0"), OTA_TEST_TIMEOUT_MS), >,
@@ -345,16 +287,16 @@ test_in_flight_report_resent (OtaTestEnv *env, gconstpointer data)
 
   init_module (env, "", "1.0", TRUE);
   offer_and_wait_offered (env, "", "1.1");
-  g_assert_true (wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
   g_assert_cmpint (kill (env->broker->proc->pid, SIGSTOP), ==, 0);
   report_progress (env, "", "fail", -1, -5, "in-flight");
   ota_test_broker_stop (env->broker);
-  g_assert_true (wait_connected (env, FALSE, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_env_wait_connected (env, FALSE, OTA_TEST_TIMEOUT_MS));
   g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, needles[0]), ==, 0);
 
   from = env->cloud->reports->len;
-  broker_restart_cloud_first (env);
-  g_assert_true (wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
+  ota_test_env_broker_restart_cloud_first (env);
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
   assert_reports_once_in_order (env, from, needles, G_N_ELEMENTS (needles));
 }
 
@@ -382,7 +324,7 @@ test_agent_killed_outbox_survives (OtaTestEnv *env, gconstpointer data)
   g_assert_cmpint (entries_find (entries, needles[1]), >, entries_find (entries, needles[0]));
 
   ota_test_broker_restart (env->broker);
-  cloud_sync (env);
+  ota_test_env_cloud_sync (env);
   from = env->cloud->reports->len;
   ota_test_agent_start (env->agent);
   assert_reports_once_in_order (env, from, needles, G_N_ELEMENTS (needles));
@@ -412,8 +354,8 @@ test_burst_of_modules_keeps_order (OtaTestEnv *env, gconstpointer data)
     needles[i] = g_ptr_array_index (owned, i);
   }
   from = env->cloud->reports->len;
-  broker_restart_cloud_first (env);
-  g_assert_true (wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
+  ota_test_env_broker_restart_cloud_first (env);
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
   assert_reports_once_in_order (env, from, needles, G_N_ELEMENTS (needles));
 }
 
@@ -484,10 +426,10 @@ test_refused_connection_recovers (OtaTestEnv *env, gconstpointer data)
   ota_test_process_free (refusing);
 
   from = env->cloud->reports->len;
-  broker_restart_cloud_first (env);
+  ota_test_env_broker_restart_cloud_first (env);
   g_log_remove_handler ("iv-ota", handler);
   g_test_log_set_fatal_handler (NULL, NULL);
-  g_assert_true (wait_connected (env, TRUE, 3 * OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, 3 * OTA_TEST_TIMEOUT_MS));
   g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, from, REPORT_VERSION ("1.0"), OTA_TEST_TIMEOUT_MS), >=,
                    0);
 }
