@@ -45,7 +45,7 @@ check_config (const OtaConfig *c)
   FUZZ_CHECK (c->progress_interval >= 1 && c->progress_interval <= 3600);
   FUZZ_CHECK (c->max_retries <= 1000);
   FUZZ_CHECK (c->stall_timeout >= 1 && c->stall_timeout <= 3600);
-  FUZZ_CHECK (c->checkpoint_bytes >= 64 * 1024 && c->checkpoint_bytes <= 1024 * 1024 * 1024);
+  FUZZ_CHECK (c->checkpoint_bytes >= 4096 && c->checkpoint_bytes <= 1024 * 1024 * 1024);
   FUZZ_CHECK (c->max_firmware_size >= 1 && c->max_firmware_size <= G_GUINT64_CONSTANT (1) << 50);
   FUZZ_CHECK (is_topic (c->report_topic));
   FUZZ_CHECK (is_topic (c->update_topic));

@@ -109,12 +109,6 @@ agent_handle_offer (OtaAgent *self, const OtaOffer *offer)
 {
   OtaModule *module = agent_owned_module (self, offer->module);
 
-  if (self->config->require_https && g_ascii_strncasecmp (offer->url, "https:", 6) != 0) {
-    g_warning ("cloud message rejected: update_firmware %s for module %s: plain http URL while "
-               "require_https=true",
-               offer->version, module_label (offer->module));
-    return;
-  }
   if (module == NULL) {
     g_warning ("update_firmware %s for module %s dropped: no application owns that module", offer->version,
                module_label (offer->module));
@@ -134,7 +128,9 @@ on_link_message (OtaMqttLink *link, const char *topic, GBytes *payload, OtaAgent
 
   if (g_strcmp0 (topic, self->config->update_topic) != 0)
     return;
-  if (!ota_protocol_parse (data, length, self->config->max_firmware_size, &msg, &error)) {
+  /* Sizes over max_firmware_size parse: the module refuses them with a fail
+   * report, so that the cloud learns why (module_offer_refusal()). */
+  if (!ota_protocol_parse (data, length, OTA_PROTOCOL_FILE_SIZE_LIMIT, &msg, &error)) {
     g_warning ("cloud message rejected (%" G_GSIZE_FORMAT " bytes): %s", length, error->message);
     return;
   }

@@ -4,7 +4,9 @@
 #include "ota-build-config.h"
 #include "ota-dbus-generated.h"
 
+#include <errno.h>
 #include <pwd.h>
+#include <unistd.h>
 
 struct _OtaBus {
   GObject parent_instance;
@@ -100,15 +102,25 @@ bus_parse_options (GVariant *options, gboolean *ask, GError **error)
   return TRUE;
 }
 
+/* The group that files given to @uid get; -1 (left as it is) for a uid
+ * without a passwd entry. */
 static gid_t
 bus_primary_group (uid_t uid)
 {
   struct passwd pw, *result = NULL;
-  char buf[1024];
+  long hint = sysconf (_SC_GETPW_R_SIZE_MAX);
+  gsize size = hint > 0 ? (gsize) hint : 1024;
+  int rc;
 
-  if (getpwuid_r (uid, &pw, buf, sizeof buf, &result) != 0 || result == NULL)
-    return (gid_t) -1;
-  return pw.pw_gid;
+  /* Long entries (NSS, LDAP) need more than the hint: grow until it fits. */
+  for (;;) {
+    g_autofree char *buf = g_malloc (size);
+
+    rc = getpwuid_r (uid, &pw, buf, size, &result);
+    if (rc != ERANGE || size >= 1024 * 1024)
+      return rc == 0 && result != NULL ? pw.pw_gid : (gid_t) -1;
+    size *= 2;
+  }
 }
 
 static void

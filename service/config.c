@@ -5,6 +5,7 @@
  * this version does not know, and is reported instead of silently ignored.
  * Errors are in the G_KEY_FILE_ERROR domain and name "[group] key". */
 #include "config.h"
+#include "protocol.h"
 
 #include <string.h>
 
@@ -68,8 +69,8 @@ static const KeySpec key_specs[] = {
   UINT_KEY ("ota", "progress_interval", progress_interval, 1, 3600),
   UINT_KEY ("ota", "max_retries", max_retries, 0, 1000),
   UINT_KEY ("ota", "stall_timeout", stall_timeout, 1, 3600),
-  UINT64_KEY ("ota", "checkpoint_bytes", checkpoint_bytes, 64 * 1024, 1024 * 1024 * 1024),
-  UINT64_KEY ("ota", "max_firmware_size", max_firmware_size, 1, G_GUINT64_CONSTANT (1) << 50),
+  UINT64_KEY ("ota", "checkpoint_bytes", checkpoint_bytes, 4096, 1024 * 1024 * 1024),
+  UINT64_KEY ("ota", "max_firmware_size", max_firmware_size, 1, OTA_PROTOCOL_FILE_SIZE_LIMIT),
   BOOLEAN_KEY ("ota", "require_https", require_https),
   STRING_KEY ("ota", "ca_file", ca_file, NULL),
   STRING_KEY ("ota", "report_topic", report_topic, NULL),

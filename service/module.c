@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gio/gio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -274,6 +275,7 @@ on_download_finished (OtaDownload *download, int code, const char *message, OtaM
 static void
 module_start_download (OtaModule *self)
 {
+  gsize base;
   OtaDownloadParams params = {
     .url = self->offer->url,
     .module = self->name,
@@ -295,8 +297,11 @@ module_start_download (OtaModule *self)
   g_signal_connect (self->download, "verifying", G_CALLBACK (on_download_verifying), self);
   g_signal_connect (self->download, "finished", G_CALLBACK (on_download_finished), self);
   self->last_cloud_progress = 0;
-  module_log (self, G_LOG_LEVEL_INFO, "downloading %s (%" G_GUINT64_FORMAT " bytes) from %s",
-              self->offer->version, self->offer->file_size, self->offer->url);
+  /* Not the query: on presigned URLs it holds the signature. */
+  base = strcspn (self->offer->url, "?#");
+  module_log (self, G_LOG_LEVEL_INFO, "downloading %s (%" G_GUINT64_FORMAT " bytes) from %.*s%s",
+              self->offer->version, self->offer->file_size, (int) base, self->offer->url,
+              self->offer->url[base] != '\0' ? "?…" : "");
   ota_download_start (self->download);
 }
 
@@ -325,13 +330,36 @@ module_accept (OtaModule *self)
   module_start_download (self);
 }
 
+/* Why this agent will not take a well-formed offer, by its own rules; NULL
+ * when it will. */
+static char *
+module_offer_refusal (OtaModule *self, const OtaOffer *offer)
+{
+  if (offer->file_size > self->config->max_firmware_size)
+    return g_strdup_printf ("file_size %" G_GUINT64_FORMAT " exceeds max_firmware_size %" G_GUINT64_FORMAT,
+                            offer->file_size, self->config->max_firmware_size);
+  if (self->config->require_https && g_ascii_strncasecmp (offer->url, "https:", 6) != 0)
+    return g_strdup ("plain http URL while require_https=true");
+  return NULL;
+}
+
 /* The offer in self->offer becomes the cycle's target. */
 static void
 module_begin_offer (OtaModule *self)
 {
+  g_autofree char *refusal = module_offer_refusal (self, self->offer);
+
   g_clear_pointer (&self->path, g_free);
   self->downloaded = 0;
   self->total = self->offer->file_size;
+  /* A refused offer is a failed cycle, not silence: the cloud hears why (and
+   * its re-offers back off like those of any failure). The app is not asked. */
+  if (refusal != NULL) {
+    module_log (self, G_LOG_LEVEL_WARNING, "cloud message rejected: update_firmware %s: %s", self->offer->version,
+                refusal);
+    module_cycle_failed (self, OTA_RESULT_FAILED, refusal);
+    return;
+  }
   module_set_result (self, 0, "");
   module_log (self, G_LOG_LEVEL_INFO, "offered %s (%" G_GUINT64_FORMAT " bytes, md5 %s%s%s)",
               self->offer->version, self->offer->file_size, self->offer->md5sum,
@@ -378,6 +406,7 @@ module_offer_is_news (OtaModule *self, const OtaOffer *offer)
 void
 ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
 {
+  g_autofree char *refusal = NULL;
   guint delay;
 
   if (self->owner == NULL)
@@ -389,6 +418,17 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
   if (!module_offer_is_news (self, offer)) {
     module_log (self, G_LOG_LEVEL_DEBUG, "offer of %s ignored in state %s", offer->version,
                 ota_module_state_to_string (self->state));
+    return;
+  }
+  /* An offer this agent refuses must not end a cycle that is under way: it
+   * is only logged then (otherwise it fails like any other, see
+   * module_begin_offer()). */
+  refusal = module_offer_refusal (self, offer);
+  if (refusal != NULL &&
+      (self->state == OTA_MODULE_STATE_OFFERED || self->state == OTA_MODULE_STATE_DOWNLOADING ||
+       self->state == OTA_MODULE_STATE_VERIFYING || self->state == OTA_MODULE_STATE_READY)) {
+    module_log (self, G_LOG_LEVEL_WARNING, "cloud message rejected: update_firmware %s: %s (%s of %s goes on)",
+                offer->version, refusal, ota_module_state_to_string (self->state), self->offer->version);
     return;
   }
   /* While a failed offer waits for its next attempt, its re-offers only
@@ -501,6 +541,8 @@ gboolean
 ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, const char *version,
                      const char *firmware_dir, gboolean ask_before_download, GError **error)
 {
+  gboolean fresh = self->owner == NULL;
+
   if (self->owner != NULL && g_strcmp0 (self->owner, owner) != 0) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_BUSY, "module \"%s\" is owned by %s", self->name, self->owner);
     return FALSE;
@@ -512,7 +554,7 @@ ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, c
   }
   if (!module_open_dir (self, firmware_dir, uid, error))
     return FALSE;
-  if (self->owner == NULL)
+  if (fresh)
     module_log (self, G_LOG_LEVEL_INFO, "owned by %s (uid %u), version %s", owner, (guint) uid, version);
   g_free (self->owner);
   self->owner = g_strdup (owner);
@@ -521,7 +563,11 @@ ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, c
   self->ask = ask_before_download;
   g_free (self->version);
   self->version = g_strdup (version);
-  module_complete_reboot (self);
+  /* Only an Init after the reboot tells how it went: a new owner, or the
+   * same one once it said "rebooting" (a module restarted under a running
+   * app). The owner re-initialising mid-cycle keeps its cycle. */
+  if (fresh || self->state == OTA_MODULE_STATE_REBOOTING)
+    module_complete_reboot (self);
   if (self->report_timer == 0)
     self->report_timer = g_timeout_add_seconds (self->config->report_interval, module_report_timer_cb, self);
   module_report_version (self);

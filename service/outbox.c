@@ -238,13 +238,14 @@ outbox_find_coalescable (OtaOutbox *self, const char *key)
 }
 
 /* Makes room by dropping the oldest coalescable entry (a version report that
- * will be repeated anyway), else the oldest entry. */
+ * will be repeated anyway), else the oldest entry. Never the head: it may be
+ * in flight, and its acknowledgement pops the head. */
 static void
 outbox_make_room (OtaOutbox *self)
 {
-  GList *victim = self->entries.head;
+  GList *victim = self->entries.head->next;
 
-  for (GList *l = self->entries.head; l != NULL; l = l->next) {
+  for (GList *l = victim; l != NULL; l = l->next) {
     if (*((OutboxEntry *) l->data)->key != '\0') {
       victim = l;
       break;

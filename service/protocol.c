@@ -7,8 +7,9 @@
 #include <math.h>
 #include <string.h>
 
-/* user_defined is handed to apps over D-Bus; keep it well below a message. */
-#define OTA_PROTOCOL_MAX_USER_DEFINED_LEN (16 * 1024)
+/* user_defined is opaque (DESIGN §1): whatever fits in a message is passed
+ * on; the bound only guards the re-serialised text. */
+#define OTA_PROTOCOL_MAX_USER_DEFINED_LEN OTA_PROTOCOL_MAX_MESSAGE_SIZE
 #define OTA_PROTOCOL_MAX_INSTALLED_VERSION_LEN 63
 #define OTA_PROTOCOL_MD5_HEX_LEN 32
 /* Real messages nest three levels; json-glib recurses once per level, so a

@@ -8,6 +8,8 @@ G_BEGIN_DECLS
 
 /* Larger cloud messages are dropped unparsed. */
 #define OTA_PROTOCOL_MAX_MESSAGE_SIZE (64 * 1024)
+/* The largest file_size any configuration allows (max_firmware_size <= 2^50). */
+#define OTA_PROTOCOL_FILE_SIZE_LIMIT (G_GUINT64_CONSTANT (1) << 50)
 #define OTA_PROTOCOL_MAX_VERSION_LEN 32
 #define OTA_PROTOCOL_MAX_URL_LEN 2048
 #define OTA_PROTOCOL_MAX_TASK_ID_LEN 64

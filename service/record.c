@@ -205,6 +205,15 @@ ota_record_load_at (int dir_fd, const char *name, OtaRecord *record, GError **er
                  "%s is not a regular file of at most %d bytes", name, OTA_RECORD_MAX_SIZE);
     return FALSE;
   }
+  /* A record has one name. Another one means a hard link planted in the
+   * app's directory, perhaps to a file the app may not read: its content
+   * must not come back to anyone, not even in a parse error. */
+  if (st.st_nlink != 1) {
+    close (fd);
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s has %u names, not one", name,
+                 (guint) st.st_nlink);
+    return FALSE;
+  }
   if (!ota_record_read_fd (fd, buf, error)) {
     close (fd);
     g_prefix_error (error, "%s: ", name);

@@ -27,6 +27,21 @@ marker_path (const char *state_dir, const char *module)
   return g_build_filename (state_dir, name, NULL);
 }
 
+/* The rename itself is only durable once the directory is synced: without
+ * it, a power cut right after "rebooting" could bring back the old state.
+ * Best effort: the new content is in place either way. */
+static void
+state_store_sync_parent (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd < 0 || fsync (fd) != 0)
+    g_debug ("cannot sync directory %s: %s", dir, g_strerror (errno));
+  if (fd >= 0)
+    close (fd);
+}
+
 gboolean
 ota_file_replace_atomically (const char *path, const char *data, gsize length, GError **error)
 {
@@ -60,6 +75,7 @@ ota_file_replace_atomically (const char *path, const char *data, gsize length, G
                  g_strerror (saved));
     return FALSE;
   }
+  state_store_sync_parent (path);
   return TRUE;
 }
 

@@ -709,13 +709,8 @@ test_wrong_md5 (OtaTestEnv *env, gconstpointer data)
   g_assert_false (g_file_test (record, G_FILE_TEST_EXISTS));
 }
 
-static gboolean
-offer_rejected (gpointer data)
-{
-  return ota_test_agent_log_count (((OtaTestEnv *) data)->agent, "cloud message rejected") > 0;
-}
-
-/* file_size over max_firmware_size: the offer never becomes a download. */
+/* file_size over max_firmware_size: the offer never becomes a download, and
+ * the cloud hears why (fail -5 with the sizes). */
 static void
 test_max_firmware_size (OtaTestEnv *env, gconstpointer data)
 {
@@ -723,18 +718,24 @@ test_max_firmware_size (OtaTestEnv *env, gconstpointer data)
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
   g_autofree char *bin = fw_path (env, "bin");
+  int fail;
 
   image_make (env, 2 * MIB, &image);
   tool = cloud_start (env, &image, NULL);
   app_init (env, "1.0");
-  g_assert_true (poll_until (offer_rejected, env, OTA_TEST_TIMEOUT_MS));
-  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "exceeds max_firmware_size"), >, 0);
-  assert_status (env, "idle", 0);
+  fail = wait_fail_report (env, "-5");
+  g_assert_cmpint (fail, >=, 0);
+  g_assert_nonnull (strstr (g_ptr_array_index (env->cloud->reports, fail),
+                            "\"result_msg\":\"file_size 2097152 exceeds max_firmware_size 1048576\""));
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "cloud message rejected"), >, 0);
+  assert_status (env, "fail", -5);
   g_assert_cmpuint (env->signals->offered->len, ==, 0);
   ota_test_cloud_tool_stop (tool);
   responses = responses_read (tool);
   g_assert_cmpuint (responses->len, ==, 0);
   g_assert_false (g_file_test (bin, G_FILE_TEST_EXISTS));
+  /* The cloud's immediate re-offer waits retry_interval (60 s): no loop of failures. */
+  g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "\"state\":\"fail\""), ==, 1);
 }
 
 /* ---- 5. the agent killed half way ---- */

@@ -153,6 +153,48 @@ assert_rejected (OtaTestEnv *env, const char *name, const void *payload, gsize l
   g_assert_true (ota_test_process_is_running (env->agent->proc));
 }
 
+/* Publishes a well-formed offer that the agent refuses by its own rules
+ * (@reason): one rejection log line, no UpdateOffered, and a failed cycle:
+ * fail -5 naming @reason, to the cloud (for @version) and on the bus. */
+static void
+assert_refused_with_fail (OtaTestEnv *env, const char *payload, const char *version, const char *reason)
+{
+  guint before = ota_test_agent_log_count (env->agent, REJECTED);
+  guint offered = env->signals->offered->len;
+  guint from = env->cloud->reports->len;
+  g_autofree char *needle = g_strdup_printf ("\"state\":\"fail\",\"result_code\":\"-5\",\"result_msg\":\"%s", reason);
+  g_autofree char *target = g_strdup_printf ("\"version\":\"%s\"", version);
+  g_autofree char *state = NULL;
+  g_autofree char *msg = NULL;
+  int idx;
+
+  ota_test_cloud_publish (env->cloud, payload, strlen (payload));
+  idx = ota_test_cloud_wait_report_containing (env->cloud, from, needle, OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (idx, >=, 0);
+  g_assert_nonnull (strstr (g_ptr_array_index (env->cloud->reports, idx), target));
+  g_assert_cmpint (ota_test_signals_wait_state (env->signals, "", "fail", OTA_TEST_TIMEOUT_MS), >=, 0);
+  state = status_state_after_drain (env);
+  g_assert_cmpstr (state, ==, "fail");
+  msg = ota_test_status_get (env->proxy, "", "result_msg");
+  g_assert_nonnull (strstr (msg, reason));
+  g_assert_cmpuint (env->signals->offered->len, ==, offered);
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, REJECTED), ==, before + 1);
+  g_assert_true (ota_test_process_is_running (env->agent->proc));
+}
+
+/* Over max_firmware_size: refused before any request, and the cloud is told. */
+static void
+test_over_max_firmware_size (OtaTestEnv *env, gconstpointer data)
+{
+  g_autofree char *big = ota_test_offer_json (NULL, "1.1", GOOD_URL, GOOD_MD5, MAX_SIZE + 1);
+  g_autofree char *fits = ota_test_offer_json (NULL, "1.2", GOOD_URL, GOOD_MD5, MAX_SIZE);
+
+  init_main (env, "1.0");
+  assert_refused_with_fail (env, big, "1.1", "file_size 1048577 exceeds max_firmware_size 1048576");
+  ota_test_cloud_publish (env->cloud, fits, strlen (fits));
+  assert_offered (env, 0, "1.2", MAX_SIZE);
+}
+
 /* ---- the table of malformed update_firmware messages ---- */
 
 typedef struct {
@@ -240,7 +282,6 @@ static const struct {
   { "file_size exponent", "{" F_TYPE F_VERSION F_URL F_MD5 "\"file_size\":7e5}" },
   { "file_size negative", "{" F_TYPE F_VERSION F_URL F_MD5 "\"file_size\":-708482}" },
   { "file_size zero", "{" F_TYPE F_VERSION F_URL F_MD5 "\"file_size\":0}" },
-  { "file_size over max_firmware_size", "{" F_TYPE F_VERSION F_URL F_MD5 "\"file_size\":1048577}" },
   { "file_size wrapping 64 bits", "{" F_TYPE F_VERSION F_URL F_MD5 "\"file_size\":18446744073709551617}" },
   { "file_size hex", "{" F_TYPE F_VERSION F_URL F_MD5 "\"file_size\":0x10}" },
   { "file_size boolean", "{" F_TYPE F_VERSION F_URL F_MD5 "\"file_size\":true}" },
@@ -385,8 +426,9 @@ test_require_https (OtaTestEnv *env, gconstpointer data)
   g_autofree char *tls = ota_test_offer_json (NULL, "1.2", "https://127.0.0.1:9/fw.bin", GOOD_MD5, GOOD_SIZE);
 
   init_main (env, "1.0");
-  assert_rejected (env, "http:// while require_https=true", plain, strlen (plain));
-  assert_rejected (env, "HTTP:// while require_https=true", plain_upper, strlen (plain_upper));
+  assert_refused_with_fail (env, plain, "1.1", "plain http URL while require_https=true");
+  /* The same offer again (another URL): refused again, after retry_interval. */
+  assert_refused_with_fail (env, plain_upper, "1.1", "plain http URL while require_https=true");
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "require_https"), >=, 2);
   ota_test_cloud_publish (env->cloud, tls, strlen (tls));
   assert_offered (env, 0, "1.2", GOOD_SIZE);
@@ -546,6 +588,7 @@ main (int argc, char **argv)
               ota_test_env_teardown);
   ADD ("update/malformed-rejected", test_malformed_rejected, ota_test_env_setup);
   ADD ("update/limits-accepted", test_limits_accepted, ota_test_env_setup);
+  ADD ("update/over-max-firmware-size-fails", test_over_max_firmware_size, ota_test_env_setup);
   ADD ("update/already-installed-ignored", test_offer_already_installed, ota_test_env_setup);
   ADD ("update/unowned-module-dropped", test_offer_unowned_module_dropped, ota_test_env_setup);
   ADD ("version-rsp/refused-reports-again", test_version_rsp_refused, ota_test_env_setup);

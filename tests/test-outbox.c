@@ -136,6 +136,26 @@ test_bounded (Fixture *f, gconstpointer data)
   g_assert_cmpstr (ota_outbox_peek (outbox), ==, "done");
 }
 
+/* Full of reliable reports: the oldest after the head goes, never the head,
+ * which may be in flight (its acknowledgement pops the head). */
+static void
+test_bounded_keeps_head (Fixture *f, gconstpointer data)
+{
+  g_autoptr (OtaOutbox) outbox = open_outbox (f);
+
+  for (int i = 0; i < OTA_OUTBOX_MAX_ENTRIES; i++) {
+    g_autofree char *p = g_strdup_printf ("r%d", i);
+    push (outbox, p, NULL);
+  }
+  g_test_expect_message ("iv-ota", G_LOG_LEVEL_WARNING, "outbox full*dropping r1");
+  push (outbox, "last", NULL);
+  g_test_assert_expected_messages ();
+  g_assert_cmpuint (ota_outbox_get_length (outbox), ==, OTA_OUTBOX_MAX_ENTRIES);
+  g_assert_cmpstr (ota_outbox_peek (outbox), ==, "r0");
+  g_assert_true (ota_outbox_pop (outbox, NULL));
+  g_assert_cmpstr (ota_outbox_peek (outbox), ==, "r2");
+}
+
 static void
 test_corrupt_file_quarantined (Fixture *f, gconstpointer data)
 {
@@ -233,6 +253,7 @@ main (int argc, char **argv)
   g_test_add ("/outbox/coalesce-only-the-tail", Fixture, NULL, fixture_setup, test_coalesce_only_the_tail,
               fixture_teardown);
   g_test_add ("/outbox/bounded", Fixture, NULL, fixture_setup, test_bounded, fixture_teardown);
+  g_test_add ("/outbox/bounded-keeps-head", Fixture, NULL, fixture_setup, test_bounded_keeps_head, fixture_teardown);
   g_test_add ("/outbox/corrupt-file-quarantined", Fixture, NULL, fixture_setup, test_corrupt_file_quarantined,
               fixture_teardown);
   g_test_add ("/outbox/unwritable-dir-keeps-entry", Fixture, NULL, fixture_setup,

@@ -258,6 +258,19 @@ test_load_refuses_directories (Fixture *f, gconstpointer data)
 }
 
 static void
+test_load_refuses_hard_links (Fixture *f, gconstpointer data)
+{
+  g_auto(OtaRecord) rec = { 0 };
+  g_autoptr(GError) error = NULL;
+
+  write_file (f, "secret", GOOD_RECORD, -1);
+  g_assert_cmpint (linkat (f->dir_fd, "secret", f->dir_fd, "FW_0.2.json", 0), ==, 0);
+  g_assert_false (ota_record_load_at (f->dir_fd, "FW_0.2.json", &rec, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_assert_null (strstr (error->message, MD5));
+}
+
+static void
 test_save_then_load (Fixture *f, gconstpointer data)
 {
   OtaRecord rec = { "mcu", "3.1", MD5, 1000, 500 };
@@ -394,6 +407,7 @@ main (int argc, char **argv)
   ADD ("/record/load/rejects-garbage-and-big-files", test_load_rejects_garbage_and_big_files);
   ADD ("/record/load/no-symlinks", test_load_does_not_follow_symlinks);
   ADD ("/record/load/refuses-directories", test_load_refuses_directories);
+  ADD ("/record/load/refuses-hard-links", test_load_refuses_hard_links);
   ADD ("/record/save/then-load", test_save_then_load);
   ADD ("/record/save/replaces", test_save_replaces_atomically);
   ADD ("/record/save/no-symlinks", test_save_does_not_follow_symlinks);
