@@ -189,10 +189,26 @@ test_over_max_firmware_size (OtaTestEnv *env, gconstpointer data)
   g_autofree char *big = ota_test_offer_json (NULL, "1.1", GOOD_URL, GOOD_MD5, MAX_SIZE + 1);
   g_autofree char *fits = ota_test_offer_json (NULL, "1.2", GOOD_URL, GOOD_MD5, MAX_SIZE);
 
+  g_autofree char *big_again = ota_test_offer_json (NULL, "1.3", GOOD_URL, GOOD_MD5, MAX_SIZE + 1);
+  g_autofree char *state = NULL;
+  g_autofree char *target = NULL;
+  guint rejected;
+
   init_main (env, "1.0");
   assert_refused_with_fail (env, big, "1.1", "file_size 1048577 exceeds max_firmware_size 1048576");
   ota_test_cloud_publish (env->cloud, fits, strlen (fits));
   assert_offered (env, 0, "1.2", MAX_SIZE);
+
+  /* With a cycle under way (1.2 offered, the app asked), a refused offer is
+   * only logged: the cycle goes on, nothing is reported. */
+  rejected = ota_test_agent_log_count (env->agent, REJECTED);
+  ota_test_cloud_publish (env->cloud, big_again, strlen (big_again));
+  g_assert_true (wait_log_count (env->agent, REJECTED, rejected + 1));
+  state = status_state_after_drain (env);
+  target = ota_test_status_get (env->proxy, "", "target_version");
+  g_assert_cmpstr (state, ==, "offered");
+  g_assert_cmpstr (target, ==, "1.2");
+  g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "\"state\":\"fail\""), ==, 1);
 }
 
 /* ---- the table of malformed update_firmware messages ---- */

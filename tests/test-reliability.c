@@ -478,6 +478,34 @@ test_reboot_marker_other_version_reports_fail (OtaTestEnv *env, gconstpointer da
   reboot_across_agent_restart (env, "1.0", "\"state\":\"fail\",\"result_code\":\"-5\"");
 }
 
+/* A marker left over (its deletion failed, say) does not take over a cycle
+ * under way when its owner calls Init again: only an Init after a reboot
+ * (a new owner, or one that said "rebooting") reads it. */
+static void
+test_reboot_marker_ignored_mid_cycle (OtaTestEnv *env, gconstpointer data)
+{
+  g_autofree char *marker = state_file (env, "rebooting.json");
+  g_autofree char *state = NULL;
+  g_autofree char *target = NULL;
+  guint from;
+
+  init_module (env, "", "1.0", TRUE);
+  offer_and_wait_offered (env, "", "1.1");
+  g_assert_true (g_file_set_contents (marker, "{\"module\":\"\",\"target_version\":\"9.9\"}", -1, NULL));
+  from = env->cloud->reports->len;
+  init_module (env, "", "1.0", TRUE);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, from, REPORT_VERSION ("1.0"), OTA_TEST_TIMEOUT_MS), >=,
+                   (int) from);
+  state = ota_test_status_get (env->proxy, "", "state");
+  target = ota_test_status_get (env->proxy, "", "target_version");
+  g_assert_cmpstr (state, ==, "offered");
+  g_assert_cmpstr (target, ==, "1.1");
+  g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "\"state\":\"fail\""), ==, 0);
+  g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "\"state\":\"done\""), ==, 0);
+  g_assert_true (g_file_test (marker, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (ota_test_process_is_running (env->agent->proc));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -492,5 +520,6 @@ main (int argc, char **argv)
   ADD ("broker-refuses/offline-then-recovers", test_refused_connection_recovers);
   ADD ("reboot-marker/target-version-reports-done", test_reboot_marker_target_version_reports_done);
   ADD ("reboot-marker/other-version-reports-fail", test_reboot_marker_other_version_reports_fail);
+  ADD ("reboot-marker/ignored-by-init-mid-cycle", test_reboot_marker_ignored_mid_cycle);
   return g_test_run ();
 }
