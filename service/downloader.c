@@ -725,11 +725,16 @@ ota_writer_open_existing (OtaWriter *w, GError **error)
   return TRUE;
 }
 
+/* @resume: continue the image under our name; otherwise a new file takes the
+ * name, so that whoever still reads the old one (an app flashing an image
+ * announced before) keeps reading it whole. */
 static gboolean
-ota_writer_open_image (OtaWriter *w, GError **error)
+ota_writer_open_image (OtaWriter *w, gboolean resume, GError **error)
 {
-  if (!ota_writer_open_existing (w, error))
+  if (resume && !ota_writer_open_existing (w, error))
     return FALSE;
+  if (!resume && unlinkat (w->dir_fd, w->bin_name, 0) < 0 && errno != ENOENT)
+    return ota_set_errno_error (error, errno, "cannot remove", w->bin_name);
   /* O_EXCL: whatever appears under the name meanwhile is refused, not opened. */
   if (w->bin_fd < 0)
     w->bin_fd = openat (w->dir_fd, w->bin_name,
@@ -808,7 +813,7 @@ ota_writer_prepare (OtaWriter *w, OtaJob *job, GError **error)
     return FALSE;
   ota_writer_remove_stale (w);
   resume = ota_writer_find_record (w, &recorded);
-  if (!ota_writer_check_space (w, error) || !ota_writer_open_image (w, error))
+  if (!ota_writer_check_space (w, error) || !ota_writer_open_image (w, resume, error))
     return FALSE;
   job->prefix = ota_hash_new ();
   if (resume) {

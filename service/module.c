@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gio/gio.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -477,6 +478,11 @@ module_open_dir (OtaModule *self, const char *dir, uid_t uid, GError **error)
   struct stat st;
   int fd;
 
+  /* Checked first: the messages below quote the path back to the caller. */
+  if (strlen (dir) >= PATH_MAX) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS, "firmware_dir longer than %d bytes", PATH_MAX - 1);
+    return FALSE;
+  }
   if (!g_path_is_absolute (dir)) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS, "firmware_dir must be an absolute path: %s", dir);
     return FALSE;

@@ -5,6 +5,7 @@
 #include "agent.h"
 
 #include <glib/gstdio.h>
+#include <limits.h>
 
 #define REPORT_VERSION(v) "{\"type\":\"report_version\",\"report\":{\"version\":\"" v "\"}}"
 
@@ -175,6 +176,9 @@ test_init_bad_arguments (OtaTestEnv *env, gconstpointer data)
     { "", "1.0", "/nonexistent/dir", "org.iv.Ota.Error.InvalidArgs" },
   };
 
+  g_autofree char *long_tail = g_strnfill (PATH_MAX, 'd');
+  g_autofree char *long_dir = g_strconcat ("/", long_tail, NULL);
+
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     g_autoptr (GError) error = NULL;
     g_autofree char *remote = NULL;
@@ -184,6 +188,14 @@ test_init_bad_arguments (OtaTestEnv *env, gconstpointer data)
     g_assert_nonnull (error);
     remote = g_dbus_error_get_remote_error (error);
     g_assert_cmpstr (remote, ==, cases[i].error);
+  }
+  /* A path no file system takes is refused without being quoted back. */
+  {
+    g_autoptr (GError) error = NULL;
+    ota_test_init (env->proxy, "", "1.0", long_dir, FALSE, &error);
+    ota_test_assert_remote_error (error, "org.iv.Ota.Error.InvalidArgs");
+    g_assert_nonnull (strstr (error->message, "firmware_dir longer than"));
+    g_assert_null (strstr (error->message, long_tail));
   }
   /* A refused Init creates nothing: 70 of them cannot fill the module table. */
   for (guint i = 0; i < OTA_AGENT_MAX_MODULES + 6; i++) {

@@ -721,6 +721,30 @@ test_resume_refuses_hard_linked_image (Fixture *f, gconstpointer data)
   g_assert_cmpint (unlinkat (f->dir_fd, "victim", 0), ==, 0);
 }
 
+/* A new download never rewrites an image in place: an app still reading the
+ * one announced before (to flash it) keeps reading it whole. */
+static void
+test_new_download_leaves_old_image_to_readers (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autofree char *old = g_strnfill (FW_SIZE, 'o');
+  g_autofree char *seen = g_malloc (FW_SIZE);
+  struct stat before, after;
+  int reader;
+
+  write_file (f, BIN_NAME, old, FW_SIZE);
+  reader = openat (f->dir_fd, BIN_NAME, O_RDONLY | O_CLOEXEC);
+  g_assert_cmpint (reader, >=, 0);
+  g_assert_cmpint (fstat (reader, &before), ==, 0);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpint (fstatat (f->dir_fd, BIN_NAME, &after, 0), ==, 0);
+  g_assert_cmpuint (after.st_ino, !=, before.st_ino);
+  g_assert_cmpint (pread (reader, seen, FW_SIZE, 0), ==, FW_SIZE);
+  g_assert_cmpmem (seen, FW_SIZE, old, FW_SIZE);
+  close (reader);
+}
+
 static void
 test_range_ignored_starts_over (Fixture *f, gconstpointer data)
 {
@@ -1235,6 +1259,7 @@ main (int argc, char **argv)
   ADD ("/download/resume/from-shorter-file", test_resume_from_shorter_file, NULL);
   ADD ("/download/resume/complete-file-gets-416", test_resume_of_complete_file_gets_416, NULL);
   ADD ("/download/resume/refuses-hard-linked-image", test_resume_refuses_hard_linked_image, NULL);
+  ADD ("/download/new-download-leaves-old-image-to-readers", test_new_download_leaves_old_image_to_readers, NULL);
   ADD ("/download/resume/range-ignored-starts-over", test_range_ignored_starts_over, NULL);
   ADD ("/download/resume/wrong-content-range-starts-over", test_wrong_content_range_starts_over,
        NULL);
