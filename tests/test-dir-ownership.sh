@@ -183,15 +183,21 @@ fi
 # ---- traps under the agent's file names in the app's directory ----
 # Root's files that a careless agent would overwrite (and chown to the app).
 # Root creates the links itself, as the app could where fs.protected_hardlinks is 0.
+# A record of the app's, matching the offer, makes the agent try to continue
+# the image under that name: a hard link to root's file.
 for v in victim-bin victim-tmp victim-json; do echo "root's $v" >"$tmp/rootdir/$v"; done
 ln "$tmp/rootdir/victim-bin" "$home/app/FW_2.0.0.bin"
 ln "$tmp/rootdir/victim-tmp" "$home/app/FW_2.0.0.json.tmp"
-as_app ln -s "$tmp/rootdir/victim-json" "$home/app/FW_2.0.0.json"
+main_md5=$(md5sum "$tmp/cloud-main.img" | cut -d' ' -f1)
+planted='{"module":"","version":"2.0.0","md5sum":"'$main_md5'","file_size":4194304,"downloaded_size":1048576}'
+as_app sh -c "printf '%s' '$planted' >'$home/app/FW_2.0.0.json'"
+as_app ln -s "$tmp/rootdir/victim-json" "$home/mcu-record-link" # for module mcu, below
 
 init_as_app main "" 1.0.0 "$home/app"
 grep -q "^owner " "$tmp/main.log" || bail "the app could not own the main module: $(cat "$tmp/main.log")"
 record_owner=
-if wait_for test -f "$home/app/FW_2.0.0.json" -a ! -L "$home/app/FW_2.0.0.json"; then
+# The record as the agent rewrote it (the planted one says 1048576).
+if wait_for sh -c "test -f '$home/app/FW_2.0.0.json' && ! grep -q '\"downloaded_size\":1048576' '$home/app/FW_2.0.0.json'"; then
   record_owner=$(owner_of "$home/app/FW_2.0.0.json")
 fi
 wait_for grep -q "^firmware-ready " "$tmp/main.log" || bail "no FirmwareReady for the main module"
@@ -209,14 +215,17 @@ done
 check "planted hard links left alone: root's files keep their content and owner" test "$untouched" = 1
 check "planted hard links left alone: the agent says why it replaced the name" \
   grep -q "existing FW_2.0.0.bin has 2 links and uid 0: replaced" "$tmp/iv-otad.log"
-check "planted symlink left alone: the record replaced the link, not its target" \
-  test ! -L "$home/app/FW_2.0.0.json" -a "$(cat "$tmp/rootdir/victim-json")" = "root's victim-json"
 
 # ---- the directory swapped for a symlink while its download runs ----
+# Also: a symlink to root's file planted as the record's name.
 as_app mkdir "$home/mcu"
+as_app mv "$home/mcu-record-link" "$home/mcu/FW_mcu_2.0.0.json"
 init_as_app mcu mcu 1.0.0 "$home/mcu"
 grep -q "^owner " "$tmp/mcu.log" || bail "the app could not own module mcu: $(cat "$tmp/mcu.log")"
-wait_for test -f "$home/mcu/FW_mcu_2.0.0.json" || bail "the mcu download did not start"
+wait_for test -f "$home/mcu/FW_mcu_2.0.0.json" -a ! -L "$home/mcu/FW_mcu_2.0.0.json" ||
+  bail "the mcu download did not start"
+check "planted symlink left alone: the record replaced the link, not its target" \
+  test "$(cat "$tmp/rootdir/victim-json")" = "root's victim-json" -a "$(owner_of "$tmp/rootdir/victim-json")" = 0:0
 as_app mv "$home/mcu" "$home/mcu.moved"
 as_app ln -s "$tmp/rootdir" "$home/mcu"
 wait_for grep -q "^firmware-ready " "$tmp/mcu.log" || bail "no FirmwareReady for module mcu"
