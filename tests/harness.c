@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -880,4 +881,108 @@ ota_test_env_broker_restart_cloud_first (OtaTestEnv *env)
   ota_test_env_cloud_sync (env);
   if (pid > 0)
     g_assert_cmpint (kill (pid, SIGCONT), ==, 0);
+}
+
+/* ---- download tests: the main module, offered version "2.0" ---- */
+
+void
+ota_test_image_make (OtaTestEnv *env, gsize size, OtaTestImage *image)
+{
+  image->path = g_build_filename (env->dir, "image-2.0.bin", NULL);
+  image->md5 = ota_test_make_file (image->path, size);
+  image->size = size;
+}
+
+void
+ota_test_image_clear (OtaTestImage *image)
+{
+  g_clear_pointer (&image->path, g_free);
+  g_clear_pointer (&image->md5, g_free);
+}
+
+char *
+ota_test_fw_path (OtaTestEnv *env, const char *ext)
+{
+  g_autofree char *name = g_strconcat ("FW_2.0.", ext, NULL);
+  return g_build_filename (env->fw_dir, name, NULL);
+}
+
+void
+ota_test_app_init (OtaTestEnv *env, const char *version)
+{
+  g_autoptr (GError) error = NULL;
+
+  ota_test_init (env->proxy, "", version, env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+}
+
+void
+ota_test_app_report (OtaTestEnv *env, const char *state, int percent, int code, const char *msg)
+{
+  g_autoptr (GError) error = NULL;
+
+  ota_dbus_ota_call_report_progress_sync (env->proxy, "", state, percent, code, msg, NULL, &error);
+  g_assert_no_error (error);
+}
+
+gboolean
+ota_test_ready_emitted (gpointer data)
+{
+  return ((OtaTestEnv *) data)->signals->ready->len > 0;
+}
+
+guint64
+ota_test_status_downloaded (OtaTestEnv *env)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) status = NULL;
+  guint64 downloaded = 0;
+
+  ota_dbus_ota_call_get_status_sync (env->proxy, "", &status, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_variant_lookup (status, "downloaded", "t", &downloaded));
+  return downloaded;
+}
+
+gint64
+ota_test_record_downloaded (OtaTestEnv *env)
+{
+  g_autofree char *path = ota_test_fw_path (env, "json");
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *obj;
+
+  if (!json_parser_load_from_file (parser, path, NULL) || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return -1;
+  obj = json_node_get_object (json_parser_get_root (parser));
+  g_assert_cmpstr (json_object_get_string_member_with_default (obj, "version", NULL), ==, "2.0");
+  g_assert_true (json_object_has_member (obj, "downloaded_size"));
+  return json_object_get_int_member (obj, "downloaded_size");
+}
+
+GArray *
+ota_test_cloud_tool_responses (OtaTestCloudTool *tool)
+{
+  GArray *responses = g_array_new (FALSE, TRUE, sizeof (OtaTestResponse));
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  if (!g_file_get_contents (tool->stderr_path, &text, NULL, NULL))
+    return responses;
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++) {
+    const char *range = strstr (lines[i], " range=");
+    const char *status = strstr (lines[i], " status=");
+    const char *sent = strstr (lines[i], " sent=");
+    OtaTestResponse r = { -1, 0, 0 };
+
+    /* "... stalled after sent=N" lines are no response of their own. */
+    if (!g_str_has_prefix (lines[i], "http: GET ") || range == NULL || status == NULL || sent == NULL)
+      continue;
+    if (g_ascii_isdigit (range[strlen (" range=")]))
+      r.range_start = (gint64) g_ascii_strtoull (range + strlen (" range="), NULL, 10);
+    r.status = (guint) g_ascii_strtoull (status + strlen (" status="), NULL, 10);
+    r.sent = g_ascii_strtoull (sent + strlen (" sent="), NULL, 10);
+    g_array_append_val (responses, r);
+  }
+  return responses;
 }

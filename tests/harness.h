@@ -196,4 +196,42 @@ void ota_test_remove_tree (const char *path);
 /* Writes @size pseudo-random bytes to @path and returns their md5. */
 char *ota_test_make_file (const char *path, gsize size);
 
+/* ---- download tests: the main module, offered version "2.0" ---- */
+
+/* The image the cloud offers as "2.0", outside the firmware dir. */
+typedef struct {
+  char *path;
+  char *md5;
+  gsize size;
+} OtaTestImage;
+
+/* Writes a random image of @size bytes as @env->dir/image-2.0.bin. */
+void ota_test_image_make (OtaTestEnv *env, gsize size, OtaTestImage *image);
+void ota_test_image_clear (OtaTestImage *image);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (OtaTestImage, ota_test_image_clear)
+
+/* @env->fw_dir/FW_2.0.@ext ("bin" or "json"). */
+char *ota_test_fw_path (OtaTestEnv *env, const char *ext);
+/* The app owns the main module at @version (no ask_before_download). */
+void ota_test_app_init (OtaTestEnv *env, const char *version);
+/* The app's ReportProgress for the main module; must be accepted. */
+void ota_test_app_report (OtaTestEnv *env, const char *state, int percent, int code, const char *msg);
+/* For ota_test_wait(): @data (the env) has seen a FirmwareReady. */
+gboolean ota_test_ready_emitted (gpointer data);
+/* "downloaded" of GetStatus("") */
+guint64 ota_test_status_downloaded (OtaTestEnv *env);
+/* downloaded_size of FW_2.0.json (which must describe 2.0), or -1 without a readable record. */
+gint64 ota_test_record_downloaded (OtaTestEnv *env);
+
+/* One HTTP response of iv-ota-cloud, from its log line
+ * "http: GET /P range=R status=S sent=B total_sent=T". */
+typedef struct {
+  gint64 range_start; /* -1: no Range header */
+  guint status;
+  guint64 sent;
+} OtaTestResponse;
+
+/* Every response iv-ota-cloud logged so far, in order. */
+GArray *ota_test_cloud_tool_responses (OtaTestCloudTool *tool);
+
 G_END_DECLS

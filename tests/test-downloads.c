@@ -28,60 +28,11 @@ static const char *small_max = "checkpoint_bytes=262144\nmax_firmware_size=10485
 
 /* ---- helpers ---- */
 
-
-/* The image the cloud offers as "2.0", outside the firmware dir. */
-typedef struct {
-  char *path;
-  char *md5;
-  gsize size;
-} Image;
-
-static void
-image_clear (Image *image)
-{
-  g_clear_pointer (&image->path, g_free);
-  g_clear_pointer (&image->md5, g_free);
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Image, image_clear)
-
-static void
-image_make (OtaTestEnv *env, gsize size, Image *image)
-{
-  image->path = g_build_filename (env->dir, "image-2.0.bin", NULL);
-  image->md5 = ota_test_make_file (image->path, size);
-  image->size = size;
-}
-
-static char *
-fw_path (OtaTestEnv *env, const char *ext)
-{
-  g_autofree char *name = g_strconcat ("FW_2.0.", ext, NULL);
-  return g_build_filename (env->fw_dir, name, NULL);
-}
-
 /* Starts iv-ota-cloud offering @image as 2.0, with the NULL-terminated fault flags. */
 static OtaTestCloudTool *
-cloud_start (OtaTestEnv *env, const Image *image, const char *const *args)
+cloud_start (OtaTestEnv *env, const OtaTestImage *image, const char *const *args)
 {
   return ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image->path, args);
-}
-
-static void
-app_init (OtaTestEnv *env, const char *version)
-{
-  g_autoptr (GError) error = NULL;
-
-  ota_test_init (env->proxy, "", version, env->fw_dir, FALSE, &error);
-  g_assert_no_error (error);
-}
-
-static void
-app_report (OtaTestEnv *env, const char *state, int percent, int code, const char *msg)
-{
-  g_autoptr (GError) error = NULL;
-
-  ota_dbus_ota_call_report_progress_sync (env->proxy, "", state, percent, code, msg, NULL, &error);
-  g_assert_no_error (error);
 }
 
 static GVariant *
@@ -108,16 +59,6 @@ assert_status (OtaTestEnv *env, const char *state, int result_code)
   g_assert_cmpint (code, ==, result_code);
 }
 
-static guint64
-status_downloaded (OtaTestEnv *env)
-{
-  g_autoptr (GVariant) status = status_get (env);
-  guint64 downloaded = 0;
-
-  g_assert_true (g_variant_lookup (status, "downloaded", "t", &downloaded));
-  return downloaded;
-}
-
 /* Progress(fail) with @code (and @msg unless NULL). Not GetStatus: the failed
  * cycle reports the version, the cloud offers again at once and the module
  * shows the next attempt (state "downloading", result reset) from then on. */
@@ -137,19 +78,13 @@ assert_fail_signal (OtaTestEnv *env, int code, const char *msg)
     g_assert_cmpstr (got_msg, ==, msg);
 }
 
-static gboolean
-ready_emitted (gpointer data)
-{
-  return ((OtaTestEnv *) data)->signals->ready->len > 0;
-}
-
 /* FirmwareReady("", "2.0", fw_dir/FW_2.0.bin, size, md5), the image byte for
  * byte, no record left, GetStatus ready with every byte counted. */
 static void
-assert_ready (OtaTestEnv *env, const Image *image)
+assert_ready (OtaTestEnv *env, const OtaTestImage *image)
 {
-  g_autofree char *bin = fw_path (env, "bin");
-  g_autofree char *record = fw_path (env, "json");
+  g_autofree char *bin = ota_test_fw_path (env, "bin");
+  g_autofree char *record = ota_test_fw_path (env, "json");
   g_autofree char *got = NULL;
   g_autofree char *want = NULL;
   g_autoptr (GVariant) status = NULL;
@@ -157,7 +92,7 @@ assert_ready (OtaTestEnv *env, const Image *image)
   gsize got_len = 0, want_len = 0;
   guint64 size, downloaded = 0, total = 0;
 
-  g_assert_true (ota_test_wait (ready_emitted, env, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, OTA_TEST_TIMEOUT_MS));
   g_assert_cmpuint (env->signals->ready->len, ==, 1);
   g_variant_get (g_ptr_array_index (env->signals->ready, 0), "(&s&s&st&s)", &module, &version, &path, &size, &md5);
   g_assert_cmpstr (module, ==, "");
@@ -179,21 +114,6 @@ assert_ready (OtaTestEnv *env, const Image *image)
   g_assert_cmpuint (total, ==, image->size);
 }
 
-/* downloaded_size of FW_2.0.json, or -1 without a readable record. */
-static gint64
-record_downloaded (OtaTestEnv *env)
-{
-  g_autofree char *path = fw_path (env, "json");
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonObject *obj;
-
-  if (!json_parser_load_from_file (parser, path, NULL) || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    return -1;
-  obj = json_node_get_object (json_parser_get_root (parser));
-  g_assert_cmpstr (json_object_get_string_member (obj, "version"), ==, "2.0");
-  return json_object_get_int_member (obj, "downloaded_size");
-}
-
 /* Polls @cond every 50 ms: it needs no event on the main context to be true. */
 static gboolean
 poll_until (gboolean (*cond) (gpointer), gpointer data, guint timeout_ms)
@@ -208,47 +128,13 @@ poll_until (gboolean (*cond) (gpointer), gpointer data, guint timeout_ms)
   return TRUE;
 }
 
-/* ---- what the HTTP server saw: "http: GET /P range=R status=S sent=B total_sent=T" ---- */
+/* ---- what the HTTP server saw (ota_test_cloud_tool_responses ()) ---- */
 
-typedef struct {
-  gint64 range_start; /* -1: no Range header */
-  guint status;
-  guint64 sent;
-} Response;
-
-static GArray *
-responses_read (OtaTestCloudTool *tool)
-{
-  GArray *responses = g_array_new (FALSE, TRUE, sizeof (Response));
-  g_autofree char *text = NULL;
-  g_auto (GStrv) lines = NULL;
-
-  if (!g_file_get_contents (tool->stderr_path, &text, NULL, NULL))
-    return responses;
-  lines = g_strsplit (text, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++) {
-    const char *range = strstr (lines[i], " range=");
-    const char *status = strstr (lines[i], " status=");
-    const char *sent = strstr (lines[i], " sent=");
-    Response r = { -1, 0, 0 };
-
-    /* "... stalled after sent=N" lines are no response of their own. */
-    if (!g_str_has_prefix (lines[i], "http: GET ") || range == NULL || status == NULL || sent == NULL)
-      continue;
-    if (g_ascii_isdigit (range[strlen (" range=")]))
-      r.range_start = (gint64) g_ascii_strtoull (range + strlen (" range="), NULL, 10);
-    r.status = (guint) g_ascii_strtoull (status + strlen (" status="), NULL, 10);
-    r.sent = g_ascii_strtoull (sent + strlen (" sent="), NULL, 10);
-    g_array_append_val (responses, r);
-  }
-  return responses;
-}
-
-static Response *
+static OtaTestResponse *
 response_at (GArray *responses, guint i)
 {
   g_assert_cmpuint (i, <, responses->len);
-  return &g_array_index (responses, Response, i);
+  return &g_array_index (responses, OtaTestResponse, i);
 }
 
 /* ---- reports on the broker ---- */
@@ -282,17 +168,17 @@ wait_fail_report (OtaTestEnv *env, const char *code)
 static void
 test_clean_download (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
   gint64 started;
   guint64 elapsed_s, sent, downloading = 0, at_100 = 0;
   int last_downloading = -1, last_100 = -1;
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, NULL);
   started = g_get_monotonic_time ();
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   assert_ready (env, &image);
   elapsed_s = (guint64) (g_get_monotonic_time () - started) / G_USEC_PER_SEC;
   g_assert_cmpint (ota_test_signals_wait_state (env->signals, "", "downloading", 0), >=, 0);
@@ -327,7 +213,7 @@ test_clean_download (OtaTestEnv *env, gconstpointer data)
   g_assert_cmpint (last_downloading, ==, last_100);
 
   sent = ota_test_cloud_tool_stop (tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 1);
   g_assert_cmpint (response_at (responses, 0)->range_start, ==, -1);
   g_assert_cmpuint (response_at (responses, 0)->status, ==, 200);
@@ -337,30 +223,30 @@ test_clean_download (OtaTestEnv *env, gconstpointer data)
 /* ---- 2. the rest of the cycle on the wire ---- */
 
 static void
-download_ready (OtaTestEnv *env, Image *image, OtaTestCloudTool **tool, const char *const *args)
+download_ready (OtaTestEnv *env, OtaTestImage *image, OtaTestCloudTool **tool, const char *const *args)
 {
-  image_make (env, 2 * MIB, image);
+  ota_test_image_make (env, 2 * MIB, image);
   *tool = cloud_start (env, image, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   assert_ready (env, image);
 }
 
 static void
 test_cycle_burning_done (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autofree char *version = NULL;
   int burning, done;
 
   download_ready (env, &image, &tool, NULL);
-  app_report (env, "burning", 50, 0, "");
+  ota_test_app_report (env, "burning", 50, 0, "");
   burning = ota_test_cloud_wait_report (
     env->cloud, 0, PROGRESS ("\"state\":\"burning\",\"percent\":\"50\",\"result_code\":\"0\",\"result_msg\":\"\""),
     OTA_TEST_TIMEOUT_MS);
   g_assert_cmpint (burning, >=, 0);
   assert_status (env, "burning", 0);
-  app_report (env, "done", 100, 0, "");
+  ota_test_app_report (env, "done", 100, 0, "");
   done = ota_test_cloud_wait_report (env->cloud, (guint) burning + 1, DONE_REPORT, OTA_TEST_TIMEOUT_MS);
   g_assert_cmpint (done, >, burning);
   g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, (guint) done + 1, REPORT_VERSION ("2.0"),
@@ -374,15 +260,15 @@ test_cycle_burning_done (OtaTestEnv *env, gconstpointer data)
 static void
 test_cycle_fail (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   int burning, fail;
 
   download_ready (env, &image, &tool, NULL);
-  app_report (env, "burning", 10, 0, "");
+  ota_test_app_report (env, "burning", 10, 0, "");
   burning = ota_test_cloud_wait_report_containing (env->cloud, 0, "\"state\":\"burning\"", OTA_TEST_TIMEOUT_MS);
   g_assert_cmpint (burning, >=, 0);
-  app_report (env, "fail", -1, -5, "flash error");
+  ota_test_app_report (env, "fail", -1, -5, "flash error");
   fail = ota_test_cloud_wait_report (
     env->cloud, (guint) burning + 1,
     PROGRESS ("\"state\":\"fail\",\"result_code\":\"-5\",\"result_msg\":\"flash error\""), OTA_TEST_TIMEOUT_MS);
@@ -396,15 +282,15 @@ test_cycle_fail (OtaTestEnv *env, gconstpointer data)
 
 /* ready -> burning -> rebooting: the agent remembers it; nothing goes to the cloud. */
 static int
-cycle_to_rebooting (OtaTestEnv *env, Image *image, OtaTestCloudTool **tool)
+cycle_to_rebooting (OtaTestEnv *env, OtaTestImage *image, OtaTestCloudTool **tool)
 {
   int burning;
 
   download_ready (env, image, tool, NULL);
-  app_report (env, "burning", 100, 0, "");
+  ota_test_app_report (env, "burning", 100, 0, "");
   burning = ota_test_cloud_wait_report_containing (env->cloud, 0, "\"state\":\"burning\"", OTA_TEST_TIMEOUT_MS);
   g_assert_cmpint (burning, >=, 0);
-  app_report (env, "rebooting", -1, 0, "");
+  ota_test_app_report (env, "rebooting", -1, 0, "");
   assert_status (env, "rebooting", 0);
   return burning;
 }
@@ -412,7 +298,7 @@ cycle_to_rebooting (OtaTestEnv *env, Image *image, OtaTestCloudTool **tool)
 static void
 test_rebooting_then_done (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GError) error = NULL;
   int burning = cycle_to_rebooting (env, &image, &tool);
@@ -420,7 +306,7 @@ test_rebooting_then_done (OtaTestEnv *env, gconstpointer data)
 
   ota_dbus_ota_call_exit_sync (env->proxy, "", NULL, &error);
   g_assert_no_error (error);
-  app_init (env, "2.0");
+  ota_test_app_init (env, "2.0");
   version = ota_test_cloud_wait_report (env->cloud, (guint) burning + 1, REPORT_VERSION ("2.0"), OTA_TEST_TIMEOUT_MS);
   g_assert_cmpint (version, >=, 0);
   /* Exactly done, then the version: "rebooting" itself never reached the cloud. */
@@ -434,7 +320,7 @@ test_rebooting_then_done (OtaTestEnv *env, gconstpointer data)
 static void
 test_rebooting_then_other_version (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
   JsonObject *root;
@@ -444,7 +330,7 @@ test_rebooting_then_other_version (OtaTestEnv *env, gconstpointer data)
   ota_test_agent_stop (env->agent);
   ota_test_agent_start (env->agent);
   ota_test_env_reconnect_app (env);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   fail = wait_fail_report (env, "-5");
   g_assert_cmpint (fail, >, burning);
   root = report_parse (parser, g_ptr_array_index (env->cloud->reports, fail));
@@ -461,13 +347,13 @@ static void
 test_task_id_echoed (OtaTestEnv *env, gconstpointer data)
 {
   const char *args[] = { "--task-id=T42", NULL };
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autofree char *task = NULL;
   guint progress_reports = 0;
 
   download_ready (env, &image, &tool, args);
-  app_report (env, "burning", 30, 0, "");
+  ota_test_app_report (env, "burning", 30, 0, "");
   g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0, "\"state\":\"burning\"", OTA_TEST_TIMEOUT_MS),
                    >=, 0);
   task = ota_test_status_get (env->proxy, "", "task_id");
@@ -492,9 +378,9 @@ test_task_id_echoed (OtaTestEnv *env, gconstpointer data)
 
 /* The download completes; returns the body bytes the server sent in all. */
 static guint64
-fault_completes (OtaTestEnv *env, const Image *image, OtaTestCloudTool *tool)
+fault_completes (OtaTestEnv *env, const OtaTestImage *image, OtaTestCloudTool *tool)
 {
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   assert_ready (env, image);
   return ota_test_cloud_tool_stop (tool);
 }
@@ -502,19 +388,19 @@ fault_completes (OtaTestEnv *env, const Image *image, OtaTestCloudTool *tool)
 static void
 test_cut_once (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *cut = g_strdup_printf ("--cut-after=%d", FW_SIZE * 2 / 5);
   const char *args[] = { cut, "--cut-once", NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
   guint64 sent;
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
   sent = fault_completes (env, &image, tool);
   g_assert_cmpuint (sent, >=, image.size);
   g_assert_cmpuint (sent, <=, image.size + CHECKPOINT_BYTES);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 2);
   /* Resumed where the cut left it, within this attempt: not even the checkpoint is lost. */
   g_assert_cmpint (response_at (responses, 1)->range_start, ==, FW_SIZE * 2 / 5);
@@ -526,17 +412,17 @@ test_cut_once (OtaTestEnv *env, gconstpointer data)
 static void
 test_cut_every_response (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *cut = g_strdup_printf ("--cut-after=%d", FW_SIZE / 4);
   const char *args[] = { cut, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
   guint64 sent;
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
   sent = fault_completes (env, &image, tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 4);
   for (guint i = 1; i < responses->len; i++) {
     g_assert_cmpint (response_at (responses, i)->range_start, ==, (gint64) i * (FW_SIZE / 4));
@@ -557,13 +443,13 @@ fault_fails (OtaTestEnv *env, const char *const *args, const char *code, guint r
 {
   g_autofree char *state = NULL;
   g_autofree char *result = NULL;
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
 
-  image_make (env, 2 * MIB, &image);
+  ota_test_image_make (env, 2 * MIB, &image);
   tool = cloud_start (env, &image, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   g_assert_cmpint (wait_fail_report (env, code), >=, 0);
   assert_fail_signal (env, (int) g_ascii_strtoll (code, NULL, 10), NULL);
   g_assert_cmpuint (env->signals->ready->len, ==, 0);
@@ -575,7 +461,7 @@ fault_fails (OtaTestEnv *env, const char *const *args, const char *code, guint r
   g_assert_cmpstr (state, ==, "fail");
   g_assert_cmpstr (result, ==, code);
   ota_test_cloud_tool_stop (tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, requests);
 }
 
@@ -600,14 +486,14 @@ static void
 test_status_500_twice (OtaTestEnv *env, gconstpointer data)
 {
   const char *args[] = { "--status=500", "--status-count=2", NULL };
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
 
-  image_make (env, 2 * MIB, &image);
+  ota_test_image_make (env, 2 * MIB, &image);
   tool = cloud_start (env, &image, args);
   g_assert_cmpuint (fault_completes (env, &image, tool), ==, image.size);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 3);
   g_assert_cmpuint (response_at (responses, 0)->status, ==, 500);
   g_assert_cmpuint (response_at (responses, 1)->status, ==, 500);
@@ -626,18 +512,18 @@ test_status_500_always (OtaTestEnv *env, gconstpointer data)
 static void
 test_stall_once (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *stall = g_strdup_printf ("--stall-after=%d", FW_SIZE * 2 / 5);
   const char *args[] = { stall, "--stall-once", NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
   guint64 sent;
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
   sent = fault_completes (env, &image, tool);
   g_assert_cmpuint (sent, <=, image.size + CHECKPOINT_BYTES);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 2);
   g_assert_cmpint (response_at (responses, 1)->range_start, ==, FW_SIZE * 2 / 5);
 }
@@ -657,17 +543,17 @@ test_stall_always_times_out (OtaTestEnv *env, gconstpointer data)
 static void
 test_ignore_range_restarts (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *cut = g_strdup_printf ("--cut-after=%d", FW_SIZE * 2 / 5);
   const char *args[] = { cut, "--cut-once", "--ignore-range", NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
   guint64 sent;
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
   sent = fault_completes (env, &image, tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 2);
   g_assert_cmpint (response_at (responses, 1)->range_start, ==, FW_SIZE * 2 / 5);
   g_assert_cmpuint (response_at (responses, 1)->status, ==, 200);
@@ -679,16 +565,16 @@ test_ignore_range_restarts (OtaTestEnv *env, gconstpointer data)
 static void
 test_bad_content_range (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *cut = g_strdup_printf ("--cut-after=%d", FW_SIZE * 2 / 5);
   const char *args[] = { cut, "--cut-once", "--bad-content-range", NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
   fault_completes (env, &image, tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, >=, 3);
   g_assert_cmpint (response_at (responses, 1)->range_start, ==, FW_SIZE * 2 / 5);
   g_assert_cmpuint (response_at (responses, 1)->status, ==, 206);
@@ -701,8 +587,8 @@ static void
 test_wrong_md5 (OtaTestEnv *env, gconstpointer data)
 {
   const char *args[] = { "--md5=0123456789abcdef0123456789abcdef", NULL };
-  g_autofree char *bin = fw_path (env, "bin");
-  g_autofree char *record = fw_path (env, "json");
+  g_autofree char *bin = ota_test_fw_path (env, "bin");
+  g_autofree char *record = ota_test_fw_path (env, "json");
 
   fault_fails (env, args, "-4", 1);
   g_assert_false (g_file_test (bin, G_FILE_TEST_EXISTS));
@@ -714,15 +600,15 @@ test_wrong_md5 (OtaTestEnv *env, gconstpointer data)
 static void
 test_max_firmware_size (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
-  g_autofree char *bin = fw_path (env, "bin");
+  g_autofree char *bin = ota_test_fw_path (env, "bin");
   int fail;
 
-  image_make (env, 2 * MIB, &image);
+  ota_test_image_make (env, 2 * MIB, &image);
   tool = cloud_start (env, &image, NULL);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   fail = wait_fail_report (env, "-5");
   g_assert_cmpint (fail, >=, 0);
   g_assert_nonnull (strstr (g_ptr_array_index (env->cloud->reports, fail),
@@ -731,7 +617,7 @@ test_max_firmware_size (OtaTestEnv *env, gconstpointer data)
   assert_status (env, "fail", -5);
   g_assert_cmpuint (env->signals->offered->len, ==, 0);
   ota_test_cloud_tool_stop (tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 0);
   g_assert_false (g_file_test (bin, G_FILE_TEST_EXISTS));
   /* The cloud's immediate re-offer waits retry_interval (60 s): no loop of failures. */
@@ -749,7 +635,7 @@ static gboolean
 downloaded_reaches (gpointer data)
 {
   DownloadedWait *w = data;
-  return status_downloaded (w->env) >= w->at_least;
+  return ota_test_status_downloaded (w->env) >= w->at_least;
 }
 
 #define SLOW_RATE (2 * MIB)
@@ -757,7 +643,7 @@ downloaded_reaches (gpointer data)
 static void
 test_resume_after_kill (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", SLOW_RATE);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
@@ -766,21 +652,21 @@ test_resume_after_kill (OtaTestEnv *env, gconstpointer data)
   gint64 checkpoint;
   guint64 sent;
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   g_assert_true (poll_until (downloaded_reaches, &half, OTA_TEST_TIMEOUT_MS));
   ota_test_agent_kill (env->agent);
-  checkpoint = record_downloaded (env);
+  checkpoint = ota_test_record_downloaded (env);
   g_assert_cmpint (checkpoint, >, 0);
   g_assert_cmpint (checkpoint, <, FW_SIZE);
 
   ota_test_agent_start (env->agent);
   ota_test_env_reconnect_app (env);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   assert_ready (env, &image);
   sent = ota_test_cloud_tool_stop (tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 2);
   /* The new agent asked for the rest from its checkpoint, and got exactly that. */
   g_assert_cmpint (response_at (responses, 1)->range_start, ==, checkpoint);
@@ -803,15 +689,15 @@ static gboolean
 record_covers (gpointer data)
 {
   DownloadedWait *w = data;
-  return record_downloaded (w->env) >= (gint64) w->at_least;
+  return ota_test_record_downloaded (w->env) >= (gint64) w->at_least;
 }
 
 static void
 test_resume_after_cancel (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", SLOW_RATE);
-  g_autofree char *bin = fw_path (env, "bin");
+  g_autofree char *bin = ota_test_fw_path (env, "bin");
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
@@ -820,20 +706,20 @@ test_resume_after_cancel (OtaTestEnv *env, gconstpointer data)
   DownloadedWait at_cancel = { env, 0 };
   gint64 checkpoint;
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   g_assert_true (poll_until (downloaded_reaches, &quarter, OTA_TEST_TIMEOUT_MS));
   ota_dbus_ota_call_cancel_sync (env->proxy, "", NULL, &error);
   g_assert_no_error (error);
   assert_status (env, "idle", 0);
-  at_cancel.at_least = status_downloaded (env);
+  at_cancel.at_least = ota_test_status_downloaded (env);
   g_assert_cmpuint (at_cancel.at_least, >=, FW_SIZE / 4);
   /* The last buffers are written and checkpointed after the call returns:
    * the record ends up covering at least every byte counted so far. */
   g_assert_true (poll_until (record_covers, &at_cancel, OTA_TEST_TIMEOUT_MS));
   g_assert_true (g_file_test (bin, G_FILE_TEST_IS_REGULAR));
-  checkpoint = record_downloaded (env);
+  checkpoint = ota_test_record_downloaded (env);
   g_assert_cmpint (checkpoint, <, FW_SIZE);
   ota_test_spin (200);
   assert_status (env, "idle", 0);
@@ -843,7 +729,7 @@ test_resume_after_cancel (OtaTestEnv *env, gconstpointer data)
   g_assert_no_error (error);
   assert_ready (env, &image);
   ota_test_cloud_tool_stop (tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 2);
   /* The flush may still have moved the record on after we read it. */
   g_assert_cmpint (response_at (responses, 1)->range_start, >=, checkpoint);
@@ -855,7 +741,7 @@ test_resume_after_cancel (OtaTestEnv *env, gconstpointer data)
 static void
 test_cancel_then_check_now_at_once (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", SLOW_RATE);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
@@ -863,9 +749,9 @@ test_cancel_then_check_now_at_once (OtaTestEnv *env, gconstpointer data)
   g_autoptr (GError) error = NULL;
   DownloadedWait quarter = { env, FW_SIZE / 4 };
 
-  image_make (env, FW_SIZE, &image);
+  ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   g_assert_true (poll_until (downloaded_reaches, &quarter, OTA_TEST_TIMEOUT_MS));
   ota_dbus_ota_call_cancel_sync (env->proxy, "", NULL, &error);
   g_assert_no_error (error);
@@ -873,7 +759,7 @@ test_cancel_then_check_now_at_once (OtaTestEnv *env, gconstpointer data)
   g_assert_no_error (error);
   assert_ready (env, &image);
   ota_test_cloud_tool_stop (tool);
-  responses = responses_read (tool);
+  responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 2);
   g_assert_cmpuint (response_at (responses, 1)->status, ==, 206);
 }
@@ -889,16 +775,16 @@ test_cancel_then_check_now_at_once (OtaTestEnv *env, gconstpointer data)
 static void
 test_responsive_during_download (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", BUSY_RATE);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   DownloadedWait started = { env, 1 };
   guint answered_downloading = 0;
 
-  image_make (env, 64 * MIB, &image);
+  ota_test_image_make (env, 64 * MIB, &image);
   tool = cloud_start (env, &image, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   g_assert_true (poll_until (downloaded_reaches, &started, OTA_TEST_TIMEOUT_MS));
   for (guint i = 0; i < 20; i++) {
     /* status_get() asserts that the call succeeded. */

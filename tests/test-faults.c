@@ -12,7 +12,6 @@
  * anything else (a loss, a reordering, a duplicate after a later report) fails. */
 #include "harness.h"
 
-#include <json-glib/json-glib.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <errno.h>
@@ -30,65 +29,12 @@
 static const char *fast = "checkpoint_bytes=65536\nmax_retries=5\nstall_timeout=2\nretry_interval=1\n"
                           "report_interval=600\n";
 
-typedef struct {
-  char *path;
-  char *md5;
-  gsize size;
-} Image;
-
-static void
-image_clear (Image *image)
-{
-  g_clear_pointer (&image->path, g_free);
-  g_clear_pointer (&image->md5, g_free);
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Image, image_clear)
-
-static void
-image_make (OtaTestEnv *env, gsize size, Image *image)
-{
-  image->path = g_build_filename (env->dir, "image-2.0.bin", NULL);
-  image->md5 = ota_test_make_file (image->path, size);
-  image->size = size;
-}
-
-static char *
-fw_path (OtaTestEnv *env, const char *ext)
-{
-  g_autofree char *name = g_strconcat ("FW_2.0.", ext, NULL);
-  return g_build_filename (env->fw_dir, name, NULL);
-}
-
-static void
-app_init (OtaTestEnv *env, const char *version)
-{
-  g_autoptr (GError) error = NULL;
-
-  ota_test_init (env->proxy, "", version, env->fw_dir, FALSE, &error);
-  g_assert_no_error (error);
-}
-
-static void
-app_report (OtaTestEnv *env, const char *state, int percent, int code, const char *msg)
-{
-  g_autoptr (GError) error = NULL;
-
-  ota_dbus_ota_call_report_progress_sync (env->proxy, "", state, percent, code, msg, NULL, &error);
-  g_assert_no_error (error);
-}
-
-static gboolean
-ready_emitted (gpointer data)
-{
-  return ((OtaTestEnv *) data)->signals->ready->len > 0;
-}
-
 /* The file in the firmware dir is the image byte for byte, and the last
  * FirmwareReady (if this connection saw one) names it. */
 static void
-assert_file_identical (OtaTestEnv *env, const Image *image)
+assert_file_identical (OtaTestEnv *env, const OtaTestImage *image)
 {
-  g_autofree char *bin = fw_path (env, "bin");
+  g_autofree char *bin = ota_test_fw_path (env, "bin");
   g_autofree char *got = NULL;
   g_autofree char *want = NULL;
   gsize got_len = 0, want_len = 0;
@@ -140,7 +86,7 @@ final_state_reports (OtaTestEnv *env)
 static void
 test_agent_killed_at_random (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", KILL_RATE);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
@@ -150,9 +96,9 @@ test_agent_killed_at_random (OtaTestEnv *env, gconstpointer data)
   const char *expected[] = { "\"state\":\"burning\",\"percent\":\"30\"", "\"state\":\"burning\",\"percent\":\"60\"",
                              "\"state\":\"done\"" };
 
-  image_make (env, KILL_FW_SIZE, &image);
+  ota_test_image_make (env, KILL_FW_SIZE, &image);
   tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
 
   /* The download: kill at a random moment, restart, re-Init, until ready or
    * DOWNLOAD_KILLS kills; then it is let finish. */
@@ -165,33 +111,33 @@ test_agent_killed_at_random (OtaTestEnv *env, gconstpointer data)
     agent_restart (env);
     kills++;
     download_kills++;
-    app_init (env, "1.0");
+    ota_test_app_init (env, "1.0");
   }
-  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
   assert_file_identical (env, &image);
 
   /* The reports: killed right after each one was accepted, at a random
    * moment within the next 100 ms, so some are in flight. */
-  app_report (env, "burning", 30, 0, "");
+  ota_test_app_report (env, "burning", 30, 0, "");
   ota_test_spin ((guint) g_test_rand_int_range (0, 100));
   agent_restart (env);
   kills++;
   report_kills++;
-  app_init (env, "1.0");
-  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
-  app_report (env, "burning", 60, 0, "");
+  ota_test_app_init (env, "1.0");
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  ota_test_app_report (env, "burning", 60, 0, "");
   ota_test_spin ((guint) g_test_rand_int_range (0, 100));
   agent_restart (env);
   kills++;
   report_kills++;
-  app_init (env, "1.0");
-  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
-  app_report (env, "done", 100, 0, "");
+  ota_test_app_init (env, "1.0");
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  ota_test_app_report (env, "done", 100, 0, "");
   ota_test_spin ((guint) g_test_rand_int_range (0, 100));
   agent_restart (env);
   kills++;
   report_kills++;
-  app_init (env, "2.0");
+  ota_test_app_init (env, "2.0");
   g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0, "\"state\":\"done\"", OTA_TEST_TIMEOUT_MS),
                    >=, 0);
   /* Whatever the last agent still had in flight: its outbox drains. */
@@ -224,38 +170,17 @@ test_agent_killed_at_random (OtaTestEnv *env, gconstpointer data)
 
 /* ---- 2. the app killed mid-flow ---- */
 
-/* downloaded_size of FW_2.0.json, or -1 without a readable record. */
-static gint64
-record_downloaded (OtaTestEnv *env)
-{
-  g_autofree char *path = fw_path (env, "json");
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonObject *obj;
-
-  if (!json_parser_load_from_file (parser, path, NULL) || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    return -1;
-  obj = json_node_get_object (json_parser_get_root (parser));
-  if (!json_object_has_member (obj, "downloaded_size"))
-    return -1;
-  return json_object_get_int_member (obj, "downloaded_size");
-}
-
 /* Number of HTTP responses of iv-ota-cloud to a Range request from a
  * non-zero offset, with 206. */
 static guint
 ranged_responses (OtaTestCloudTool *tool)
 {
-  g_autofree char *text = NULL;
-  g_auto (GStrv) lines = NULL;
+  g_autoptr (GArray) responses = ota_test_cloud_tool_responses (tool);
   guint n = 0;
 
-  if (!g_file_get_contents (tool->stderr_path, &text, NULL, NULL))
-    return 0;
-  lines = g_strsplit (text, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++) {
-    const char *range = strstr (lines[i], " range=");
-    if (g_str_has_prefix (lines[i], "http: GET ") && range != NULL && g_ascii_isdigit (range[7]) &&
-        g_ascii_strtoull (range + 7, NULL, 10) > 0 && strstr (lines[i], " status=206") != NULL)
+  for (guint i = 0; i < responses->len; i++) {
+    const OtaTestResponse *r = &g_array_index (responses, OtaTestResponse, i);
+    if (r->range_start > 0 && r->status == 206)
       n++;
   }
   return n;
@@ -264,11 +189,11 @@ ranged_responses (OtaTestCloudTool *tool)
 static void
 test_app_killed_mid_download (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", KILL_RATE);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
-  g_autofree char *bin = fw_path (env, "bin");
+  g_autofree char *bin = ota_test_fw_path (env, "bin");
   GStatBuf st;
   g_autofree char *log = g_build_filename (env->dir, "app.log", NULL);
   const char *client = g_getenv ("OTA_TEST_CLIENT");
@@ -278,11 +203,11 @@ test_app_killed_mid_download (OtaTestEnv *env, gconstpointer data)
   g_autoptr (GError) error = NULL;
 
   g_assert_nonnull (client);
-  image_make (env, KILL_FW_SIZE, &image);
+  ota_test_image_make (env, KILL_FW_SIZE, &image);
   tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
   app = ota_test_process_spawn (argv, NULL, log, NULL);
   deadline = g_get_monotonic_time () + OTA_TEST_TIMEOUT_MS * 1000LL;
-  while (record_downloaded (env) < MIB) {
+  while (ota_test_record_downloaded (env) < MIB) {
     g_assert_cmpint (g_get_monotonic_time (), <, deadline);
     ota_test_spin (50);
   }
@@ -291,7 +216,7 @@ test_app_killed_mid_download (OtaTestEnv *env, gconstpointer data)
   ota_test_spin (500);
   /* The agent is still there, the partial download and its record are kept. */
   g_assert_true (ota_test_process_is_running (env->agent->proc));
-  kept = record_downloaded (env);
+  kept = ota_test_record_downloaded (env);
   g_assert_cmpint (kept, >, 0);
   g_assert_cmpint (kept, <, (gint64) image.size);
   g_assert_cmpint (g_stat (bin, &st), ==, 0);
@@ -300,7 +225,7 @@ test_app_killed_mid_download (OtaTestEnv *env, gconstpointer data)
   /* The module was released: another app may own it, and the re-offer resumes. */
   ota_test_init (env->proxy, "", "1.0", env->fw_dir, FALSE, &error);
   g_assert_no_error (error);
-  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
   assert_file_identical (env, &image);
   g_assert_cmpuint (ranged_responses (tool), >=, 1);
   g_assert_true (ota_test_process_is_running (env->agent->proc));
@@ -315,7 +240,7 @@ test_app_killed_mid_download (OtaTestEnv *env, gconstpointer data)
 static void
 test_broker_killed_mid_download (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", KILL_RATE);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
@@ -323,11 +248,11 @@ test_broker_killed_mid_download (OtaTestEnv *env, gconstpointer data)
   const char *expected[] = { "\"state\":\"burning\",\"percent\":\"50\"", "\"state\":\"done\"" };
   gint64 at_kill, deadline;
 
-  image_make (env, KILL_FW_SIZE, &image);
+  ota_test_image_make (env, KILL_FW_SIZE, &image);
   tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   deadline = g_get_monotonic_time () + OTA_TEST_TIMEOUT_MS * 1000LL;
-  while ((at_kill = record_downloaded (env)) < MIB) {
+  while ((at_kill = ota_test_record_downloaded (env)) < MIB) {
     g_assert_cmpint (g_get_monotonic_time (), <, deadline);
     ota_test_spin (50);
   }
@@ -336,11 +261,11 @@ test_broker_killed_mid_download (OtaTestEnv *env, gconstpointer data)
   g_assert_true (ota_test_env_wait_connected (env, FALSE, OTA_TEST_TIMEOUT_MS));
 
   /* Offline, the download goes on: the image completes and the app is told. */
-  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
   assert_file_identical (env, &image);
   g_assert_false (ota_dbus_ota_get_connected (env->proxy));
-  app_report (env, "burning", 50, 0, "");
-  app_report (env, "done", 100, 0, "");
+  ota_test_app_report (env, "burning", 50, 0, "");
+  ota_test_app_report (env, "done", 100, 0, "");
   seen = final_state_reports (env);
   g_assert_cmpuint (seen->len, ==, 0);
   g_clear_pointer (&seen, g_ptr_array_unref);
@@ -408,7 +333,7 @@ tiny_mount_make (OtaTestEnv *env, const char *at)
 static void
 test_full_disk_firmware_dir (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *state = NULL;
@@ -421,7 +346,7 @@ test_full_disk_firmware_dir (OtaTestEnv *env, gconstpointer data)
 
   if (!tiny_mount_make (env, NULL))
     return;
-  image_make (env, 4 * MIB, &image);
+  ota_test_image_make (env, 4 * MIB, &image);
   tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, NULL);
   ota_test_init (env->proxy, "", "1.0", tiny_mount, FALSE, &error);
   g_assert_no_error (error);
@@ -486,7 +411,7 @@ hog_fill (const char *dir)
 static void
 test_full_disk_during_download (OtaTestEnv *env, gconstpointer data)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", 512 * 1024);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
@@ -503,7 +428,7 @@ test_full_disk_during_download (OtaTestEnv *env, gconstpointer data)
   record = g_build_filename (tiny_mount, "FW_2.0.json", NULL);
   hog = g_build_filename (tiny_mount, "hog", NULL);
   /* 1.5 MiB on a 2 MiB disk: passes the free space check made before the request. */
-  image_make (env, 3 * MIB / 2, &image);
+  ota_test_image_make (env, 3 * MIB / 2, &image);
   tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
   ota_test_init (env->proxy, "", "1.0", tiny_mount, FALSE, &error);
   g_assert_no_error (error);
@@ -531,7 +456,7 @@ test_full_disk_during_download (OtaTestEnv *env, gconstpointer data)
   g_assert_cmpint (g_unlink (hog), ==, 0);
   ota_dbus_ota_call_check_now_sync (env->proxy, "", NULL, &error);
   g_assert_no_error (error);
-  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
   g_assert_true (g_file_get_contents (bin, &got, &got_len, NULL));
   g_assert_true (g_file_get_contents (image.path, &want, &want_len, NULL));
   g_assert_cmpmem (got, got_len, want, want_len);
@@ -577,28 +502,21 @@ test_full_disk_state_dir (OtaTestEnv *env, gconstpointer data)
 
 /* ---- 4. a damaged resume record ---- */
 
-static gint64
-status_downloaded (OtaTestEnv *env)
-{
-  g_autofree char *s = ota_test_status_get (env->proxy, "", "downloaded");
-  return s != NULL ? g_ascii_strtoll (s, NULL, 10) : 0;
-}
-
 static void
 record_damaged (OtaTestEnv *env, const char *garbage)
 {
-  g_auto (Image) image = { 0 };
+  g_auto (OtaTestImage) image = { 0 };
   g_autofree char *rate = g_strdup_printf ("--rate=%d", KILL_RATE);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
-  g_autofree char *record = fw_path (env, "json");
+  g_autofree char *record = ota_test_fw_path (env, "json");
   gint64 deadline;
 
-  image_make (env, KILL_FW_SIZE, &image);
+  ota_test_image_make (env, KILL_FW_SIZE, &image);
   tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
-  app_init (env, "1.0");
+  ota_test_app_init (env, "1.0");
   deadline = g_get_monotonic_time () + OTA_TEST_TIMEOUT_MS * 1000LL;
-  while (status_downloaded (env) < MIB || !g_file_test (record, G_FILE_TEST_EXISTS)) {
+  while (ota_test_status_downloaded (env) < MIB || !g_file_test (record, G_FILE_TEST_EXISTS)) {
     g_assert_cmpint (g_get_monotonic_time (), <, deadline);
     ota_test_spin (50);
   }
@@ -607,8 +525,8 @@ record_damaged (OtaTestEnv *env, const char *garbage)
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "starting over"), ==, 0);
   ota_test_agent_start (env->agent);
   ota_test_env_reconnect_app (env);
-  app_init (env, "1.0");
-  g_assert_true (ota_test_wait (ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  ota_test_app_init (env, "1.0");
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
   assert_file_identical (env, &image);
   g_assert_false (g_file_test (record, G_FILE_TEST_EXISTS));
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "starting over"), >=, 1);
