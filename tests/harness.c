@@ -829,6 +829,49 @@ ota_test_make_file (const char *path, gsize size)
   return g_compute_checksum_for_data (G_CHECKSUM_MD5, data, size);
 }
 
+/* ---- the Modules property ---- */
+
+typedef struct {
+  OtaTestEnv *env;
+  const char *module;
+  const char *state; /* NULL: any */
+  gboolean some_bytes;
+} ModuleWait;
+
+static gboolean
+env_module_published (gpointer data)
+{
+  ModuleWait *w = data;
+  GVariant *modules = ota_dbus_ota_get_modules (w->env->proxy);
+  g_autoptr (GVariant) status = modules != NULL ? g_variant_lookup_value (modules, w->module, NULL) : NULL;
+  const char *state = NULL;
+  guint64 downloaded = 0;
+
+  if (status == NULL)
+    return FALSE;
+  g_variant_lookup (status, "state", "&s", &state);
+  g_variant_lookup (status, "downloaded", "t", &downloaded);
+  return (w->state == NULL || g_strcmp0 (state, w->state) == 0) && (!w->some_bytes || downloaded > 0);
+}
+
+void
+ota_test_env_wait_published (OtaTestEnv *env, const char *module, const char *state, gboolean some_bytes)
+{
+  ModuleWait w = { env, module, state, some_bytes };
+
+  g_assert_true (ota_test_wait (env_module_published, &w, OTA_TEST_TIMEOUT_MS));
+}
+
+void
+ota_test_env_init_published (OtaTestEnv *env, const char *module, const char *version)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (ota_test_init (env->proxy, module, version, env->fw_dir, FALSE, &error));
+  g_assert_no_error (error);
+  ota_test_env_wait_published (env, module, NULL, FALSE);
+}
+
 /* ---- the connection to the cloud, across broker restarts ---- */
 
 static gboolean

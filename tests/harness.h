@@ -176,6 +176,13 @@ void ota_test_env_teardown (OtaTestEnv *env, gconstpointer unused);
 /* The app comes back on a new connection (its process, or the agent, restarted):
  * new connection, proxy and signal log. */
 void ota_test_env_reconnect_app (OtaTestEnv *env);
+/* Waits until the agent's Modules property, as @env's proxy last saw it
+ * change, shows @module in @state (NULL: any) and, if @some_bytes, with
+ * bytes downloaded: an Init reply or a GetStatus does not say that the
+ * property has changed already (what libiv-ota's status API reads). */
+void ota_test_env_wait_published (OtaTestEnv *env, const char *module, const char *state, gboolean some_bytes);
+/* Init (no ask_before_download) on @env's connection, then waits until Modules shows it. */
+void ota_test_env_init_published (OtaTestEnv *env, const char *module, const char *version);
 /* Waits until the agent's Connected property (as the app's proxy sees it) is @value. */
 gboolean ota_test_env_wait_connected (OtaTestEnv *env, gboolean value, guint timeout_ms);
 /* Returns once the in-process cloud is subscribed again: a probe it

@@ -186,51 +186,6 @@ fixture_teardown (Fixture *f, gconstpointer data)
   ota_test_env_teardown (&f->env, NULL);
 }
 
-typedef struct {
-  Fixture *f;
-  const char *module;
-  const char *state; /* NULL: any */
-  gboolean some_bytes;
-} ModuleWait;
-
-/* Whether the agent's Modules property (what iv_ota_status_get reads), as
- * the test's proxy last saw it change, shows the module as wanted: an Init
- * reply or a GetStatus does not say that the property has changed already. */
-static gboolean
-module_published (gpointer data)
-{
-  ModuleWait *w = data;
-  GVariant *modules = ota_dbus_ota_get_modules (w->f->env.proxy);
-  g_autoptr (GVariant) status = modules != NULL ? g_variant_lookup_value (modules, w->module, NULL) : NULL;
-  const char *state = NULL;
-  guint64 downloaded = 0;
-
-  if (status == NULL)
-    return FALSE;
-  g_variant_lookup (status, "state", "&s", &state);
-  g_variant_lookup (status, "downloaded", "t", &downloaded);
-  return (w->state == NULL || g_strcmp0 (state, w->state) == 0) && (!w->some_bytes || downloaded > 0);
-}
-
-static void
-wait_published (Fixture *f, const char *module, const char *state, gboolean some_bytes)
-{
-  ModuleWait w = { f, module, state, some_bytes };
-
-  g_assert_true (ota_test_wait (module_published, &w, OTA_TEST_TIMEOUT_MS));
-}
-
-/* Init as the test's connection, then waits until Modules shows it. */
-static void
-init_module (Fixture *f, const char *module, const char *version)
-{
-  g_autoptr (GError) error = NULL;
-
-  g_assert_true (ota_test_init (f->env.proxy, module, version, f->env.fw_dir, FALSE, &error));
-  g_assert_no_error (error);
-  wait_published (f, module, NULL, FALSE);
-}
-
 /* iv-ota-cloud offering @size bytes as TARGET, with @extra_arg (may be NULL). */
 static void
 start_cloud_tool (Fixture *f, gsize size, const char *extra_arg)
@@ -261,8 +216,8 @@ test_status_table (Fixture *f, gconstpointer data)
   assert_contains (r.out, "no module");
   cli_result_clear (&r);
 
-  init_module (f, "", "1.0");
-  init_module (f, "mcu", "3.1");
+  ota_test_env_init_published (&f->env, "", "1.0");
+  ota_test_env_init_published (&f->env, "mcu", "3.1");
   r = run_cli ("status");
   g_assert_cmpint (r.code, ==, CLI_OK);
   assert_contains (r.out, "(iv-otad " PACKAGE_VERSION ")");
@@ -307,8 +262,8 @@ test_status_download (Fixture *f, gconstpointer data)
   CliResult r;
 
   start_cloud_tool (f, 600000, "--rate=100000");
-  init_module (f, "", "1.0");
-  wait_published (f, "", "downloading", TRUE);
+  ota_test_env_init_published (&f->env, "", "1.0");
+  ota_test_env_wait_published (&f->env, "", "downloading", TRUE);
   r = run_cli ("status", ".");
   g_assert_cmpint (r.code, ==, CLI_OK);
   line = line_starting (r.out, "(main) ");
@@ -393,7 +348,7 @@ test_watch_plain_until (Fixture *f, gconstpointer data)
 
   start_cloud_tool (f, 300000, "--rate=300000");
   watch = spawn_watch (f, "watch.log", (const char *const[]) { "--until", "ready,fail", NULL });
-  init_module (f, "", "1.0");
+  ota_test_env_init_published (&f->env, "", "1.0");
   g_assert_cmpint (wait_exit_code (watch), ==, CLI_OK);
   out = file_text (watch->log_path);
   g_test_message ("watch:\n%s", out);
@@ -413,7 +368,7 @@ test_watch_plain_until (Fixture *f, gconstpointer data)
   g_assert_true (strstr (out, "verifying") < strstr (out, "ready ("));
   g_regex_unref (stamp);
   /* A module already in the state counts: a late watch ends at once. */
-  wait_published (f, "", "ready", TRUE);
+  ota_test_env_wait_published (&f->env, "", "ready", TRUE);
   r = run_cli ("watch", "--until", "ready");
   g_assert_cmpint (r.code, ==, CLI_OK);
   assert_contains (r.out, "(main): ready (size and MD5 verified) " TARGET);
@@ -431,7 +386,7 @@ test_watch_fail_and_timeout (Fixture *f, gconstpointer data)
   failing = spawn_watch (f, "watch-fail.log", (const char *const[]) { "--until", "fail", NULL });
   other = spawn_watch (f, "watch-mcu.log", (const char *const[]) { "--module", "mcu", "--until", "fail", "--timeout",
                                                                     "600", NULL });
-  init_module (f, "", "1.0");
+  ota_test_env_init_published (&f->env, "", "1.0");
   g_assert_cmpint (wait_exit_code (failing), ==, CLI_FAILED);
   failing_out = file_text (failing->log_path);
   assert_contains (failing_out, "(main): fail: -2 not found");
@@ -458,7 +413,7 @@ test_check (Fixture *f, gconstpointer data)
   assert_contains (r.err, "nothing to check");
   cli_result_clear (&r);
 
-  init_module (f, "", "1.0");
+  ota_test_env_init_published (&f->env, "", "1.0");
   g_assert_cmpint (ota_test_cloud_wait_report (f->env.cloud, 0, report, OTA_TEST_TIMEOUT_MS), >=, 0);
   before = f->env.cloud->reports->len;
   /* Anyone may ask: iv-ota does not own the module. */
@@ -494,8 +449,8 @@ test_cancel_not_owner (Fixture *f, gconstpointer data)
   assert_contains (r.out, "nothing to cancel");
   cli_result_clear (&r);
 
-  init_module (f, "", "1.0");
-  wait_published (f, "", "downloading", TRUE);
+  ota_test_env_init_published (&f->env, "", "1.0");
+  ota_test_env_wait_published (&f->env, "", "downloading", TRUE);
   r = run_cli ("cancel", "");
   g_assert_cmpint (r.code, ==, CLI_NOT_PERMITTED);
   assert_contains (r.err, "only the module's owner may cancel");

@@ -30,51 +30,6 @@ fixture_teardown (Fixture *f, gconstpointer data)
   ota_test_env_teardown (&f->env, NULL);
 }
 
-typedef struct {
-  Fixture *f;
-  const char *module;
-  const char *state; /* NULL: any */
-  gboolean some_bytes;
-} ModuleWait;
-
-/* Whether the agent's Modules property (what iv_ota_status_get reads), as
- * the test's proxy last saw it change, shows the module as wanted: an Init
- * reply or a GetStatus does not say that the property has changed already. */
-static gboolean
-module_published (gpointer data)
-{
-  ModuleWait *w = data;
-  GVariant *modules = ota_dbus_ota_get_modules (w->f->env.proxy);
-  g_autoptr (GVariant) status = modules != NULL ? g_variant_lookup_value (modules, w->module, NULL) : NULL;
-  const char *state = NULL;
-  guint64 downloaded = 0;
-
-  if (status == NULL)
-    return FALSE;
-  g_variant_lookup (status, "state", "&s", &state);
-  g_variant_lookup (status, "downloaded", "t", &downloaded);
-  return (w->state == NULL || g_strcmp0 (state, w->state) == 0) && (!w->some_bytes || downloaded > 0);
-}
-
-static void
-wait_published (Fixture *f, const char *module, const char *state, gboolean some_bytes)
-{
-  ModuleWait w = { f, module, state, some_bytes };
-
-  g_assert_true (ota_test_wait (module_published, &w, OTA_TEST_TIMEOUT_MS));
-}
-
-/* Init as the test's connection, then waits until Modules shows it. */
-static void
-init_module (Fixture *f, const char *module, const char *version)
-{
-  g_autoptr (GError) error = NULL;
-
-  g_assert_true (ota_test_init (f->env.proxy, module, version, f->env.fw_dir, FALSE, &error));
-  g_assert_no_error (error);
-  wait_published (f, module, NULL, FALSE);
-}
-
 static char *
 agent_unique_name (Fixture *f)
 {
@@ -137,8 +92,8 @@ test_status_of_every_module (Fixture *f, gconstpointer data)
   iv_ota_status_free (status);
 
   /* Registered in the other order: the snapshot is sorted by name. */
-  init_module (f, "mcu", "3.1");
-  init_module (f, "", "1.0");
+  ota_test_env_init_published (&f->env, "mcu", "3.1");
+  ota_test_env_init_published (&f->env, "", "1.0");
   status = NULL;
   g_assert_cmpint (iv_ota_status_get (&status), ==, IV_ERR_NONE);
   g_assert_cmpint (status->cloud_connected, ==, 1);
@@ -174,8 +129,8 @@ test_status_after_download (Fixture *f, gconstpointer data)
   gsize length = 0;
 
   f->tool = ota_test_cloud_tool_start (f->env.dir, "cloud-tool", f->env.broker->port, TARGET, firmware, NULL);
-  init_module (f, "", "1.0");
-  wait_published (f, "", "ready", TRUE);
+  ota_test_env_init_published (&f->env, "", "1.0");
+  ota_test_env_wait_published (&f->env, "", "ready", TRUE);
   g_assert_cmpint (iv_ota_status_get (&status), ==, IV_ERR_NONE);
   g_assert_cmpuint (status->n_modules, ==, 1);
   m = &status->modules[0];
@@ -208,7 +163,7 @@ test_requests_by_name (Fixture *f, gconstpointer data)
   iv_ota_module_s *radio = NULL;
   guint before;
 
-  init_module (f, "", "1.0");
+  ota_test_env_init_published (&f->env, "", "1.0");
   g_assert_cmpint (ota_test_cloud_wait_report (f->env.cloud, 0, VERSION_REPORT, OTA_TEST_TIMEOUT_MS), >=, 0);
   before = f->env.cloud->reports->len;
   /* CheckNow: anyone may ask. */
@@ -285,7 +240,7 @@ test_snapshot_flag (Fixture *f, gconstpointer data)
   iv_ota_observer_s *observer = NULL;
 
   g_mutex_init (&seen.lock);
-  init_module (f, "mcu", "3.1");
+  ota_test_env_init_published (&f->env, "mcu", "3.1");
   g_assert_cmpint (iv_ota_observer_add (on_event, &seen, &observer), ==, IV_ERR_NONE);
   seen_wait (&seen, "AGENT  1");
   seen_wait (&seen, "CONNECTION up 1");
