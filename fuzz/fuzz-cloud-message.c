@@ -125,13 +125,6 @@ check_ack (const OtaVersionAck *ack)
 }
 
 int
-LLVMFuzzerInitialize (int *argc, char ***argv)
-{
-  fuzz_glib_init ();
-  return 0;
-}
-
-int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
   OtaCloudMessage msg;

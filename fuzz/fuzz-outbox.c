@@ -5,13 +5,6 @@
 #include "fuzz-common.h"
 
 int
-LLVMFuzzerInitialize (int *argc, char ***argv)
-{
-  fuzz_glib_init ();
-  return 0;
-}
-
-int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
   g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func (g_free);

@@ -34,13 +34,6 @@ check_round_trip (const OtaRecord *record)
 }
 
 int
-LLVMFuzzerInitialize (int *argc, char ***argv)
-{
-  fuzz_glib_init ();
-  return 0;
-}
-
-int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
   OtaRecord record = { 0 };
