@@ -16,16 +16,7 @@
 # Env: IV_OTAD (built agent), OTA_POLICY (data/org.iv.Ota.conf).
 set -uo pipefail
 
-n=0
-failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 
 : "${IV_OTAD:?}" "${OTA_POLICY:?}"
 tmp=$(mktemp -d /tmp/iv-ota-activation-XXXXXX)
@@ -45,12 +36,6 @@ cleanup() {
   if [ "$failures" -eq 0 ] && [ -z "${OTA_TEST_KEEP:-}" ]; then rm -rf "$tmp"; else echo "# files kept in $tmp"; fi
 }
 trap cleanup EXIT
-
-# Polls COMMAND... for up to 20 s.
-wait_for() {
-  for _ in $(seq 200); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 
 # ---- the bus ----
 # Group iv-ota rarely exists on a build machine: the policy is then tested
@@ -79,37 +64,23 @@ cat >"$tmp/services/org.iv.Ota.service" <<EOF
 Name=org.iv.Ota
 Exec=$IV_OTAD --config $tmp/iv-otad.conf --bus session
 EOF
-cat >"$tmp/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$tmp/bus</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>$tmp/services</servicedir>
+if ! start_private_bus "$tmp" "  <servicedir>$tmp/services</servicedir>
   <!-- The default context of dbus's system.conf. -->
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  <policy context=\"default\">
+    <allow user=\"*\"/>
+    <deny own=\"*\"/>
+    <deny send_type=\"method_call\"/>
+    <allow send_type=\"signal\"/>
+    <allow send_requested_reply=\"true\" send_type=\"method_return\"/>
+    <allow send_requested_reply=\"true\" send_type=\"error\"/>
+    <allow receive_type=\"method_call\"/>
+    <allow receive_type=\"method_return\"/>
+    <allow receive_type=\"error\"/>
+    <allow receive_type=\"signal\"/>
+    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus\"/>
+    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Introspectable\"/>
   </policy>
-  <include>$policy</include>
-</busconfig>
-EOF
-dbus-daemon --config-file="$tmp/bus.conf" --nofork --nopidfile >"$tmp/bus.log" 2>&1 &
-bus_pid=$!
-export DBUS_SESSION_BUS_ADDRESS=unix:path=$tmp/bus
-unset DBUS_SYSTEM_BUS_ADDRESS DBUS_STARTER_ADDRESS DBUS_STARTER_BUS_TYPE
-if ! wait_for test -S "$tmp/bus"; then
+  <include>$policy</include>"; then
   echo "Bail out! dbus-daemon did not start: $(cat "$tmp/bus.log")"
   exit 1
 fi

@@ -15,21 +15,14 @@
 # Env: IV_OTAD, IV_OTA_CLOUD, OTA_TEST_CLIENT (tests/ota-test-client.c).
 set -uo pipefail
 
-n=0
-failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
+WAIT_SECONDS=30
 
 cases=("foreign directory refused" "symlinked directory refused" "escaping version refused"
   "escaping module refused" "firmware owned by the app" "record owned by the app"
   "planted hard links left alone" "planted symlink left alone" "directory swap does not redirect")
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then
-  for what in "${cases[@]}"; do echo "ok $((n += 1)) - $what # SKIP needs root and setpriv to run apps as another user"; done
+  for what in "${cases[@]}"; do skip "$what" "needs root and setpriv to run apps as another user"; done
   echo "1..$n"
   exit 0
 fi
@@ -51,11 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Polls COMMAND... for up to 30 s.
-wait_for() {
-  for _ in $(seq 300); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 bail() {
   echo "Bail out! $*"
   for log in "$tmp"/*.log; do echo "# --- $log"; tail -n 20 "$log" | sed 's/^/# /'; done
@@ -73,26 +61,15 @@ home=$tmp/home
 mkdir "$home" && chown "$nobody_uid:$nobody_gid" "$home"
 
 # ---- the bus: every user may connect, own names and call (the policy is not under test here) ----
-cat >"$tmp/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$tmp/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
+start_private_bus "$tmp" '  <policy context="default">
     <allow user="*"/>
     <allow own="*"/>
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-EOF
-dbus-daemon --config-file="$tmp/bus.conf" --nofork --nopidfile >"$tmp/bus.log" 2>&1 &
-pids+=($!)
-export DBUS_SESSION_BUS_ADDRESS=unix:path=$tmp/bus
-unset DBUS_SYSTEM_BUS_ADDRESS DBUS_STARTER_ADDRESS DBUS_STARTER_BUS_TYPE
-wait_for test -S "$tmp/bus" || bail "dbus-daemon did not start"
+  </policy>'
+bus_ok=$?
+pids+=("$bus_pid")
+[ "$bus_ok" -eq 0 ] || bail "dbus-daemon did not start"
 
 # ---- the broker ----
 broker_port=

@@ -10,16 +10,7 @@
 # SYSTEMD_UNIT_DIR SYSUSERS_DIR (absolute; the unit dirs may be "no").
 set -uo pipefail
 
-n=0
-failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 
 : "${BUILD_ROOT:?}" "${PROJECT_VERSION:?}" "${SBINDIR:?}" "${SYSCONFDIR:?}"
 dest=$(mktemp -d /tmp/iv-ota-install-XXXXXX)
