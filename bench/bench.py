@@ -692,17 +692,22 @@ def bench_latency(bench, results):
     results["getstatus"] = lat
 
 
-def bench_resume_cuts(bench, results):
-    cloud = bench.clouds["cut"]
-    size = cloud.size
-    fw_dir, state_dir = scenario_dirs(bench, "cuts")
-    agent = bench.start_agent("cut", state_dir)
+def run_until_ready(bench, device, fw_dir, state_dir):
+    """A fresh agent for DEVICE's scenario and an app, until FirmwareReady; both stopped after."""
+    agent = bench.start_agent(device, state_dir)
     try:
         app = bench.start_app(fw_dir)
         app.wait_ready(120)
         bench.procs.stop(app.proc)
     finally:
         bench.stop_agent(agent)
+
+
+def bench_resume_cuts(bench, results):
+    cloud = bench.clouds["cut"]
+    size = cloud.size
+    fw_dir, state_dir = scenario_dirs(bench, "cuts")
+    run_until_ready(bench, "cut", fw_dir, state_dir)
     lines = cloud.http_lines()
     cuts = sum(1 for l in lines if "fault=cut" in l)
     sent = cloud.total_sent()
@@ -745,13 +750,7 @@ def bench_resume_kill(bench, runs, results):
         wait_for(lambda: len(cloud.http_lines()) > 0 and "aborted" in cloud.http_lines()[-1],
                  10, "the cloud to notice the killed agent")
         sent_killed = cloud.total_sent() - sent_before
-        agent = bench.start_agent("rate", state_dir)
-        try:
-            app = bench.start_app(fw_dir)
-            app.wait_ready(120)
-            bench.procs.stop(app.proc)
-        finally:
-            bench.stop_agent(agent)
+        run_until_ready(bench, "rate", fw_dir, state_dir)
         sent = cloud.total_sent() - sent_before
         resume_line = cloud.http_lines()[-1]
         run = {"downloaded_seen": downloaded, "checkpoint_at_kill": checkpoint,
