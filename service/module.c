@@ -383,25 +383,21 @@ module_start_timer_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* An offer is being taken, not yet handed over to the app's burning. */
+static gboolean
+module_cycle_under_way (OtaModule *self)
+{
+  return self->state == OTA_MODULE_STATE_OFFERED || self->state == OTA_MODULE_STATE_DOWNLOADING ||
+         self->state == OTA_MODULE_STATE_VERIFYING || self->state == OTA_MODULE_STATE_READY;
+}
+
 static gboolean
 module_offer_is_news (OtaModule *self, const OtaOffer *offer)
 {
-  switch (self->state) {
-  case OTA_MODULE_STATE_OFFERED:
-  case OTA_MODULE_STATE_DOWNLOADING:
-  case OTA_MODULE_STATE_VERIFYING:
-  case OTA_MODULE_STATE_READY:
-    /* Re-offers of what is already under way are expected: the version is reported periodically. */
+  /* Re-offers of what is already under way are expected: the version is reported periodically. */
+  if (module_cycle_under_way (self))
     return !offers_equal (self->offer, offer);
-  case OTA_MODULE_STATE_BURNING:
-  case OTA_MODULE_STATE_REBOOTING:
-    return FALSE;
-  case OTA_MODULE_STATE_IDLE:
-  case OTA_MODULE_STATE_DONE:
-  case OTA_MODULE_STATE_FAIL:
-  default:
-    return TRUE;
-  }
+  return self->state != OTA_MODULE_STATE_BURNING && self->state != OTA_MODULE_STATE_REBOOTING;
 }
 
 void
@@ -425,9 +421,7 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
    * is only logged then (otherwise it fails like any other, see
    * module_begin_offer()). */
   refusal = module_offer_refusal (self, offer);
-  if (refusal != NULL &&
-      (self->state == OTA_MODULE_STATE_OFFERED || self->state == OTA_MODULE_STATE_DOWNLOADING ||
-       self->state == OTA_MODULE_STATE_VERIFYING || self->state == OTA_MODULE_STATE_READY)) {
+  if (refusal != NULL && module_cycle_under_way (self)) {
     module_log (self, G_LOG_LEVEL_WARNING, "cloud message rejected: update_firmware %s: %s (%s of %s goes on)",
                 offer->version, refusal, ota_module_state_to_string (self->state), self->offer->version);
     return;
