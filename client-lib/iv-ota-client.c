@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #define IV_OTA_PUBLIC __attribute__ ((visibility ("default")))
-/* ReportProgress result code of an application failure (DESIGN §1). */
+/* ReportProgress result code of an application failure (docs/protocol.md). */
 #define RESULT_APP_FAILED (-5)
 
 static __thread char last_error[CLIENT_ERROR_LEN];

@@ -1,4 +1,4 @@
-/* The agent's key-file configuration (DESIGN §5).
+/* The agent's key-file configuration (docs/configuration.md).
  *
  * Parsing is strict in the RAUC way: every known key is removed from the
  * GKeyFile once read, so whatever is left afterwards is a typo or an option

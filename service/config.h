@@ -1,4 +1,4 @@
-/* The agent's key-file configuration (DESIGN §5): strict, every key consumed. */
+/* The agent's key-file configuration (docs/configuration.md): strict, every key consumed. */
 #pragma once
 
 #include <glib.h>

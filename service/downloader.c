@@ -1,4 +1,4 @@
-/* The download engine (DESIGN §2).
+/* The download engine (docs/downloads.md).
  *
  * Three threads per download, a pipeline in which every job passes every
  * stage, in order:
@@ -46,9 +46,9 @@
 #include <openssl/md5.h>
 #endif
 
-/* Reads of this size run near the MD5 ceiling (notes/STACK.md); hashing works on whole buffers. */
+/* Reads of this size run near the MD5 ceiling (docs/downloads.md); hashing works on whole buffers. */
 #define OTA_CHUNK_SIZE (512 * 1024)
-/* A buffer with less room than this is handed over: no read asks for less (DESIGN §2). */
+/* A buffer with less room than this is handed over: no read asks for less (docs/downloads.md). */
 #define OTA_MIN_READ (256 * 1024)
 /* One buffer filling, one being hashed, one being written, one queued between
  * the two: each stage finds work the moment it is free. */

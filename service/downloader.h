@@ -1,4 +1,4 @@
-/* One firmware download (DESIGN §2): libsoup 3, resumable, MD5-verified,
+/* One firmware download (docs/downloads.md): libsoup 3, resumable, MD5-verified,
  * retried with backoff; hashing and writing off the main loop. */
 #pragma once
 

@@ -1,4 +1,4 @@
-/* The Tencent IoT $ota wire protocol (DESIGN §1): decoding and validation of
+/* The Tencent IoT $ota wire protocol (docs/protocol.md): decoding and validation of
  * cloud messages, encoding of device reports. Pure: no I/O, no global state. */
 #include "protocol.h"
 
@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-/* user_defined is opaque (DESIGN §1): whatever fits in a message is passed
+/* user_defined is opaque (docs/protocol.md): whatever fits in a message is passed
  * on; the bound only guards the re-serialised text. */
 #define OTA_PROTOCOL_MAX_USER_DEFINED_LEN OTA_PROTOCOL_MAX_MESSAGE_SIZE
 #define OTA_PROTOCOL_MAX_INSTALLED_VERSION_LEN 63

@@ -1,4 +1,4 @@
-/* The Tencent IoT $ota wire protocol (DESIGN §1) as pure functions: bytes in,
+/* The Tencent IoT $ota wire protocol (docs/protocol.md) as pure functions: bytes in,
  * structs out, no I/O, no global state. Unit-tested and fuzzed alone. */
 #pragma once
 

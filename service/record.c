@@ -1,4 +1,4 @@
-/* Resume records (DESIGN §2): pure JSON parse/serialize, and atomic load/save
+/* Resume records (docs/files.md): pure JSON parse/serialize, and atomic load/save
  * relative to a directory fd, never following symlinks. */
 
 #include "record.h"

@@ -1,4 +1,4 @@
-/* The resume record of a partial download (DESIGN §2), beside the image:
+/* The resume record of a partial download (docs/files.md), beside the image:
  * {"module":"","version":"0.2","md5sum":"…","file_size":708482,"downloaded_size":524288}
  * Files are always opened relative to a directory fd with O_NOFOLLOW. */
 #pragma once

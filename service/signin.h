@@ -1,4 +1,4 @@
-/* Device key sign-in of the Tencent IoT platform (DESIGN §5): the MQTT
+/* Device key sign-in of the Tencent IoT platform (docs/configuration.md): the MQTT
  * username and password signed with [device] device_secret.
  *
  *   username = {product_id}{device_name};12010126;{connid};{expiry}

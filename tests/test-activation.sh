@@ -8,7 +8,7 @@
 # session. It checks that:
 #  - nothing owns org.iv.Ota until the first call, which starts the agent from
 #    that activation file;
-#  - as DESIGN §3 says, a user outside group iv-ota may introspect, read
+#  - as docs/dbus.md says, a user outside group iv-ota may introspect, read
 #    properties and receive signals, but may neither call methods nor own the
 #    name; a member of the group may call methods.
 # The policy checks run clients as user nobody (setpriv), so they need root.

@@ -1,4 +1,4 @@
-/* Tests of the strict key-file configuration (DESIGN §5). */
+/* Tests of the strict key-file configuration (docs/configuration.md). */
 #include "config.h"
 
 #include <glib/gstdio.h>
@@ -401,7 +401,7 @@ test_load_of_missing_file_names_the_path (void)
 
 /* ---- data/iv-otad.conf, the installed example ---- */
 
-/* Every key of DESIGN §5. */
+/* Every key of docs/configuration.md. */
 static const char *const design_keys[] = {
   "mqtt host", "mqtt port", "mqtt client_id", "mqtt username", "mqtt password", "mqtt keepalive", "mqtt tls",
   "mqtt ca_file", "mqtt cert_file", "mqtt key_file", "device product_id", "device device_name",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Directory ownership end to end (DESIGN §3, TAP output): the agent runs as
+# Directory ownership end to end (docs/dbus.md, TAP output): the agent runs as
 # root, apps run as user nobody (setpriv), all on a private dbus-daemon that
 # lets every user in. It checks that an app of another uid
 #  - cannot make the agent use a directory it does not own, nor a symlink in

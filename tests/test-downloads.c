@@ -1,4 +1,4 @@
-/* Downloads end to end (DESIGN §1-§3): the real agent fetches an image from
+/* Downloads end to end (docs/downloads.md): the real agent fetches an image from
  * iv-ota-cloud (the cloud stand-in, with its HTTP faults), reports on the wire,
  * resumes after cuts, stalls, cancels and a SIGKILL, and stays responsive. */
 #include "harness.h"

@@ -1,4 +1,4 @@
-/* Module ownership (DESIGN §3): one owner per module; only the owner steers
+/* Module ownership (docs/dbus.md): one owner per module; only the owner steers
  * it; ownership ends with Exit or when the owner's connection leaves the bus;
  * offers reach the module their fw_type names, and only an owned one. */
 #include "harness.h"

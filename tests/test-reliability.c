@@ -1,4 +1,4 @@
-/* Reports that must never be lost (DESIGN §1, QoS): the persisted outbox
+/* Reports that must never be lost (docs/protocol.md, QoS): the persisted outbox
  * across broker outages, agent crashes and a damaged outbox file; a broker
  * that refuses the connection; and the reboot marker across an agent restart.
  *

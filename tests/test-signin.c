@@ -1,4 +1,4 @@
-/* Device key sign-in (DESIGN §5): the signed username and password.
+/* Device key sign-in (docs/configuration.md): the signed username and password.
  *
  * The expected passwords were computed outside this code base, with OpenSSL:
  *

@@ -1,4 +1,4 @@
-/* iv-ota-cloud: a local stand-in for the Tencent IoT cloud (DESIGN §1, §5).
+/* iv-ota-cloud: a local stand-in for the Tencent IoT cloud (docs/protocol.md).
  *
  * It listens to a device's reports over MQTT, prints each one on stdout as one
  * JSON line, answers report_version, offers a firmware image whenever the device
