@@ -92,8 +92,9 @@ int iv_ota_module_update_progress (iv_ota_module_s *handle, iv_ota_progress_type
 
 /* Asks the agent to report the module's version now, so that the cloud offers
  * an update at once if there is one. Thread: any.
- * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG, IV_ERR_OTA_NO_AGENT or
- * IV_ERR_OTA_REFUSED (an update cycle is running). */
+ * A cycle under way is no reason to refuse: the agent reports the version
+ * again and skips any wait before the next attempt.
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG or IV_ERR_OTA_NO_AGENT. */
 int iv_ota_module_check_now (iv_ota_module_s *handle);
 
 /* Stops a running download of the module; its partial file is kept, and the

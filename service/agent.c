@@ -8,6 +8,7 @@
 #include "protocol.h"
 #include "reporter.h"
 #include "signin.h"
+#include "util.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -91,12 +92,6 @@ agent_add_module (OtaAgent *self, const char *name)
   return module;
 }
 
-static const char *
-module_label (const char *module)
-{
-  return *module == '\0' ? "(main)" : module;
-}
-
 static OtaModule *
 agent_owned_module (OtaAgent *self, const char *module)
 {
@@ -111,7 +106,7 @@ agent_handle_offer (OtaAgent *self, const OtaOffer *offer)
 
   if (module == NULL) {
     g_warning ("update_firmware %s for module %s dropped: no application owns that module", offer->version,
-               module_label (offer->module));
+               ota_protocol_module_label (offer->module));
     return;
   }
   ota_module_handle_offer (module, offer);
@@ -233,8 +228,7 @@ ota_agent_new (OtaConfig *config, GError **error)
 
   self->config = config;
   if (g_mkdir_with_parents (config->state_dir, 0700) != 0) {
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot create state_dir %s: %s",
-                 config->state_dir, g_strerror (errno));
+    ota_set_error_from_errno (error, errno, "cannot create state_dir %s", config->state_dir);
     return NULL;
   }
   self->session = ota_download_session_new (config->ca_file, error);
@@ -325,7 +319,9 @@ agent_lookup_owned (OtaAgent *self, const char *owner, const char *module, GErro
   return m;
 }
 
-/* Released modules stay listed for status; the oldest of them make room for new ones. */
+/* Released modules stay listed for status. When the table is full, one of
+ * them (the first the hash table yields, not necessarily the oldest) makes
+ * room for a new one; owned modules are never dropped. */
 static gboolean
 agent_make_room (OtaAgent *self)
 {

@@ -28,7 +28,7 @@ typedef struct {
   guint progress_interval;  /* seconds, 1..3600, default 1 */
   guint max_retries;        /* 0..1000, default 5 */
   guint stall_timeout;      /* seconds, 1..3600, default 30 */
-  guint64 checkpoint_bytes; /* 64 KiB..1 GiB, default 4194304 */
+  guint64 checkpoint_bytes; /* 4096..1 GiB, default 4194304 */
   guint64 max_firmware_size;/* 1..2^50, default 2147483648 */
   gboolean require_https;   /* default TRUE */
   char *ca_file;            /* default "" (system store) */

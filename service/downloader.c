@@ -23,6 +23,7 @@
 
 #include "protocol.h"
 #include "record.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -346,14 +347,6 @@ ota_link_post (OtaLink *link, GMainContext *context, OtaJob *job)
   g_source_unref (source);
 }
 
-static gboolean
-ota_set_errno_error (GError **error, int saved_errno, const char *what, const char *name)
-{
-  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno), "%s %s: %s", what, name,
-               g_strerror (saved_errno));
-  return FALSE;
-}
-
 /* ---- the writer: files, checkpoints, verification ---- */
 
 /* Downloads of one module in one directory touch the same files. A cancelled
@@ -497,28 +490,12 @@ ota_writer_checkpoint (OtaWriter *w, GError **error)
   if (w->written == w->synced)
     return TRUE;
   if (fdatasync (w->bin_fd) < 0)
-    return ota_set_errno_error (error, errno, "cannot sync", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot sync %s", w->bin_name);
   if (!ota_writer_save_record (w, w->written, error))
     return FALSE;
   w->synced = w->written;
   w->synced_at = g_get_monotonic_time ();
   return TRUE;
-}
-
-static int
-ota_pwrite_all (int fd, const guint8 *data, gsize length, off_t offset)
-{
-  while (length > 0) {
-    ssize_t n = pwrite (fd, data, length, offset);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return errno;
-    data += n;
-    length -= (gsize) n;
-    offset += n;
-  }
-  return 0;
 }
 
 static gboolean
@@ -527,7 +504,7 @@ ota_writer_write (OtaWriter *w, const guint8 *data, gsize length, GError **error
   int saved_errno = ota_pwrite_all (w->bin_fd, data, length, (off_t) w->written);
 
   if (saved_errno != 0)
-    return ota_set_errno_error (error, saved_errno, "cannot write", w->bin_name);
+    return ota_set_error_from_errno (error, saved_errno, "cannot write %s", w->bin_name);
   /* Writeback starts now, in the background, so the next checkpoint's
    * fdatasync finds little left to write instead of the whole stretch. A hint:
    * where it fails, fdatasync still does all the work. */
@@ -551,22 +528,10 @@ ota_writer_restart (OtaWriter *w, GError **error)
   if (!ota_writer_save_record (w, 0, error))
     return FALSE;
   if (ftruncate (w->bin_fd, 0) < 0)
-    return ota_set_errno_error (error, errno, "cannot truncate", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot truncate %s", w->bin_name);
   w->written = w->synced = 0;
   w->synced_at = g_get_monotonic_time ();
   return TRUE;
-}
-
-static gboolean
-ota_md5_is_valid (const char *md5sum)
-{
-  gsize i;
-
-  for (i = 0; md5sum[i] != '\0'; i++) {
-    if (!g_ascii_isxdigit (md5sum[i]))
-      return FALSE;
-  }
-  return i == 32;
 }
 
 static gboolean
@@ -582,7 +547,8 @@ ota_writer_check_offer (OtaWriter *w, GError **error)
   }
   /* Both become file names: refuse anything that was not validated. */
   if (!ota_protocol_module_is_valid (w->record.module) ||
-      !ota_protocol_version_is_valid (w->record.version) || !ota_md5_is_valid (w->record.md5sum)) {
+      !ota_protocol_version_is_valid (w->record.version) ||
+      !ota_protocol_md5sum_is_valid (w->record.md5sum)) {
     g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                          "invalid module, version or md5sum");
     return FALSE;
@@ -681,7 +647,7 @@ ota_writer_check_space (OtaWriter *w, GError **error)
   guint64 need, avail;
 
   if (fstatvfs (w->dir_fd, &vfs) < 0)
-    return ota_set_errno_error (error, errno, "cannot check free space in", w->dir_path);
+    return ota_set_error_from_errno (error, errno, "cannot check free space in %s", w->dir_path);
   need = w->record.file_size - MIN (ota_writer_reusable_bytes (w), w->record.file_size) +
          OTA_SPACE_MARGIN;
   avail = (guint64) vfs.f_bavail * vfs.f_frsize;
@@ -707,7 +673,7 @@ ota_writer_open_existing (OtaWriter *w, GError **error)
   /* O_NONBLOCK: a FIFO planted under our name must not hang the writer. */
   w->bin_fd = openat (w->dir_fd, w->bin_name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (w->bin_fd < 0)
-    return errno == ENOENT || ota_set_errno_error (error, errno, "cannot open", w->bin_name);
+    return errno == ENOENT || ota_set_error_from_errno (error, errno, "cannot open %s", w->bin_name);
   if (fstat (w->bin_fd, &st) < 0 || !S_ISREG (st.st_mode)) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE, "%s is not a regular file",
                  w->bin_name);
@@ -721,7 +687,7 @@ ota_writer_open_existing (OtaWriter *w, GError **error)
   close (w->bin_fd);
   w->bin_fd = -1;
   if (unlinkat (w->dir_fd, w->bin_name, 0) < 0)
-    return ota_set_errno_error (error, errno, "cannot remove", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot remove %s", w->bin_name);
   return TRUE;
 }
 
@@ -734,16 +700,16 @@ ota_writer_open_image (OtaWriter *w, gboolean resume, GError **error)
   if (resume && !ota_writer_open_existing (w, error))
     return FALSE;
   if (!resume && unlinkat (w->dir_fd, w->bin_name, 0) < 0 && errno != ENOENT)
-    return ota_set_errno_error (error, errno, "cannot remove", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot remove %s", w->bin_name);
   /* O_EXCL: whatever appears under the name meanwhile is refused, not opened. */
   if (w->bin_fd < 0)
     w->bin_fd = openat (w->dir_fd, w->bin_name,
                         O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
   if (w->bin_fd < 0)
-    return ota_set_errno_error (error, errno, "cannot create", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot create %s", w->bin_name);
   if (w->owner_uid != (uid_t) -1 && geteuid () == 0 &&
       fchown (w->bin_fd, w->owner_uid, w->owner_gid) < 0)
-    return ota_set_errno_error (error, errno, "cannot change the owner of", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot change the owner of %s", w->bin_name);
   return TRUE;
 }
 
@@ -764,7 +730,7 @@ ota_writer_rehash (OtaWriter *w, OtaHash *hash, guint64 length, GError **error)
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
-      return ota_set_errno_error (error, errno, "cannot read", w->bin_name);
+      return ota_set_error_from_errno (error, errno, "cannot read %s", w->bin_name);
     if (n == 0) {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s shrank while re-hashing",
                    w->bin_name);
@@ -784,10 +750,10 @@ ota_writer_resume (OtaWriter *w, OtaHash *hash, guint64 recorded, GError **error
   guint64 keep;
 
   if (fstat (w->bin_fd, &st) < 0)
-    return ota_set_errno_error (error, errno, "cannot stat", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot stat %s", w->bin_name);
   keep = MIN (recorded, (guint64) st.st_size);
   if (ftruncate (w->bin_fd, (off_t) keep) < 0)
-    return ota_set_errno_error (error, errno, "cannot truncate", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot truncate %s", w->bin_name);
   if (!ota_writer_rehash (w, hash, keep, error))
     return FALSE;
   if (keep != recorded && !ota_writer_save_record (w, keep, error))
@@ -827,9 +793,9 @@ static gboolean
 ota_writer_discard (OtaWriter *w, GError **error)
 {
   if (unlinkat (w->dir_fd, w->bin_name, 0) < 0 && errno != ENOENT)
-    return ota_set_errno_error (error, errno, "cannot delete", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot delete %s", w->bin_name);
   if (unlinkat (w->dir_fd, w->record_name, 0) < 0 && errno != ENOENT)
-    return ota_set_errno_error (error, errno, "cannot delete", w->record_name);
+    return ota_set_error_from_errno (error, errno, "cannot delete %s", w->record_name);
   return TRUE;
 }
 
@@ -851,9 +817,9 @@ ota_writer_verify (OtaWriter *w, OtaJob *job, GError **error)
   }
   /* The image must be durable before the record that says "unfinished" goes. */
   if (fdatasync (w->bin_fd) < 0)
-    return ota_set_errno_error (error, errno, "cannot sync", w->bin_name);
+    return ota_set_error_from_errno (error, errno, "cannot sync %s", w->bin_name);
   if (unlinkat (w->dir_fd, w->record_name, 0) < 0 && errno != ENOENT)
-    return ota_set_errno_error (error, errno, "cannot delete", w->record_name);
+    return ota_set_error_from_errno (error, errno, "cannot delete %s", w->record_name);
   job->code = OTA_RESULT_OK;
   return TRUE;
 }
@@ -1251,10 +1217,7 @@ ota_download_verify (OtaDownload *self)
 static guint
 ota_backoff_delay_ms (guint attempt)
 {
-  guint64 base = MIN ((guint64) OTA_BACKOFF_BASE_MS << MIN (attempt, 8), OTA_BACKOFF_MAX_MS);
-
-  /* ±25 % so that devices cut off together do not come back together. */
-  return (guint) MIN (g_random_double_range (0.75 * (double) base, 1.25 * (double) base),
+  return (guint) MIN (ota_jitter (ota_backoff_delay (attempt, OTA_BACKOFF_BASE_MS, OTA_BACKOFF_MAX_MS)),
                       OTA_BACKOFF_MAX_MS);
 }
 

@@ -3,6 +3,7 @@
 #include "downloader.h"
 #include "error.h"
 #include "state-store.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,12 +66,6 @@ ota_module_state_to_string (OtaModuleState state)
 }
 
 /* The module name as logs show it. */
-static const char *
-module_label (OtaModule *self)
-{
-  return *self->name == '\0' ? "(main)" : self->name;
-}
-
 static void module_log (OtaModule *self, GLogLevelFlags level, const char *format, ...) G_GNUC_PRINTF (3, 4);
 
 /* One line per event of this module, "module <name>: ...". In the journal
@@ -85,8 +80,8 @@ module_log (OtaModule *self, GLogLevelFlags level, const char *format, ...)
   va_start (args, format);
   text = g_strdup_vprintf (format, args);
   va_end (args);
-  g_log_structured (G_LOG_DOMAIN, level, "IV_OTA_MODULE", self->name, "MESSAGE", "module %s: %s", module_label (self),
-                    text);
+  g_log_structured (G_LOG_DOMAIN, level, "IV_OTA_MODULE", self->name, "MESSAGE", "module %s: %s",
+                    ota_protocol_module_label (self->name), text);
 }
 
 static void
@@ -311,14 +306,10 @@ module_start_download (OtaModule *self)
 static guint
 module_failure_delay (OtaModule *self)
 {
-  guint64 delay;
-
   if (!offers_equal (self->failed_offer, self->offer) || self->fail_streak == 0)
     return 0;
-  delay = self->config->retry_interval;
-  for (guint i = 1; i < self->fail_streak && delay < self->config->report_interval; i++)
-    delay *= 2;
-  return (guint) MIN (delay, MAX (self->config->report_interval, self->config->retry_interval));
+  return (guint) ota_backoff_delay (self->fail_streak - 1, self->config->retry_interval,
+                                    MAX (self->config->report_interval, self->config->retry_interval));
 }
 
 static void

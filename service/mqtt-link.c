@@ -1,4 +1,5 @@
 #include "mqtt-link.h"
+#include "util.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -294,13 +295,7 @@ link_drop_session (OtaMqttLink *self)
 static guint
 link_backoff_ms (OtaMqttLink *self)
 {
-  guint64 delay = self->backoff_min_ms;
-
-  for (guint i = 0; i < self->attempt && delay < self->backoff_max_ms; i++)
-    delay *= 2;
-  delay = MIN (delay, self->backoff_max_ms);
-  /* ±25 % jitter so that a fleet does not reconnect in lockstep. */
-  return (guint) (delay * (0.75 + g_random_double () * 0.5));
+  return (guint) ota_jitter (ota_backoff_delay (self->attempt, self->backoff_min_ms, self->backoff_max_ms));
 }
 
 /* OpenSSL's default asks for a key's passphrase on the terminal: a daemon
@@ -438,14 +433,9 @@ link_schedule_retry (OtaMqttLink *self, guint min_delay_ms)
 static gboolean
 check_readable (const char *what, const char *path, GError **error)
 {
-  int saved_errno;
-
   if (path == NULL || *path == '\0' || g_access (path, R_OK) == 0)
     return TRUE;
-  saved_errno = errno;
-  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno), "mqtt: cannot read %s %s: %s", what, path,
-               g_strerror (saved_errno));
-  return FALSE;
+  return ota_set_error_from_errno (error, errno, "mqtt: cannot read %s %s", what, path);
 }
 
 OtaMqttLink *

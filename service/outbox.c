@@ -1,6 +1,6 @@
 #include "outbox.h"
 
-#include "state-store.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -153,7 +153,7 @@ outbox_save (OtaOutbox *self, GError **error)
 {
   g_autofree char *data = outbox_serialize (self);
 
-  return ota_file_replace_atomically (self->path, data, strlen (data), error);
+  return ota_replace_file (self->path, data, strlen (data), error);
 }
 
 static void

@@ -78,13 +78,19 @@ ota_protocol_installed_version_is_valid (const char *version)
   return is_visible_ascii (version, OTA_PROTOCOL_MAX_INSTALLED_VERSION_LEN);
 }
 
-static gboolean
-md5sum_is_valid (const char *md5sum)
+const char *
+ota_protocol_module_label (const char *module)
+{
+  return *module == '\0' ? "(main)" : module;
+}
+
+gboolean
+ota_protocol_md5sum_is_valid (const char *md5sum)
 {
   if (strlen (md5sum) != OTA_PROTOCOL_MD5_HEX_LEN)
     return FALSE;
   for (const char *p = md5sum; *p != '\0'; p++) {
-    if (!g_ascii_isxdigit (*p))
+    if (!g_ascii_isdigit (*p) && !(*p >= 'a' && *p <= 'f'))
       return FALSE;
   }
   return TRUE;
@@ -495,14 +501,16 @@ static gboolean
 read_md5sum (JsonObject *object, OtaOffer *offer, GError **error)
 {
   const char *value;
+  g_autofree char *lower = NULL;
 
   if (!get_string (object, UPDATE_FIRMWARE, "md5sum", TRUE, &value, error))
     return FALSE;
-  if (!md5sum_is_valid (value))
+  /* The cloud may write either case; inside the agent an MD5 is lowercase. */
+  lower = g_ascii_strdown (value, -1);
+  if (!ota_protocol_md5sum_is_valid (lower))
     return field_error (error, UPDATE_FIRMWARE, "md5sum", "expected %d hex digits",
                         OTA_PROTOCOL_MD5_HEX_LEN);
-  /* Compared with GChecksum output, which is lowercase. */
-  offer->md5sum = g_ascii_strdown (value, -1);
+  offer->md5sum = g_steal_pointer (&lower);
   return TRUE;
 }
 
@@ -892,23 +900,3 @@ ota_protocol_encode_progress (const OtaProgressReport *report)
   return builder_to_json (builder);
 }
 
-const char *
-ota_result_code_to_string (int result_code)
-{
-  switch (result_code) {
-  case OTA_RESULT_OK:
-    return "success";
-  case OTA_RESULT_TIMEOUT:
-    return "time_out";
-  case OTA_RESULT_NOT_FOUND:
-    return "file_not_exist";
-  case OTA_RESULT_EXPIRED:
-    return "auth_fail";
-  case OTA_RESULT_MD5_MISMATCH:
-    return "md5_not_match";
-  case OTA_RESULT_FAILED:
-    return "update_failed";
-  default:
-    return "error";
-  }
-}

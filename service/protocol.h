@@ -99,13 +99,17 @@ gboolean ota_protocol_module_is_valid (const char *module);
 /* Installed version of a device: 1..63 printable ASCII characters. */
 gboolean ota_protocol_installed_version_is_valid (const char *version);
 
+/* How logs name @module: "(main)" for the main firmware "", else its name. */
+const char *ota_protocol_module_label (const char *module);
+
+/* 32 lowercase hexadecimal digits: the one form in which the agent keeps an
+ * MD5 (offers are lowered when parsed, records and hashes are lowercase). */
+gboolean ota_protocol_md5sum_is_valid (const char *md5sum);
+
 /* {"type":"report_version","report":{"version":V[,"fw_type":M]}}; newly allocated. */
 char *ota_protocol_encode_report_version (const char *module, const char *version);
 /* {"type":"report_progress","report":{"progress":{...},"version":V[,"fw_type":M][,"task_id":T]}};
  * percent and result_code as JSON strings. Newly allocated. */
 char *ota_protocol_encode_progress (const OtaProgressReport *report);
-
-/* Short human name of a result code ("time_out", "file_not_exist", ...). */
-const char *ota_result_code_to_string (int result_code);
 
 G_END_DECLS

@@ -4,6 +4,7 @@
 #include "record.h"
 
 #include "protocol.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,18 +36,6 @@ ota_record_clear (OtaRecord *record)
   g_clear_pointer (&record->md5sum, g_free);
   record->file_size = 0;
   record->downloaded_size = 0;
-}
-
-static gboolean
-ota_record_md5_is_valid (const char *md5sum)
-{
-  if (strlen (md5sum) != 32)
-    return FALSE;
-  for (const char *p = md5sum; *p != '\0'; p++) {
-    if (!g_ascii_isdigit (*p) && !(*p >= 'a' && *p <= 'f'))
-      return FALSE;
-  }
-  return TRUE;
 }
 
 static const char *
@@ -89,7 +78,7 @@ ota_record_parse_object (JsonObject *obj, OtaRecord *rec, GError **error)
     return FALSE;
   /* Module and version become path components: validate like the cloud's. */
   if (!ota_protocol_module_is_valid (module) || !ota_protocol_version_is_valid (version) ||
-      !ota_record_md5_is_valid (md5sum)) {
+      !ota_protocol_md5sum_is_valid (md5sum)) {
     g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                          "invalid module, version or md5sum");
     return FALSE;
@@ -171,12 +160,8 @@ ota_record_read_fd (int fd, GString *buf, GError **error)
     ssize_t n = read (fd, chunk, sizeof (chunk));
     if (n < 0 && errno == EINTR)
       continue;
-    if (n < 0) {
-      int saved = errno;
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "read: %s",
-                   g_strerror (saved));
-      return FALSE;
-    }
+    if (n < 0)
+      return ota_set_error_from_errno (error, errno, "read");
     if (n == 0)
       return TRUE;
     g_string_append_len (buf, chunk, n);
@@ -189,15 +174,11 @@ ota_record_load_at (int dir_fd, const char *name, OtaRecord *record, GError **er
 {
   g_autoptr(GString) buf = g_string_new (NULL);
   struct stat st;
-  int fd, saved;
+  int fd;
 
   fd = openat (dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot open %s: %s", name,
-                 g_strerror (saved));
-    return FALSE;
-  }
+  if (fd < 0)
+    return ota_set_error_from_errno (error, errno, "cannot open %s", name);
   /* O_NONBLOCK only so that a FIFO planted here cannot block us; not a regular file is refused. */
   if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode) || st.st_size > OTA_RECORD_MAX_SIZE) {
     close (fd);
@@ -227,88 +208,15 @@ ota_record_load_at (int dir_fd, const char *name, OtaRecord *record, GError **er
   return TRUE;
 }
 
-static gboolean
-ota_record_write_fd (int fd, const char *data, gsize length, GError **error)
-{
-  while (length > 0) {
-    ssize_t n = write (fd, data, length);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      int saved = errno;
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "write: %s",
-                   g_strerror (saved));
-      return FALSE;
-    }
-    data += n;
-    length -= (gsize) n;
-  }
-  return TRUE;
-}
-
-static gboolean
-ota_record_fill_tmp (int fd, const OtaRecord *record, uid_t owner, gid_t group, GError **error)
-{
-  g_autofree char *data = ota_record_serialize (record);
-  int saved;
-
-  if (!ota_record_write_fd (fd, data, strlen (data), error))
-    return FALSE;
-  if (owner != (uid_t) -1 && geteuid () == 0 && fchown (fd, owner, group) < 0) {
-    saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "fchown: %s",
-                 g_strerror (saved));
-    return FALSE;
-  }
-  /* The rename must not become visible before the content is on disk. */
-  if (fsync (fd) < 0) {
-    saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "fsync: %s",
-                 g_strerror (saved));
-    return FALSE;
-  }
-  return TRUE;
-}
-
 gboolean
 ota_record_save_at (int dir_fd, const char *name, const OtaRecord *record, uid_t owner,
                     gid_t group, GError **error)
 {
-  g_autofree char *tmp = g_strconcat (name, ".tmp", NULL);
-  gboolean ok;
-  int fd, saved;
+  g_autofree char *data = ota_record_serialize (record);
 
-  /* Never O_TRUNC an existing name: in an app's directory it may be a hard
-   * link to a file of someone else. A fresh file, or an error. */
-  if (unlinkat (dir_fd, tmp, 0) < 0 && errno != ENOENT) {
-    saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot remove %s: %s", tmp,
-                 g_strerror (saved));
-    return FALSE;
-  }
-  fd = openat (dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot create %s: %s", tmp,
-                 g_strerror (saved));
-    return FALSE;
-  }
-  ok = ota_record_fill_tmp (fd, record, owner, group, error);
-  if (close (fd) < 0 && ok) {
-    saved = errno;
-    ok = FALSE;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "close: %s",
-                 g_strerror (saved));
-  }
-  if (ok && renameat (dir_fd, tmp, dir_fd, name) < 0) {
-    saved = errno;
-    ok = FALSE;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "rename: %s",
-                 g_strerror (saved));
-  }
-  if (!ok) {
-    unlinkat (dir_fd, tmp, 0);
+  if (!ota_replace_file_at (dir_fd, name, data, strlen (data), 0644, owner, group, error)) {
     g_prefix_error (error, "cannot save %s: ", name);
+    return FALSE;
   }
-  return ok;
+  return TRUE;
 }

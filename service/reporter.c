@@ -89,12 +89,6 @@ ota_reporter_send_volatile (OtaReporter *self, const char *payload)
     g_debug ("progress report dropped: %s", error->message);
 }
 
-guint
-ota_reporter_get_pending (OtaReporter *self)
-{
-  return ota_outbox_get_length (self->outbox);
-}
-
 static void
 ota_reporter_finalize (GObject *object)
 {

@@ -22,7 +22,4 @@ void ota_reporter_send_reliable (OtaReporter *self, const char *payload, const c
 /* Publishes @payload at QoS 0 if connected; dropped otherwise. */
 void ota_reporter_send_volatile (OtaReporter *self, const char *payload);
 
-/* Reports waiting for an acknowledgement (including the one in flight). */
-guint ota_reporter_get_pending (OtaReporter *self);
-
 G_END_DECLS

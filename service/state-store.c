@@ -1,6 +1,7 @@
 #include "state-store.h"
 
 #include "protocol.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,58 +28,6 @@ marker_path (const char *state_dir, const char *module)
   return g_build_filename (state_dir, name, NULL);
 }
 
-/* The rename itself is only durable once the directory is synced: without
- * it, a power cut right after "rebooting" could bring back the old state.
- * Best effort: the new content is in place either way. */
-static void
-state_store_sync_parent (const char *path)
-{
-  g_autofree char *dir = g_path_get_dirname (path);
-  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-  if (fd < 0 || fsync (fd) != 0)
-    g_debug ("cannot sync directory %s: %s", dir, g_strerror (errno));
-  if (fd >= 0)
-    close (fd);
-}
-
-gboolean
-ota_file_replace_atomically (const char *path, const char *data, gsize length, GError **error)
-{
-  g_autofree char *tmp = g_strconcat (path, ".tmp", NULL);
-  gsize done = 0;
-  int saved = 0;
-  int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-
-  if (fd < 0) {
-    saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot write %s: %s", tmp,
-                 g_strerror (saved));
-    return FALSE;
-  }
-  while (done < length) {
-    ssize_t n = write (fd, data + done, length - done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      break;
-    done += (gsize) n;
-  }
-  if (done < length || fsync (fd) != 0)
-    saved = errno != 0 ? errno : EIO;
-  close (fd);
-  if (saved == 0 && rename (tmp, path) != 0)
-    saved = errno;
-  if (saved != 0) {
-    unlink (tmp);
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot write %s: %s", path,
-                 g_strerror (saved));
-    return FALSE;
-  }
-  state_store_sync_parent (path);
-  return TRUE;
-}
-
 gboolean
 ota_reboot_marker_save (const char *state_dir, const char *module, const OtaRebootMarker *marker,
                         GError **error)
@@ -102,7 +51,7 @@ ota_reboot_marker_save (const char *state_dir, const char *module, const OtaRebo
   json_builder_end_object (builder);
   root = json_builder_get_root (builder);
   data = json_to_string (root, FALSE);
-  return ota_file_replace_atomically (path, data, strlen (data), error);
+  return ota_replace_file (path, data, strlen (data), error);
 }
 
 static const char *
@@ -178,11 +127,5 @@ ota_reboot_marker_delete (const char *state_dir, const char *module, GError **er
 {
   g_autofree char *path = marker_path (state_dir, module);
 
-  if (unlink (path) != 0 && errno != ENOENT) {
-    int saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot remove %s: %s", path,
-                 g_strerror (saved));
-    return FALSE;
-  }
-  return TRUE;
+  return ota_remove_file (path, error);
 }

@@ -28,7 +28,4 @@ gboolean ota_reboot_marker_parse (const char *data, gsize length, OtaRebootMarke
 
 gboolean ota_reboot_marker_delete (const char *state_dir, const char *module, GError **error);
 
-/* Writes @data to @path atomically: temp file, fsync, rename. */
-gboolean ota_file_replace_atomically (const char *path, const char *data, gsize length, GError **error);
-
 G_END_DECLS

@@ -798,19 +798,6 @@ test_encode_task_id_not_a_number (void)
                   "\"result_code\":\"0\",\"result_msg\":\"\"},\"version\":\"0.2\",\"task_id\":\"12a\"}}");
 }
 
-static void
-test_result_code_to_string (void)
-{
-  g_assert_cmpstr (ota_result_code_to_string (OTA_RESULT_OK), ==, "success");
-  g_assert_cmpstr (ota_result_code_to_string (-1), ==, "time_out");
-  g_assert_cmpstr (ota_result_code_to_string (-2), ==, "file_not_exist");
-  g_assert_cmpstr (ota_result_code_to_string (-3), ==, "auth_fail");
-  g_assert_cmpstr (ota_result_code_to_string (-4), ==, "md5_not_match");
-  g_assert_cmpstr (ota_result_code_to_string (-5), ==, "update_failed");
-  g_assert_cmpstr (ota_result_code_to_string (-6), ==, "error");
-  g_assert_cmpstr (ota_result_code_to_string (1), ==, "error");
-}
-
 int
 main (int argc, char **argv)
 {
@@ -855,7 +842,6 @@ main (int argc, char **argv)
   g_test_add_func ("/protocol/encode/progress-escapes-text", test_encode_progress_escapes);
   g_test_add_func ("/protocol/encode/task-id-not-a-number", test_encode_task_id_not_a_number);
   g_test_add_func ("/protocol/round-trip/task-id", test_round_trip_task_id);
-  g_test_add_func ("/protocol/result-code/to-string", test_result_code_to_string);
 
   return g_test_run ();
 }
