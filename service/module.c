@@ -46,6 +46,10 @@ struct _OtaModule {
   guint start_timer;       /* delayed start after failures of the same offer */
   guint fail_streak;       /* consecutive failed cycles of the same offer */
   OtaOffer *failed_offer;
+  GCancellable *verifying; /* re-hashing a kept ready image, NULL when not */
+  /* Some Init made an owner since the agent started: from then on the
+   * agent itself knows who had the cycle, the persisted owner is history. */
+  gboolean had_owner;
   gint64 last_cloud_progress;
   gint64 last_bus_progress;
 };
@@ -177,6 +181,9 @@ static void
 module_stop_download (OtaModule *self)
 {
   g_clear_handle_id (&self->start_timer, g_source_remove);
+  if (self->verifying != NULL)
+    g_cancellable_cancel (self->verifying);
+  g_clear_object (&self->verifying);
   if (self->download == NULL)
     return;
   g_signal_handlers_disconnect_by_data (self->download, self);
@@ -224,6 +231,46 @@ on_download_verifying (OtaDownload *download, OtaModule *self)
   module_set_state (self, OTA_MODULE_STATE_VERIFYING);
 }
 
+/* The cycle's persisted phase, so that a restarted agent or a new owner can
+ * finish it (see ota_module_activate()). */
+static gboolean
+module_save_cycle (OtaModule *self, OtaCyclePhase phase, GError **error)
+{
+  OtaCycleRecord record = {
+    .phase = phase,
+    .target_version = self->offer->version,
+    .md5sum = self->offer->md5sum,
+    .file_size = self->offer->file_size,
+    .path = self->path,
+    .task_id = self->offer->task_id,
+    .task_id_is_number = self->offer->task_id_is_number,
+    .owner = self->owner,
+    .boot_id = (char *) ota_state_boot_id (),
+  };
+
+  return ota_cycle_record_save (self->config->state_dir, self->name, &record, error);
+}
+
+static void
+module_forget_cycle_record (OtaModule *self)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!ota_cycle_record_delete (self->config->state_dir, self->name, &error))
+    module_log (self, G_LOG_LEVEL_WARNING, "%s", error->message);
+}
+
+/* The cycle ended (or another target replaces it): nothing of it is pending. */
+static void
+module_forget_cycle (OtaModule *self)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!ota_reboot_marker_delete (self->config->state_dir, self->name, &error) ||
+      !ota_cycle_record_delete (self->config->state_dir, self->name, &error))
+    module_log (self, G_LOG_LEVEL_WARNING, "%s", error->message);
+}
+
 /* A cycle ended: the cloud learns the version again, which drives the next offer. */
 static void
 module_cycle_failed (OtaModule *self, int code, const char *msg)
@@ -237,8 +284,35 @@ module_cycle_failed (OtaModule *self, int code, const char *msg)
   }
   module_set_result (self, code, msg);
   module_report_progress (self, "fail", -1, code, msg, TRUE);
+  module_forget_cycle (self);
   module_set_state (self, OTA_MODULE_STATE_FAIL);
   module_report_version (self);
+}
+
+/* The verified image at @path is the owner's now. It is remembered as
+ * "ready" first: an agent restarted after FirmwareReady answers the cloud's
+ * re-offer from this file instead of downloading over it. */
+static void
+module_hand_over (OtaModule *self, const char *path)
+{
+  g_autoptr (GError) error = NULL;
+
+  self->downloaded = self->total = self->offer->file_size;
+  g_free (self->path);
+  self->path = g_strdup (path);
+  g_clear_pointer (&self->failed_offer, ota_offer_free);
+  self->fail_streak = 0;
+  module_set_result (self, 0, "");
+  if (!module_save_cycle (self, OTA_CYCLE_PHASE_READY, &error))
+    module_log (self, G_LOG_LEVEL_WARNING, "cannot remember the ready image (an agent restart will download it "
+                "again): %s", error->message);
+  module_send_cloud_progress (self, 100);
+  module_log (self, G_LOG_LEVEL_INFO, "firmware %s ready at %s", self->offer->version, self->path);
+  self->state = OTA_MODULE_STATE_READY;
+  /* FirmwareReady first: a client that sees Progress(ready) already has the path. */
+  g_signal_emit (self, signals[SIGNAL_FIRMWARE_READY], 0, self->offer->version, self->path,
+                 self->offer->file_size, self->offer->md5sum);
+  module_emit_progress (self);
 }
 
 static void
@@ -253,20 +327,9 @@ on_download_finished (OtaDownload *download, int code, const char *message, OtaM
     module_cycle_failed (self, code, message);
     return;
   }
-  self->downloaded = self->total = self->offer->file_size;
-  g_free (self->path);
-  self->path = g_strdup (ota_download_get_path (done));
-  g_clear_pointer (&self->failed_offer, ota_offer_free);
-  self->fail_streak = 0;
-  module_set_result (self, 0, "");
-  module_send_cloud_progress (self, 100);
-  module_log (self, G_LOG_LEVEL_INFO, "firmware %s ready at %s", self->offer->version, self->path);
-  self->state = OTA_MODULE_STATE_READY;
-  /* FirmwareReady first: a client that sees Progress(ready) already has the path. */
-  g_signal_emit (self, signals[SIGNAL_FIRMWARE_READY], 0, self->offer->version, self->path,
-                 self->offer->file_size, self->offer->md5sum);
-  module_emit_progress (self);
+  module_hand_over (self, ota_download_get_path (done));
 }
+
 
 static void
 module_start_download (OtaModule *self)
@@ -312,14 +375,169 @@ module_failure_delay (OtaModule *self)
                                     MAX (self->config->report_interval, self->config->retry_interval));
 }
 
+/* ---- an offer answered from the image kept as ready ---- */
+
+typedef struct {
+  int dir_fd;
+  char *name;
+  guint64 size;
+  char *md5sum;
+} ReadyCheck;
+
+static void
+ready_check_free (gpointer data)
+{
+  ReadyCheck *check = data;
+
+  if (check->dir_fd >= 0)
+    close (check->dir_fd);
+  g_free (check->name);
+  g_free (check->md5sum);
+  g_free (check);
+}
+
+/* The MD5 of the regular file @fd, which must have @size bytes. */
+static char *
+ready_check_hash (int fd, guint64 size, GCancellable *cancellable, GError **error)
+{
+  g_autoptr (GChecksum) checksum = g_checksum_new (G_CHECKSUM_MD5);
+  g_autofree guint8 *buf = g_malloc (1024 * 1024);
+  guint64 total = 0;
+  ssize_t n;
+
+  while ((n = read (fd, buf, 1024 * 1024)) != 0) {
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot read: %s", g_strerror (errno));
+      return NULL;
+    }
+    if (g_cancellable_set_error_if_cancelled (cancellable, error))
+      return NULL;
+    g_checksum_update (checksum, buf, (gsize) n);
+    total += (guint64) n;
+  }
+  if (total != size) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "read %" G_GUINT64_FORMAT " bytes", total);
+    return NULL;
+  }
+  return g_strdup (g_checksum_get_string (checksum));
+}
+
+/* Worker thread: the kept image is still the verified one (size, then MD5
+ * of what is on disk now). */
+static void
+ready_check_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  ReadyCheck *check = data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *md5 = NULL;
+  struct stat st;
+  int fd = openat (check->dir_fd, check->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+  if (fd < 0) {
+    g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno), "cannot open it: %s",
+                             g_strerror (errno));
+    return;
+  }
+  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode) || (guint64) st.st_size != check->size) {
+    close (fd);
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "not a regular file of %" G_GUINT64_FORMAT
+                             " bytes any more", check->size);
+    return;
+  }
+  md5 = ready_check_hash (fd, check->size, cancellable, &error);
+  close (fd);
+  if (md5 == NULL)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else if (g_ascii_strcasecmp (md5, check->md5sum) != 0)
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "its MD5 is %s now", md5);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+module_start_fresh_download (OtaModule *self)
+{
+  module_set_state (self, OTA_MODULE_STATE_DOWNLOADING);
+  module_start_download (self);
+}
+
+static void
+on_ready_checked (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  OtaModule *self = OTA_MODULE (source);
+  g_autofree char *path = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (res), &error)) {
+    if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      return;
+    g_clear_object (&self->verifying);
+    module_log (self, G_LOG_LEVEL_WARNING, "kept image %s of %s is not the verified one (%s): downloading again",
+                path, self->offer->version, error->message);
+    module_forget_cycle (self);
+    module_start_fresh_download (self);
+    return;
+  }
+  g_clear_object (&self->verifying);
+  module_log (self, G_LOG_LEVEL_INFO, "offer of %s answered from the kept image %s (size and MD5 verified again)",
+              self->offer->version, path);
+  module_hand_over (self, path);
+}
+
+/* The offer is the one whose image was handed over as ready before (this
+ * agent's or the previous one's), and the file is where it was announced:
+ * its bytes are checked again off the main loop and handed over without a
+ * download. A download would take the file's name while the app may be
+ * reading or burning it. */
+static gboolean
+module_reuse_ready_image (OtaModule *self)
+{
+  g_auto (OtaCycleRecord) record = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GTask) task = NULL;
+  g_autofree char *name = NULL;
+  g_autofree char *expected = NULL;
+  ReadyCheck *check;
+
+  if (!ota_cycle_record_load (self->config->state_dir, self->name, &record, &error)) {
+    if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+      module_log (self, G_LOG_LEVEL_WARNING, "ignoring the cycle record: %s", error->message);
+    return FALSE;
+  }
+  name = g_path_get_basename (record.path);
+  expected = g_build_filename (self->firmware_dir, name, NULL);
+  if (record.phase != OTA_CYCLE_PHASE_READY || g_strcmp0 (record.target_version, self->offer->version) != 0 ||
+      g_ascii_strcasecmp (record.md5sum, self->offer->md5sum) != 0 || record.file_size != self->offer->file_size ||
+      g_strcmp0 (expected, record.path) != 0) {
+    /* Another target replaces it: that image is no longer pending. */
+    module_log (self, G_LOG_LEVEL_INFO, "the kept image of %s is not taken for %s", record.target_version,
+                self->offer->version);
+    module_forget_cycle (self);
+    return FALSE;
+  }
+  check = g_new0 (ReadyCheck, 1);
+  check->dir_fd = fcntl (self->dir_fd, F_DUPFD_CLOEXEC, 0);
+  check->name = g_steal_pointer (&name);
+  check->size = record.file_size;
+  check->md5sum = g_strdup (record.md5sum);
+  self->verifying = g_cancellable_new ();
+  task = g_task_new (self, self->verifying, on_ready_checked, g_strdup (record.path));
+  g_task_set_task_data (task, check, ready_check_free);
+  g_task_run_in_thread (task, ready_check_thread);
+  module_set_state (self, OTA_MODULE_STATE_VERIFYING);
+  return TRUE;
+}
+
 static void
 module_accept (OtaModule *self)
 {
   self->downloaded = 0;
   self->total = self->offer->file_size;
   module_set_result (self, 0, "");
-  module_set_state (self, OTA_MODULE_STATE_DOWNLOADING);
-  module_start_download (self);
+  if (!module_reuse_ready_image (self))
+    module_start_fresh_download (self);
 }
 
 /* Why this agent will not take a well-formed offer, by its own rules; NULL
@@ -391,6 +609,20 @@ module_offer_is_news (OtaModule *self, const OtaOffer *offer)
   return self->state != OTA_MODULE_STATE_BURNING && self->state != OTA_MODULE_STATE_REBOOTING;
 }
 
+/* Every ignored offer says why: a module that seems to ignore the cloud
+ * must be explained by its log. */
+static void
+module_log_ignored_offer (OtaModule *self, const OtaOffer *offer)
+{
+  if (module_cycle_under_way (self))
+    module_log (self, G_LOG_LEVEL_INFO, "offer of %s ignored: the same offer is already %s", offer->version,
+                ota_module_state_to_string (self->state));
+  else
+    module_log (self, G_LOG_LEVEL_INFO,
+                "offer of %s ignored: %s is %s %s; its report, or the next Init of the module, ends that",
+                offer->version, self->owner, ota_module_state_to_string (self->state), self->offer->version);
+}
+
 void
 ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
 {
@@ -404,8 +636,7 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
     return;
   }
   if (!module_offer_is_news (self, offer)) {
-    module_log (self, G_LOG_LEVEL_DEBUG, "offer of %s ignored in state %s", offer->version,
-                ota_module_state_to_string (self->state));
+    module_log_ignored_offer (self, offer);
     return;
   }
   /* An offer this agent refuses must not end a cycle that is under way: it
@@ -493,39 +724,134 @@ module_open_dir (OtaModule *self, const char *dir, uid_t uid, GError **error)
   return TRUE;
 }
 
-/* The owner reported "rebooting" before: this Init tells how it went. */
+/* ---- Init after the image was handed over ---- */
+
+/* The target of a persisted cycle becomes self->offer (no URL: nothing is
+ * downloaded for it). */
 static void
-module_complete_reboot (OtaModule *self)
+module_set_target (OtaModule *self, const char *version, const char *md5sum, guint64 size, const char *task_id,
+                   gboolean task_id_is_number)
+{
+  OtaOffer *target = g_new0 (OtaOffer, 1);
+
+  target->module = g_strdup (self->name);
+  target->version = g_strdup (version);
+  target->url = g_strdup ("");
+  target->md5sum = g_strdup (md5sum != NULL ? md5sum : "");
+  target->file_size = size;
+  target->task_id = g_strdup (task_id);
+  target->task_id_is_number = task_id_is_number;
+  g_clear_pointer (&self->offer, ota_offer_free);
+  self->offer = target;
+}
+
+/* The owner had the image (@phase "burning", "rebooting" or "ready"); the
+ * version it runs now tells how that went: the target is done, anything
+ * else a failure naming both. The version report follows from the Init. */
+static void
+module_settle (OtaModule *self, const char *phase)
+{
+  g_autofree char *msg = NULL;
+
+  if (g_strcmp0 (self->version, self->offer->version) == 0) {
+    module_log (self, G_LOG_LEVEL_INFO, "Init at the target %s after %s: done", self->version, phase);
+    module_set_result (self, 0, "");
+    module_report_progress (self, "done", -1, 0, "", TRUE);
+    module_forget_cycle (self);
+    module_set_state (self, OTA_MODULE_STATE_DONE);
+    return;
+  }
+  msg = g_strdup_printf ("version after %s is %s, expected %s", phase, self->version, self->offer->version);
+  module_log (self, G_LOG_LEVEL_INFO, "Init %s: fail", msg);
+  module_set_result (self, OTA_RESULT_FAILED, msg);
+  module_report_progress (self, "fail", -1, OTA_RESULT_FAILED, msg, TRUE);
+  module_forget_cycle (self);
+  module_set_state (self, OTA_MODULE_STATE_FAIL);
+}
+
+/* Whether the persisted @owner is the caller of this Init in this boot: the
+ * app process that had the cycle registers again after an agent restart
+ * (unique bus names are not reused while the bus runs, the boot id tells a
+ * reboot, after which names start over). */
+static gboolean
+module_same_app (OtaModule *self, const char *owner, const char *boot_id)
+{
+  return !self->had_owner && owner != NULL && g_strcmp0 (owner, self->owner) == 0 && boot_id != NULL &&
+         *boot_id != '\0' && g_str_equal (boot_id, ota_state_boot_id ());
+}
+
+/* A previous agent's "rebooting" marker; FALSE when there is none. */
+static gboolean
+module_resume_reboot_marker (OtaModule *self)
 {
   OtaRebootMarker marker = { 0 };
   g_autoptr (GError) error = NULL;
-  g_autoptr (OtaOffer) target = g_new0 (OtaOffer, 1);
 
   if (!ota_reboot_marker_load (self->config->state_dir, self->name, &marker, &error)) {
     if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
       module_log (self, G_LOG_LEVEL_WARNING, "ignoring reboot marker: %s", error->message);
+    return FALSE;
+  }
+  module_set_target (self, marker.target_version, NULL, 0, marker.task_id, marker.task_id_is_number);
+  if (g_strcmp0 (self->version, marker.target_version) != 0 && module_same_app (self, marker.owner, marker.boot_id)) {
+    module_log (self, G_LOG_LEVEL_INFO, "%s registered again before its reboot into %s: still rebooting",
+                self->owner, marker.target_version);
+    module_set_state (self, OTA_MODULE_STATE_REBOOTING);
+  } else {
+    module_settle (self, "reboot");
+  }
+  ota_reboot_marker_clear (&marker);
+  return TRUE;
+}
+
+/* A previous owner's (or agent's) image handed over as ready, or burning. */
+static void
+module_resume_cycle_record (OtaModule *self)
+{
+  g_auto (OtaCycleRecord) record = { 0 };
+  g_autoptr (GError) error = NULL;
+  gboolean at_target;
+
+  if (!ota_cycle_record_load (self->config->state_dir, self->name, &record, &error)) {
+    if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+      module_log (self, G_LOG_LEVEL_WARNING, "ignoring the cycle record: %s", error->message);
     return;
   }
-  target->module = g_strdup (self->name);
-  target->version = g_strdup (marker.target_version);
-  target->task_id = g_strdup (marker.task_id);
-  target->task_id_is_number = marker.task_id_is_number;
-  g_clear_pointer (&self->offer, ota_offer_free);
-  self->offer = g_steal_pointer (&target);
-  if (g_strcmp0 (self->version, marker.target_version) == 0) {
-    module_set_result (self, 0, "");
-    module_report_progress (self, "done", -1, 0, "", TRUE);
-    module_set_state (self, OTA_MODULE_STATE_DONE);
-  } else {
-    g_autofree char *msg = g_strdup_printf ("version after reboot is %s, expected %s", self->version,
-                                            marker.target_version);
-    module_set_result (self, OTA_RESULT_FAILED, msg);
-    module_report_progress (self, "fail", -1, OTA_RESULT_FAILED, msg, TRUE);
-    module_set_state (self, OTA_MODULE_STATE_FAIL);
+  at_target = g_strcmp0 (self->version, record.target_version) == 0;
+  /* Only handed over, never reported burning: an app at another version did
+   * not start with it, and the image stays to answer the next offer. */
+  if (record.phase == OTA_CYCLE_PHASE_READY && !at_target && !module_same_app (self, record.owner, record.boot_id))
+    return;
+  module_set_target (self, record.target_version, record.md5sum, record.file_size, record.task_id,
+                     record.task_id_is_number);
+  if (at_target || !module_same_app (self, record.owner, record.boot_id)) {
+    module_settle (self, ota_cycle_phase_to_string (record.phase));
+    return;
   }
-  if (!ota_reboot_marker_delete (self->config->state_dir, self->name, &error))
-    module_log (self, G_LOG_LEVEL_WARNING, "%s", error->message);
-  ota_reboot_marker_clear (&marker);
+  module_log (self, G_LOG_LEVEL_INFO, "%s registered again: %s of %s (%s) goes on", self->owner,
+              ota_cycle_phase_to_string (record.phase), record.target_version, record.path);
+  g_free (self->path);
+  self->path = g_strdup (record.path);
+  self->downloaded = self->total = record.file_size;
+  module_set_result (self, 0, "");
+  module_set_state (self, record.phase == OTA_CYCLE_PHASE_BURNING ? OTA_MODULE_STATE_BURNING
+                                                                  : OTA_MODULE_STATE_READY);
+}
+
+/* Init while the image of a cycle is with its app, or was: a new owner (the
+ * app restarted, or the device rebooted) or one at the target version ends
+ * the cycle by the version it runs; the same app registering again (its
+ * repeated Init, or after an agent restart) goes on with it. */
+static void
+module_resolve_handed_over (OtaModule *self, gboolean fresh)
+{
+  if (self->state == OTA_MODULE_STATE_BURNING || self->state == OTA_MODULE_STATE_REBOOTING) {
+    if (fresh || g_strcmp0 (self->version, self->offer->version) == 0)
+      module_settle (self, self->state == OTA_MODULE_STATE_BURNING ? "burning" : "reboot");
+    return;
+  }
+  if (fresh && !module_resume_reboot_marker (self))
+    module_resume_cycle_record (self);
 }
 
 gboolean
@@ -554,11 +880,10 @@ ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, c
   self->ask = ask_before_download;
   g_free (self->version);
   self->version = g_strdup (version);
-  /* Only an Init after the reboot tells how it went: a new owner, or the
-   * same one once it said "rebooting" (a module restarted under a running
-   * app). The owner re-initialising mid-cycle keeps its cycle. */
-  if (fresh || self->state == OTA_MODULE_STATE_REBOOTING)
-    module_complete_reboot (self);
+  /* The owner re-initialising mid-cycle keeps its cycle (a cycle still
+   * being downloaded is never settled by an Init). */
+  module_resolve_handed_over (self, fresh);
+  self->had_owner = TRUE;
   if (self->report_timer == 0)
     self->report_timer = g_timeout_add_seconds (self->config->report_interval, module_report_timer_cb, self);
   module_report_version (self);
@@ -579,9 +904,10 @@ ota_module_deactivate (OtaModule *self)
   if (self->dir_fd >= 0)
     close (self->dir_fd);
   self->dir_fd = -1;
-  if (self->state == OTA_MODULE_STATE_OFFERED || self->state == OTA_MODULE_STATE_DOWNLOADING ||
-      self->state == OTA_MODULE_STATE_VERIFYING) {
-    /* The cycle is abandoned (its partial file stays for resume): no target any more. */
+  if (module_cycle_under_way (self)) {
+    /* The cycle is abandoned (its partial file stays for resume, a ready
+     * image stays for the next offer of it): no target any more. A cycle
+     * whose image is being burnt waits for the next owner's Init. */
     g_clear_pointer (&self->offer, ota_offer_free);
     module_set_state (self, OTA_MODULE_STATE_IDLE);
   } else {
@@ -650,6 +976,8 @@ module_mark_rebooting (OtaModule *self, GError **error)
     .target_version = self->offer->version,
     .task_id = self->offer->task_id,
     .task_id_is_number = self->offer->task_id_is_number,
+    .owner = self->owner,
+    .boot_id = (char *) ota_state_boot_id (),
   };
 
   g_autoptr (GError) local_error = NULL;
@@ -661,17 +989,29 @@ module_mark_rebooting (OtaModule *self, GError **error)
   return TRUE;
 }
 
+/* As durable as "rebooting": whoever registers next (this app again, a
+ * restarted one, the app after a reboot, the agent restarted meanwhile)
+ * learns that the image went to the app. */
+static gboolean
+module_mark_burning (OtaModule *self, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  if (!module_save_cycle (self, OTA_CYCLE_PHASE_BURNING, &local_error)) {
+    g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "cannot remember the burning: %s", local_error->message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static void
 module_finish_done (OtaModule *self)
 {
-  g_autoptr (GError) error = NULL;
-
   module_set_result (self, 0, "");
   module_report_progress (self, "done", -1, 0, "", TRUE);
   g_free (self->version);
   self->version = g_strdup (self->offer->version);
-  if (!ota_reboot_marker_delete (self->config->state_dir, self->name, &error))
-    module_log (self, G_LOG_LEVEL_WARNING, "%s", error->message);
+  module_forget_cycle (self);
   module_set_state (self, OTA_MODULE_STATE_DONE);
   module_report_version (self);
 }
@@ -688,11 +1028,15 @@ ota_module_report_progress (OtaModule *self, const char *state, int percent, int
     return FALSE;
   }
   if (g_str_equal (state, "burning")) {
+    if (self->state != OTA_MODULE_STATE_BURNING && !module_mark_burning (self, error))
+      return FALSE;
     module_report_progress (self, "burning", percent, 0, result_msg, TRUE);
     module_set_state (self, OTA_MODULE_STATE_BURNING);
   } else if (g_str_equal (state, "rebooting")) {
     if (!module_mark_rebooting (self, error))
       return FALSE;
+    /* The marker says all the record said. */
+    module_forget_cycle_record (self);
     module_set_state (self, OTA_MODULE_STATE_REBOOTING);
   } else if (g_str_equal (state, "done")) {
     module_finish_done (self);

@@ -505,6 +505,14 @@ ota_test_connection_new (void)
   return conn;
 }
 
+gboolean
+ota_test_proxy_has_owner (gpointer data)
+{
+  g_autofree char *owner = g_dbus_proxy_get_name_owner (G_DBUS_PROXY (data));
+
+  return owner != NULL;
+}
+
 OtaDBusOta *
 ota_test_proxy_new (GDBusConnection *connection)
 {

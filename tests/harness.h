@@ -106,6 +106,9 @@ void ota_test_agent_free (OtaTestAgent *agent);
 /* A new connection to the session bus: its own unique name, like another app. */
 GDBusConnection *ota_test_connection_new (void);
 OtaDBusOta *ota_test_proxy_new (GDBusConnection *connection);
+/* For ota_test_wait(): the proxy @data (OtaDBusOta) knows an owner of
+ * org.iv.Ota (after an agent restart it learns it from a signal). */
+gboolean ota_test_proxy_has_owner (gpointer data);
 
 typedef struct {
   GPtrArray *offered;   /* GVariant (ssst) */

@@ -18,7 +18,7 @@ static void
 test_marker_save_load_round_trip (void)
 {
   g_autofree char *dir = g_dir_make_tmp ("state-store-XXXXXX", NULL);
-  OtaRebootMarker saved = { "0.2", "42", TRUE };
+  OtaRebootMarker saved = { .target_version = "0.2", .task_id = "42", .task_id_is_number = TRUE };
   g_auto (OtaRebootMarker) loaded = { 0 };
   g_autoptr (GError) error = NULL;
 
