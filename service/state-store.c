@@ -240,18 +240,6 @@ cycle_phase_from_string (const char *name, OtaCyclePhase *phase)
   return FALSE;
 }
 
-static gboolean
-cycle_md5_is_valid (const char *md5)
-{
-  if (md5 == NULL || strlen (md5) != 32)
-    return FALSE;
-  for (const char *c = md5; *c; c++) {
-    if (!g_ascii_isxdigit (*c))
-      return FALSE;
-  }
-  return TRUE;
-}
-
 static gint64
 cycle_get_size (JsonObject *obj)
 {
@@ -282,7 +270,7 @@ ota_cycle_record_parse (const char *data, gsize length, OtaCycleRecord *record, 
   md5 = marker_get_string (obj, "md5sum");
   path = marker_get_string (obj, "path");
   size = cycle_get_size (obj);
-  if (!cycle_phase_from_string (marker_get_string (obj, "phase"), &phase) || !cycle_md5_is_valid (md5) ||
+  if (!cycle_phase_from_string (marker_get_string (obj, "phase"), &phase) || md5 == NULL || !ota_protocol_md5sum_is_valid (md5) ||
       size <= 0 || path == NULL || !g_path_is_absolute (path) || strlen (path) >= 4096) {
     ota_reboot_marker_clear (&marker);
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "cycle record: invalid phase, md5sum, file_size or path");

@@ -94,6 +94,78 @@ test_marker_invalid_is_rejected (void)
   }
 }
 
+/* ---- the cycle record ---- */
+
+static void
+test_cycle_save_load_round_trip (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("state-store-XXXXXX", NULL);
+  g_autofree char *file = g_build_filename (dir, "cycle_mcu.json", NULL);
+  OtaCycleRecord saved = {
+    .phase = OTA_CYCLE_PHASE_BURNING,
+    .target_version = "2.0",
+    .md5sum = "0123456789abcdef0123456789abcdef",
+    .file_size = 5000000000,
+    .path = "/data/fw/FW_mcu_2.0.bin",
+    .task_id = "T1",
+    .owner = ":1.42",
+    .boot_id = "b00t",
+  };
+  g_auto (OtaCycleRecord) loaded = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (ota_cycle_record_save (dir, "mcu", &saved, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_file_test (file, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (ota_cycle_record_load (dir, "mcu", &loaded, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (loaded.phase, ==, OTA_CYCLE_PHASE_BURNING);
+  g_assert_cmpstr (loaded.target_version, ==, "2.0");
+  g_assert_cmpstr (loaded.md5sum, ==, saved.md5sum);
+  g_assert_cmpuint (loaded.file_size, ==, 5000000000);
+  g_assert_cmpstr (loaded.path, ==, saved.path);
+  g_assert_cmpstr (loaded.task_id, ==, "T1");
+  g_assert_false (loaded.task_id_is_number);
+  g_assert_cmpstr (loaded.owner, ==, ":1.42");
+  g_assert_cmpstr (loaded.boot_id, ==, "b00t");
+  g_assert_true (ota_cycle_record_delete (dir, "mcu", &error));
+  g_assert_true (ota_cycle_record_delete (dir, "mcu", &error));
+  g_assert_no_error (error);
+  ota_cycle_record_clear (&loaded);
+  g_assert_false (ota_cycle_record_load (dir, "mcu", &loaded, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+static void
+test_cycle_invalid_is_rejected (void)
+{
+  const char *bad[] = {
+    "",
+    "{}",
+    "{\"phase\":\"burning\",\"target_version\":\"2.0\",\"md5sum\":\"0123456789abcdef0123456789abcdef\","
+    "\"file_size\":10}",
+    "{\"phase\":\"flashing\",\"target_version\":\"2.0\",\"md5sum\":\"0123456789abcdef0123456789abcdef\","
+    "\"file_size\":10,\"path\":\"/a/b\"}",
+    "{\"phase\":\"ready\",\"target_version\":\"2.0\",\"md5sum\":\"0123\",\"file_size\":10,\"path\":\"/a/b\"}",
+    "{\"phase\":\"ready\",\"target_version\":\"2.0\",\"md5sum\":\"0123456789abcdef0123456789abcdef\","
+    "\"file_size\":0,\"path\":\"/a/b\"}",
+    "{\"phase\":\"ready\",\"target_version\":\"2.0\",\"md5sum\":\"0123456789abcdef0123456789abcdef\","
+    "\"file_size\":10,\"path\":\"relative/b\"}",
+    "{\"phase\":\"ready\",\"target_version\":\"../x\",\"md5sum\":\"0123456789abcdef0123456789abcdef\","
+    "\"file_size\":10,\"path\":\"/a/b\"}",
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_auto (OtaCycleRecord) record = { 0 };
+    g_autoptr (GError) error = NULL;
+
+    g_assert_false (ota_cycle_record_parse (bad[i], strlen (bad[i]), &record, &error));
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+    g_assert_null (record.target_version);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -103,5 +175,7 @@ main (int argc, char **argv)
   g_test_add_func ("/state-store/reboot-marker/non-boolean-task-id-is-number-means-string",
                    test_marker_non_boolean_task_id_is_number_means_string);
   g_test_add_func ("/state-store/reboot-marker/invalid-marker-is-rejected", test_marker_invalid_is_rejected);
+  g_test_add_func ("/state-store/cycle-record/save-load-delete-round-trip", test_cycle_save_load_round_trip);
+  g_test_add_func ("/state-store/cycle-record/invalid-record-is-rejected", test_cycle_invalid_is_rejected);
   return g_test_run ();
 }
