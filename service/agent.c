@@ -4,6 +4,7 @@
 #include "error.h"
 #include "module.h"
 #include "mqtt-link.h"
+#include "network.h"
 #include "outbox.h"
 #include "protocol.h"
 #include "reporter.h"
@@ -219,6 +220,25 @@ agent_new_link (OtaAgent *self, GError **error)
   return ota_mqtt_link_new (&settings, error);
 }
 
+/* [ota] proxy, else the environment; downloads only (MQTT goes direct). */
+static gboolean
+agent_set_proxy (OtaAgent *self, GError **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GProxyResolver) resolver = ota_proxy_resolver_new_from_env (self->config->proxy, &local_error);
+
+  if (local_error != NULL) {
+    g_propagate_prefixed_error (error, g_steal_pointer (&local_error), "download proxy: ");
+    return FALSE;
+  }
+  if (resolver == NULL)
+    return TRUE;
+  g_object_set (self->session, "proxy-resolver", resolver, NULL);
+  g_message ("downloads go through a proxy (%s)",
+             *self->config->proxy != '\0' ? "[ota] proxy" : "https_proxy/http_proxy environment");
+  return TRUE;
+}
+
 OtaAgent *
 ota_agent_new (OtaConfig *config, GError **error)
 {
@@ -232,7 +252,7 @@ ota_agent_new (OtaConfig *config, GError **error)
     return NULL;
   }
   self->session = ota_download_session_new (config->ca_file, error);
-  if (self->session == NULL)
+  if (self->session == NULL || !agent_set_proxy (self, error))
     return NULL;
   if (*config->device_secret != '\0' && !agent_read_test_signin (self, error))
     return NULL;

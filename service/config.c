@@ -5,6 +5,7 @@
  * this version does not know, and is reported instead of silently ignored.
  * Errors are in the G_KEY_FILE_ERROR domain and name "[group] key". */
 #include "config.h"
+#include "network.h"
 #include "protocol.h"
 
 #include <string.h>
@@ -39,6 +40,7 @@ static gboolean check_product_id (const char *value, GError **error);
 static gboolean check_device_name (const char *value, GError **error);
 static gboolean check_base64 (const char *value, GError **error);
 static gboolean check_absolute_path (const char *value, GError **error);
+static gboolean check_proxy (const char *value, GError **error);
 
 #define STRING_KEY(group, key, field, check) \
   { group, key, KEY_STRING, G_STRUCT_OFFSET (OtaConfig, field), 0, 0, check }
@@ -73,6 +75,9 @@ static const KeySpec key_specs[] = {
   UINT64_KEY ("ota", "max_firmware_size", max_firmware_size, 1, OTA_PROTOCOL_FILE_SIZE_LIMIT),
   BOOLEAN_KEY ("ota", "require_https", require_https),
   STRING_KEY ("ota", "ca_file", ca_file, NULL),
+  UINT64_KEY ("ota", "min_download_rate", min_download_rate, 0, G_GUINT64_CONSTANT (1) << 32),
+  UINT64_KEY ("ota", "max_download_rate", max_download_rate, 0, G_GUINT64_CONSTANT (1) << 40),
+  STRING_KEY ("ota", "proxy", proxy, check_proxy),
   STRING_KEY ("ota", "report_topic", report_topic, NULL),
   STRING_KEY ("ota", "update_topic", update_topic, NULL),
 };
@@ -125,6 +130,9 @@ ota_config_new_defaults (void)
   self->max_firmware_size = G_GUINT64_CONSTANT (2147483648);
   self->require_https = TRUE;
   self->ca_file = g_strdup ("");
+  self->min_download_rate = 16;
+  self->max_download_rate = 0;
+  self->proxy = g_strdup ("");
   /* Templates until ota_config_load_from_data() knows the device. */
   self->report_topic = g_strdup (DEFAULT_REPORT_TOPIC);
   self->update_topic = g_strdup (DEFAULT_UPDATE_TOPIC);
@@ -233,6 +241,18 @@ check_absolute_path (const char *value, GError **error)
     return TRUE;
   g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
                "expected an absolute path, got \"%s\"", value);
+  return FALSE;
+}
+
+static gboolean
+check_proxy (const char *value, GError **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  if (ota_proxy_url_check (value, &local_error))
+    return TRUE;
+  g_set_error_literal (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                       local_error->message);
   return FALSE;
 }
 
@@ -422,6 +442,17 @@ check_tls (const OtaConfig *self, GError **error)
   return set_key_error (error, "mqtt", "cert_file", "required when key_file is set");
 }
 
+/* A cap under the stall rate would turn every capped download into a stall. */
+static gboolean
+check_download_rates (const OtaConfig *self, GError **error)
+{
+  if (self->max_download_rate == 0 || self->max_download_rate >= self->min_download_rate)
+    return TRUE;
+  return set_key_error (error, "ota", "max_download_rate",
+                        "%" G_GUINT64_FORMAT " is below min_download_rate (%" G_GUINT64_FORMAT ")",
+                        self->max_download_rate, self->min_download_rate);
+}
+
 /* The signed credentials are the MQTT username and password: a second pair
  * would be silently ignored, so it is refused. */
 static gboolean
@@ -510,7 +541,8 @@ expand_topics (OtaConfig *self, GError **error)
 static gboolean
 finish (OtaConfig *self, GError **error)
 {
-  if (!check_required (self, error) || !check_tls (self, error) || !check_signin (self, error))
+  if (!check_required (self, error) || !check_tls (self, error) || !check_signin (self, error) ||
+      !check_download_rates (self, error))
     return FALSE;
   if (*self->mqtt_client_id == '\0') {
     g_free (self->mqtt_client_id);

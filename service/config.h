@@ -32,6 +32,9 @@ typedef struct {
   guint64 max_firmware_size;/* 1..2^50, default 2147483648 */
   gboolean require_https;   /* default TRUE */
   char *ca_file;            /* default "" (system store) */
+  guint64 min_download_rate; /* bytes/s, 0..2^32, default 16: slower over stall_timeout is a stall */
+  guint64 max_download_rate; /* bytes/s, 0 (unlimited) or min_download_rate..2^40, default 0 */
+  char *proxy;              /* default "" (environment); http://[user:password@]host:port */
   char *report_topic;       /* expanded: {product_id}/{device_name} substituted */
   char *update_topic;       /* expanded */
 } OtaConfig;

@@ -21,6 +21,7 @@
 
 #include "downloader.h"
 
+#include "network.h"
 #include "protocol.h"
 #include "record.h"
 #include "util.h"
@@ -64,6 +65,20 @@
 #define OTA_SPACE_MARGIN (64 * 1024)
 #define OTA_BACKOFF_BASE_MS 500
 #define OTA_BACKOFF_MAX_MS 30000
+/* Stall detection looks at the bytes received over the last stall_timeout,
+ * sampled this many times per stall_timeout. */
+#define OTA_STALL_SLICES 32
+#define OTA_STALL_SAMPLES (OTA_STALL_SLICES + 2)
+#define OTA_TICK_MIN_USEC (50 * 1000)
+#define OTA_TICK_MAX_USEC G_USEC_PER_SEC
+/* An interrupted attempt that brought this much (or 10 % of the image, if
+ * less) made progress: it does not count against max_retries. */
+#define OTA_PROGRESS_BYTES (256 * 1024)
+#define OTA_MAX_REDIRECTS 10
+/* With max_download_rate, the transfer may run ahead of the rate by at most
+ * this long a burst, and a read asks for at most this fraction of a second. */
+#define OTA_RATE_BURST_USEC G_USEC_PER_SEC
+#define OTA_RATE_READS_PER_SEC 8
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (OtaRecord, ota_record_clear)
 
@@ -147,6 +162,12 @@ typedef struct {
   GError *error;
 } OtaWriter;
 
+/* The received count at a moment of the stall clock. */
+typedef struct {
+  gint64 at;
+  guint64 received;
+} OtaStallSample;
+
 typedef enum {
   OTA_DOWNLOAD_IDLE,
   OTA_DOWNLOAD_PREPARING,
@@ -167,6 +188,8 @@ struct _OtaDownload {
   char *path;
   guint64 file_size;
   guint stall_timeout;
+  guint64 min_rate;
+  guint64 max_rate;
   guint max_retries;
 
   OtaDownloadState state;
@@ -185,18 +208,39 @@ struct _OtaDownload {
   guint64 received; /* offset of the next byte from the network */
   guint64 downloaded;
   guint64 resumed_from;
-  guint retries;
+  guint retries;           /* attempts in a row without progress */
+  guint64 attempt_start;   /* received when this attempt began */
+  guint64 progress_bytes;  /* what an attempt must bring to be progress */
+  gboolean restarted_after_416;
+  gint64 retry_after;      /* seconds the server asked for, -1: none */
   gboolean verifying;
   gboolean verifying_emitted;
 
+  char *attempt_url;       /* where redirects led this attempt */
+  guint redirects;
   SoupMessage *msg;
   GInputStream *stream;
   GCancellable *cancellable;
   gboolean reading;
   gboolean waiting_for_buffer;
   gboolean stalled;
-  GSource *stall_source;
+  char *stall_reason;
+  GSource *stall_source;   /* ticks of the stall clock while an attempt runs */
   GSource *backoff_source;
+  GSource *throttle_source; /* max_download_rate: the next read waits */
+
+  /* The stall clock advances only while this process runs and waits for the
+   * network: a process suspended (SIGSTOP, a frozen VM) or waiting for its
+   * disk or its rate cap does not see its link as stalled. */
+  gint64 tick_usec;
+  gint64 last_tick;
+  gint64 stall_clock;
+  OtaStallSample samples[OTA_STALL_SAMPLES];
+  guint n_samples;
+  guint sample_head; /* the newest */
+
+  gint64 rate_start;  /* max_download_rate: the schedule's origin... */
+  guint64 rate_bytes; /* ...and the bytes read since */
 };
 
 G_DEFINE_FINAL_TYPE (OtaDownload, ota_download, G_TYPE_OBJECT)
@@ -1100,12 +1144,81 @@ ota_download_stop_writing (OtaDownload *self)
 
 /* ---- the transfer (creator's context) ---- */
 
+/* Starts the window over: what came before is not compared with what follows. */
+static void
+ota_download_reset_window (OtaDownload *self)
+{
+  self->n_samples = 1;
+  self->sample_head = 0;
+  self->samples[0].at = self->stall_clock;
+  self->samples[0].received = self->received;
+}
+
+static void
+ota_download_add_sample (OtaDownload *self)
+{
+  gint64 slice = (gint64) self->stall_timeout * G_USEC_PER_SEC / OTA_STALL_SLICES;
+
+  if (self->stall_clock - self->samples[self->sample_head].at < slice)
+    return;
+  self->sample_head = (self->sample_head + 1) % OTA_STALL_SAMPLES;
+  self->samples[self->sample_head].at = self->stall_clock;
+  self->samples[self->sample_head].received = self->received;
+  self->n_samples = MIN (self->n_samples + 1, OTA_STALL_SAMPLES);
+}
+
+/* TRUE, with the bytes received over the last stall_timeout, once the
+ * attempt has run that long on the stall clock. */
+static gboolean
+ota_download_window_bytes (OtaDownload *self, guint64 *bytes)
+{
+  gint64 since = self->stall_clock - (gint64) self->stall_timeout * G_USEC_PER_SEC;
+
+  for (guint i = 0; i < self->n_samples; i++) {
+    const OtaStallSample *sample =
+        &self->samples[(self->sample_head + OTA_STALL_SAMPLES - i) % OTA_STALL_SAMPLES];
+
+    if (sample->at <= since) {
+      *bytes = self->received - MIN (sample->received, self->received);
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+/* Silence, or a drip under min_download_rate, over stall_timeout. */
+static gboolean
+ota_download_is_stalled (OtaDownload *self)
+{
+  guint64 need = MAX (self->min_rate * self->stall_timeout, 1);
+  guint64 bytes = 0;
+
+  if (self->stall_timeout == 0 || !ota_download_window_bytes (self, &bytes) || bytes >= need)
+    return FALSE;
+  g_free (self->stall_reason);
+  if (bytes == 0)
+    self->stall_reason = g_strdup_printf ("no data received for %u s", self->stall_timeout);
+  else
+    self->stall_reason = g_strdup_printf ("%" G_GUINT64_FORMAT " bytes in %u s, under "
+                                          "min_download_rate %" G_GUINT64_FORMAT " bytes/s",
+                                          bytes, self->stall_timeout, self->min_rate);
+  return TRUE;
+}
+
+static void
+ota_download_schedule_tick (OtaDownload *self)
+{
+  if (self->stall_source != NULL)
+    g_source_set_ready_time (self->stall_source, self->last_tick + self->tick_usec);
+}
+
+/* A new attempt: the stall clock starts a window and ticks. */
 static void
 ota_download_arm_stall (OtaDownload *self)
 {
-  if (self->stall_source != NULL && self->stall_timeout > 0)
-    g_source_set_ready_time (self->stall_source, g_get_monotonic_time () +
-                                                     (gint64) self->stall_timeout * G_USEC_PER_SEC);
+  self->last_tick = g_get_monotonic_time ();
+  ota_download_reset_window (self);
+  ota_download_schedule_tick (self);
 }
 
 static void
@@ -1115,16 +1228,37 @@ ota_download_pause_stall (OtaDownload *self)
     g_source_set_ready_time (self->stall_source, -1);
 }
 
+/* Waiting for the network: for response headers, or for a read to complete. */
+static gboolean
+ota_download_is_waiting_for_network (OtaDownload *self)
+{
+  return self->state == OTA_DOWNLOAD_REQUESTING ||
+         (self->state == OTA_DOWNLOAD_RECEIVING && self->reading);
+}
+
 static gboolean
 ota_download_stall_cb (gpointer user_data)
 {
   OtaDownload *self = user_data;
+  gint64 now = g_get_monotonic_time ();
+  /* Longer than two ticks between ticks: this process did not run (stopped,
+   * frozen, starved). Whatever the network sent meanwhile waits in the socket. */
+  gint64 elapsed = MIN (now - self->last_tick, 2 * self->tick_usec);
 
-  if (self->cancellable != NULL &&
-      (self->state == OTA_DOWNLOAD_REQUESTING || self->state == OTA_DOWNLOAD_RECEIVING)) {
-    self->stalled = TRUE;
-    g_cancellable_cancel (self->cancellable);
+  self->last_tick = now;
+  if (self->cancellable == NULL ||
+      (self->state != OTA_DOWNLOAD_REQUESTING && self->state != OTA_DOWNLOAD_RECEIVING))
+    return G_SOURCE_CONTINUE;
+  if (ota_download_is_waiting_for_network (self)) {
+    self->stall_clock += elapsed;
+    ota_download_add_sample (self);
+    if (ota_download_is_stalled (self)) {
+      self->stalled = TRUE;
+      g_cancellable_cancel (self->cancellable);
+      return G_SOURCE_CONTINUE;
+    }
   }
+  ota_download_schedule_tick (self);
   return G_SOURCE_CONTINUE;
 }
 
@@ -1139,10 +1273,12 @@ static GSourceFuncs ota_stall_source_funcs = {
   .dispatch = ota_stall_source_dispatch,
 };
 
-/* One source re-armed on every read: cheaper than a new timeout per read. */
+/* One source for the whole download, armed for each attempt. */
 static void
 ota_download_create_stall_source (OtaDownload *self)
 {
+  self->tick_usec = CLAMP ((gint64) self->stall_timeout * G_USEC_PER_SEC / OTA_STALL_SLICES,
+                           OTA_TICK_MIN_USEC, OTA_TICK_MAX_USEC);
   self->stall_source = g_source_new (&ota_stall_source_funcs, sizeof (GSource));
   g_source_set_callback (self->stall_source, ota_download_stall_cb, self, NULL);
   g_source_set_static_name (self->stall_source, "[iv-ota] download stall");
@@ -1170,6 +1306,7 @@ ota_download_end_attempt (OtaDownload *self)
   self->waiting_for_buffer = FALSE;
   ota_download_pause_stall (self);
   ota_download_destroy_source (&self->backoff_source);
+  ota_download_destroy_source (&self->throttle_source);
 }
 
 /* Queues the job whose reply ends the download; "finished" is emitted then,
@@ -1233,22 +1370,48 @@ ota_download_backoff_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* An attempt that brought enough does not count against max_retries; one
+ * that ended in a stall always does, so that a drip still ends. */
+static gboolean
+ota_download_attempt_progressed (OtaDownload *self, gboolean stalled)
+{
+  return !stalled && self->received >= self->attempt_start + self->progress_bytes;
+}
+
+static guint
+ota_download_retry_delay_ms (OtaDownload *self)
+{
+  guint delay = ota_backoff_delay_ms (self->retries);
+
+  /* The server said when: not earlier (and not later than our bound, applied when parsed). */
+  if (self->retry_after >= 0)
+    delay = MAX (delay, (guint) self->retry_after * 1000);
+  self->retry_after = -1;
+  return delay;
+}
+
 /* A transient failure: resume at the current offset after a backoff, or give up. */
 static void
 ota_download_retry (OtaDownload *self, gboolean timeout, const char *reason)
 {
+  gboolean progressed = ota_download_attempt_progressed (self, self->stalled);
   guint delay;
 
   ota_download_end_attempt (self);
-  if (self->retries >= self->max_retries) {
-    g_autofree char *msg = g_strdup_printf ("giving up after %u retries: %s", self->retries,
-                                            reason);
+  if (progressed) {
+    self->retries = 0;
+  } else if (self->retries >= self->max_retries) {
+    g_autofree char *msg = g_strdup_printf ("giving up after %u attempts in a row without progress: %s",
+                                            self->retries + 1, reason);
     ota_download_fail (self, timeout ? OTA_RESULT_TIMEOUT : OTA_RESULT_FAILED, msg);
     return;
+  } else {
+    self->retries++;
   }
-  delay = ota_backoff_delay_ms (self->retries++);
-  g_message ("download of %s interrupted at byte %" G_GUINT64_FORMAT " (%s): retry %u/%u in %u ms",
-             self->path, self->received, reason, self->retries, self->max_retries, delay);
+  delay = ota_download_retry_delay_ms (self);
+  g_message ("download of %s interrupted at byte %" G_GUINT64_FORMAT " (%s): retry in %u ms "
+             "(%u/%u attempts without progress)",
+             self->path, self->received, reason, delay, self->retries, self->max_retries);
   /* What this attempt brought survives even if the next one never comes. */
   ota_download_push_kind (self, OTA_JOB_CHECKPOINT);
   self->state = OTA_DOWNLOAD_BACKOFF;
@@ -1270,7 +1433,7 @@ ota_download_network_error (OtaDownload *self, const GError *error)
     return;
   }
   if (self->stalled) {
-    reason = g_strdup_printf ("no data received for %u s", self->stall_timeout);
+    reason = g_strdup (self->stall_reason != NULL ? self->stall_reason : "stalled");
     ota_download_retry (self, TRUE, reason);
     return;
   }
@@ -1286,7 +1449,8 @@ ota_download_restart (OtaDownload *self)
     return;
   g_message ("server ignored the range request: downloading %s from the start", self->path);
   self->generation++;
-  self->received = self->downloaded = self->resumed_from = 0;
+  self->received = self->downloaded = self->resumed_from = self->attempt_start = 0;
+  ota_download_reset_window (self);
   ota_download_push_kind (self, OTA_JOB_RESTART);
 }
 
@@ -1345,6 +1509,7 @@ ota_download_read_cb (GObject *source, GAsyncResult *res, gpointer user_data)
     return;
   }
   self->received += (guint64) n;
+  self->rate_bytes += (guint64) n;
   self->filling->length += (gsize) n;
   now = g_get_monotonic_time ();
   if (self->filling_since == 0)
@@ -1355,20 +1520,66 @@ ota_download_read_cb (GObject *source, GAsyncResult *res, gpointer user_data)
   ota_download_read_next (self);
 }
 
+static gboolean
+ota_download_throttle_cb (gpointer user_data)
+{
+  OtaDownload *self = user_data;
+
+  g_clear_pointer (&self->throttle_source, g_source_unref);
+  if (self->state == OTA_DOWNLOAD_RECEIVING)
+    ota_download_read_next (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* max_download_rate: the bytes read since rate_start follow a schedule; TRUE
+ * when the next read must wait for it (a timer reads then). Not reading, the
+ * socket's buffer fills up and TCP slows the sender down: the link itself
+ * carries no more than the rate. */
+static gboolean
+ota_download_throttle (OtaDownload *self)
+{
+  gint64 now, due;
+
+  if (self->max_rate == 0)
+    return FALSE;
+  now = g_get_monotonic_time ();
+  due = self->rate_start + (gint64) ((double) self->rate_bytes * G_USEC_PER_SEC / (double) self->max_rate);
+  if (due < now - OTA_RATE_BURST_USEC) {
+    /* Behind the schedule (a slower link, a new attempt): no credit beyond one burst. */
+    self->rate_start = now - OTA_RATE_BURST_USEC;
+    self->rate_bytes = 0;
+    return FALSE;
+  }
+  if (due <= now)
+    return FALSE;
+  self->throttle_source = g_timeout_source_new ((guint) ((due - now + 999) / 1000));
+  g_source_set_callback (self->throttle_source, ota_download_throttle_cb, self, NULL);
+  g_source_set_static_name (self->throttle_source, "[iv-ota] download rate");
+  g_source_attach (self->throttle_source, self->context);
+  return TRUE;
+}
+
 static void
 ota_download_read_next (OtaDownload *self)
 {
+  gsize room;
+
   if (self->filling == NULL && (self->filling = ota_download_take_buffer (self)) == NULL) {
-    /* Backpressure: every buffer is in the pipeline. The disk is not a stalled network. */
+    /* Backpressure: every buffer is in the pipeline. The disk is not a stalled
+     * network: not reading, the stall clock stands still. */
     self->waiting_for_buffer = TRUE;
-    ota_download_pause_stall (self);
     return;
   }
+  if (ota_download_throttle (self))
+    return;
+  room = OTA_CHUNK_SIZE - self->filling->length;
+  /* Under a rate cap, small reads keep the pace even. */
+  if (self->max_rate > 0)
+    room = MIN (room, MAX (self->max_rate / OTA_RATE_READS_PER_SEC, 1024));
   self->reading = TRUE;
-  ota_download_arm_stall (self);
-  g_input_stream_read_async (self->stream, self->filling->data + self->filling->length,
-                             OTA_CHUNK_SIZE - self->filling->length, G_PRIORITY_DEFAULT,
-                             self->cancellable, ota_download_read_cb, g_object_ref (self));
+  g_input_stream_read_async (self->stream, self->filling->data + self->filling->length, room,
+                             G_PRIORITY_DEFAULT, self->cancellable, ota_download_read_cb,
+                             g_object_ref (self));
 }
 
 static gboolean
@@ -1424,13 +1635,42 @@ ota_download_receive_partial (OtaDownload *self, SoupMessageHeaders *headers)
   ota_download_read_next (self);
 }
 
-static gboolean
-ota_download_is_downgraded (OtaDownload *self)
-{
-  const char *scheme = g_uri_get_scheme (soup_message_get_uri (self->msg));
+static void ota_download_request (OtaDownload *self, const char *url);
 
-  return g_ascii_strncasecmp (self->url, "https:", 6) == 0 &&
-         g_ascii_strcasecmp (scheme, "https") != 0;
+/* A 416 to a range inside the file: the server lost (or never had) the bytes
+ * we asked for. Starting over is worth it once per download. */
+static void
+ota_download_handle_416 (OtaDownload *self, const char *reason)
+{
+  g_autofree char *msg = NULL;
+
+  if (self->received == 0 || self->restarted_after_416) {
+    msg = g_strdup_printf ("unexpected %s to a range at byte %" G_GUINT64_FORMAT
+                           " of %" G_GUINT64_FORMAT "%s",
+                           reason, self->received, self->file_size,
+                           self->restarted_after_416 ? ", again after starting over" : "");
+    ota_download_fail (self, OTA_RESULT_FAILED, msg);
+    return;
+  }
+  g_message ("%s to a range at byte %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+             ": downloading %s from the start",
+             reason, self->received, self->file_size, self->path);
+  self->restarted_after_416 = TRUE;
+  ota_download_end_attempt (self);
+  self->generation++;
+  self->received = self->downloaded = self->resumed_from = 0;
+  ota_download_push_kind (self, OTA_JOB_RESTART);
+  ota_download_send (self);
+}
+
+static void
+ota_download_retry_later (OtaDownload *self, gboolean timeout, const char *reason)
+{
+  const char *retry_after = soup_message_headers_get_one (soup_message_get_response_headers (self->msg),
+                                                          "Retry-After");
+
+  self->retry_after = ota_download_parse_retry_after (retry_after, g_get_real_time () / G_USEC_PER_SEC);
+  ota_download_retry (self, timeout, reason);
 }
 
 static void
@@ -1448,14 +1688,66 @@ ota_download_handle_status (OtaDownload *self, guint status)
     /* Everything was already here: the range starts at the end. */
     ota_download_end_attempt (self);
     ota_download_verify (self);
+  } else if (status == SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE) {
+    ota_download_handle_416 (self, reason);
   } else if (status == SOUP_STATUS_REQUEST_TIMEOUT || status == SOUP_STATUS_GATEWAY_TIMEOUT) {
-    ota_download_retry (self, TRUE, reason);
+    ota_download_retry_later (self, TRUE, reason);
   } else if (status == 429 /* Too Many Requests */ || (status >= 500 && status <= 599)) {
-    ota_download_retry (self, FALSE, reason);
+    ota_download_retry_later (self, FALSE, reason);
   } else {
     g_autofree char *msg = g_strdup_printf ("unexpected %s", reason);
     ota_download_fail (self, OTA_RESULT_FAILED, msg);
   }
+}
+
+static gboolean
+ota_uri_is_http (GUri *uri)
+{
+  const char *scheme = g_uri_get_scheme (uri);
+
+  return g_ascii_strcasecmp (scheme, "http") == 0 || g_ascii_strcasecmp (scheme, "https") == 0;
+}
+
+/* Redirects are followed here, not by libsoup, so that the target is checked
+ * before a single byte goes to it: from https, plain http is refused (a
+ * presigned URL would go out in clear). */
+static void
+ota_download_follow_redirect (OtaDownload *self)
+{
+  GUri *base = soup_message_get_uri (self->msg);
+  const char *location = soup_message_headers_get_one (soup_message_get_response_headers (self->msg),
+                                                       "Location");
+  g_autoptr(GUri) target = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *shown = NULL;
+  g_autofree char *msg = NULL;
+
+  if (location != NULL)
+    target = g_uri_parse_relative (base, location, SOUP_HTTP_URI_FLAGS, NULL);
+  if (target == NULL || !ota_uri_is_http (target) || g_uri_get_host (target) == NULL) {
+    ota_download_fail (self, OTA_RESULT_FAILED, "redirect without a valid http(s) Location");
+    return;
+  }
+  url = g_uri_to_string (target);
+  shown = ota_url_for_log (url);
+  if (g_ascii_strcasecmp (g_uri_get_scheme (base), "https") == 0 &&
+      g_ascii_strcasecmp (g_uri_get_scheme (target), "https") != 0) {
+    msg = g_strdup_printf ("redirected from https to plain http (%s): refused, nothing sent there", shown);
+    ota_download_fail (self, OTA_RESULT_FAILED, msg);
+    return;
+  }
+  if (++self->redirects > OTA_MAX_REDIRECTS) {
+    msg = g_strdup_printf ("more than %d redirects", OTA_MAX_REDIRECTS);
+    ota_download_fail (self, OTA_RESULT_FAILED, msg);
+    return;
+  }
+  g_info ("download of %s redirected to %s", self->path, shown);
+  g_clear_object (&self->cancellable);
+  g_clear_object (&self->stream);
+  g_clear_object (&self->msg);
+  g_free (self->attempt_url);
+  self->attempt_url = g_steal_pointer (&url);
+  ota_download_request (self, self->attempt_url);
 }
 
 static void
@@ -1476,11 +1768,9 @@ ota_download_sent_cb (GObject *source, GAsyncResult *res, gpointer user_data)
   self->stream = g_steal_pointer (&stream);
   status = soup_message_get_status (self->msg);
   headers = soup_message_get_response_headers (self->msg);
-  if (ota_download_is_downgraded (self)) {
-    ota_download_fail (self, OTA_RESULT_FAILED, "redirected from https to plain http");
-    return;
-  }
-  if (status != SOUP_STATUS_OK && status != SOUP_STATUS_PARTIAL_CONTENT)
+  if (SOUP_STATUS_IS_REDIRECTION (status) && soup_message_headers_get_one (headers, "Location") != NULL)
+    ota_download_follow_redirect (self);
+  else if (status != SOUP_STATUS_OK && status != SOUP_STATUS_PARTIAL_CONTENT)
     ota_download_handle_status (self, status);
   else if (!ota_download_check_encoding (self, headers))
     return;
@@ -1490,24 +1780,39 @@ ota_download_sent_cb (GObject *source, GAsyncResult *res, gpointer user_data)
     ota_download_receive_partial (self, headers);
 }
 
+/* One request of the current attempt: to the offer's URL, or where it redirected. */
 static void
-ota_download_send (OtaDownload *self)
+ota_download_request (OtaDownload *self, const char *url)
 {
-  g_autoptr(SoupMessage) msg = soup_message_new (SOUP_METHOD_GET, self->url);
+  g_autoptr(SoupMessage) msg = soup_message_new (SOUP_METHOD_GET, url);
 
   if (msg == NULL) {
     ota_download_fail (self, OTA_RESULT_FAILED, "invalid download URL");
     return;
   }
+  soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
   if (self->received > 0)
     soup_message_headers_set_range (soup_message_get_request_headers (msg), self->received, -1);
   self->msg = g_steal_pointer (&msg);
   self->cancellable = g_cancellable_new ();
-  self->stalled = FALSE;
   self->state = OTA_DOWNLOAD_REQUESTING;
-  ota_download_arm_stall (self);
   soup_session_send_async (self->session, self->msg, G_PRIORITY_DEFAULT, self->cancellable,
                            ota_download_sent_cb, g_object_ref (self));
+}
+
+/* A new attempt, from the offer's URL (a redirect target may have expired). */
+static void
+ota_download_send (OtaDownload *self)
+{
+  self->stalled = FALSE;
+  self->redirects = 0;
+  g_clear_pointer (&self->attempt_url, g_free);
+  self->attempt_start = self->received;
+  self->rate_start = g_get_monotonic_time ();
+  self->rate_bytes = 0;
+  self->state = OTA_DOWNLOAD_REQUESTING;
+  ota_download_arm_stall (self);
+  ota_download_request (self, self->url);
 }
 
 /* ---- replies from the writer (creator's context) ---- */
@@ -1635,7 +1940,11 @@ ota_download_new (SoupSession *session, const OtaDownloadParams *params)
   self->url = g_strdup (params->url);
   self->file_size = params->file_size;
   self->stall_timeout = params->stall_timeout;
+  self->min_rate = params->min_download_rate;
+  self->max_rate = params->max_download_rate;
   self->max_retries = params->max_retries;
+  self->retry_after = -1;
+  self->progress_bytes = MAX (MIN ((guint64) OTA_PROGRESS_BYTES, params->file_size / 10), 1);
   stem = ota_firmware_stem (params->module, params->version);
   self->path = g_strdup_printf ("%s/%s.bin", params->dir_path != NULL ? params->dir_path : "",
                                 stem);
@@ -1680,6 +1989,28 @@ ota_download_cancel (OtaDownload *self)
   /* A read in flight still fills the current buffer: its callback stops the threads. */
   if (!self->reading)
     ota_download_stop_writing (self);
+}
+
+gint64
+ota_download_parse_retry_after (const char *value, gint64 now_unix)
+{
+  g_autoptr(GDateTime) date = NULL;
+  guint64 seconds = 0;
+
+  if (value == NULL)
+    return -1;
+  while (g_ascii_isspace (*value))
+    value++;
+  if (g_ascii_isdigit (*value)) {
+    g_autofree char *trimmed = g_strchomp (g_strdup (value));
+    if (!g_ascii_string_to_unsigned (trimmed, 10, 0, G_MAXUINT64, &seconds, NULL))
+      return -1;
+    return (gint64) MIN (seconds, (guint64) OTA_RETRY_AFTER_MAX);
+  }
+  date = soup_date_time_new_from_http_string (value);
+  if (date == NULL)
+    return -1;
+  return CLAMP (g_date_time_to_unix (date) - now_unix, 0, OTA_RETRY_AFTER_MAX);
 }
 
 guint
@@ -1733,6 +2064,8 @@ ota_download_finalize (GObject *object)
   g_main_context_unref (self->context);
   g_object_unref (self->session);
   g_free (self->url);
+  g_free (self->attempt_url);
+  g_free (self->stall_reason);
   g_free (self->path);
   G_OBJECT_CLASS (ota_download_parent_class)->finalize (object);
 }

@@ -19,7 +19,9 @@ typedef struct {
   gid_t owner_gid;
   guint64 checkpoint_bytes;
   guint stall_timeout;     /* seconds */
-  guint max_retries;
+  guint64 min_download_rate; /* bytes/s: fewer over stall_timeout is a stall (0: only silence) */
+  guint64 max_download_rate; /* bytes/s, 0: unlimited */
+  guint max_retries;       /* attempts in a row without progress */
   guint64 max_firmware_size;
 } OtaDownloadParams;
 
@@ -56,6 +58,12 @@ void ota_download_cancel (OtaDownload *self);
  * must come back to hand over its buffer) until this is 0. The worker wakes
  * that context up when it ends. Any thread. */
 guint ota_download_count_workers (void);
+
+/* Seconds a Retry-After header value asks for (delta-seconds or an HTTP
+ * date, relative to @now_unix), at most OTA_RETRY_AFTER_MAX; -1 when @value
+ * is NULL or not valid. Pure. */
+#define OTA_RETRY_AFTER_MAX 600
+gint64 ota_download_parse_retry_after (const char *value, gint64 now_unix);
 
 /* Absolute path of the image. */
 const char *ota_download_get_path (OtaDownload *self);

@@ -1,6 +1,7 @@
 #include "module.h"
 
 #include "downloader.h"
+#include "network.h"
 #include "error.h"
 #include "state-store.h"
 #include "util.h"
@@ -334,7 +335,7 @@ on_download_finished (OtaDownload *download, int code, const char *message, OtaM
 static void
 module_start_download (OtaModule *self)
 {
-  gsize base;
+  g_autofree char *shown_url = ota_url_for_log (self->offer->url);
   OtaDownloadParams params = {
     .url = self->offer->url,
     .module = self->name,
@@ -347,6 +348,8 @@ module_start_download (OtaModule *self)
     .owner_gid = self->gid,
     .checkpoint_bytes = self->config->checkpoint_bytes,
     .stall_timeout = self->config->stall_timeout,
+    .min_download_rate = self->config->min_download_rate,
+    .max_download_rate = self->config->max_download_rate,
     .max_retries = self->config->max_retries,
     .max_firmware_size = self->config->max_firmware_size,
   };
@@ -356,11 +359,9 @@ module_start_download (OtaModule *self)
   g_signal_connect (self->download, "verifying", G_CALLBACK (on_download_verifying), self);
   g_signal_connect (self->download, "finished", G_CALLBACK (on_download_finished), self);
   self->last_cloud_progress = 0;
-  /* Not the query: on presigned URLs it holds the signature. */
-  base = strcspn (self->offer->url, "?#");
-  module_log (self, G_LOG_LEVEL_INFO, "downloading %s (%" G_GUINT64_FORMAT " bytes) from %.*s%s",
-              self->offer->version, self->offer->file_size, (int) base, self->offer->url,
-              self->offer->url[base] != '\0' ? "?…" : "");
+  /* Neither the query (a presigned URL's signature) nor user:password@. */
+  module_log (self, G_LOG_LEVEL_INFO, "downloading %s (%" G_GUINT64_FORMAT " bytes) from %s",
+              self->offer->version, self->offer->file_size, shown_url);
   ota_download_start (self->download);
 }
 

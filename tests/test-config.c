@@ -43,6 +43,9 @@ test_minimal_config_gives_every_default (void)
   g_assert_cmpuint (config->max_firmware_size, ==, G_GUINT64_CONSTANT (2147483648));
   g_assert_true (config->require_https);
   g_assert_cmpstr (config->ca_file, ==, "");
+  g_assert_cmpuint (config->min_download_rate, ==, 16);
+  g_assert_cmpuint (config->max_download_rate, ==, 0);
+  g_assert_cmpstr (config->proxy, ==, "");
   g_assert_cmpstr (config->report_topic, ==, "$ota/report/P1/dev1");
   g_assert_cmpstr (config->update_topic, ==, "$ota/update/P1/dev1");
 }
@@ -205,6 +208,34 @@ test_client_id_defaults_to_product_and_device (void)
 }
 
 static void
+test_network_keys_are_read_back (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OtaConfig) config =
+    load (DEVICE "[ota]\nmin_download_rate=0\nmax_download_rate=65536\n"
+                 "proxy=http://user:s3cret@127.0.0.1:3128\n",
+          &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (config->min_download_rate, ==, 0);
+  g_assert_cmpuint (config->max_download_rate, ==, 65536);
+  g_assert_cmpstr (config->proxy, ==, "http://user:s3cret@127.0.0.1:3128");
+}
+
+/* The value may hold a password: messages describe it, never quote it. */
+static void
+test_bad_proxy_is_not_quoted (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OtaConfig) config = load (DEVICE "[ota]\nproxy=socks5://user:s3cret@127.0.0.1:1080\n", &error);
+
+  g_assert_null (config);
+  g_assert_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE);
+  g_assert_null (strstr (error->message, "s3cret"));
+  g_assert_nonnull (strstr (error->message, "[ota] proxy"));
+}
+
+static void
 test_booleans_follow_key_file_rules (void)
 {
   g_autoptr(GError) error = NULL;
@@ -308,6 +339,15 @@ static const BadConfig bad_configs[] = {
   { "max_firmware_size-over-264", DEVICE "[ota]\nmax_firmware_size=18446744073709551616\n",
     "[ota] max_firmware_size" },
   { "require_https-maybe", DEVICE "[ota]\nrequire_https=maybe\n", "[ota] require_https" },
+  { "min_download_rate-abc", DEVICE "[ota]\nmin_download_rate=abc\n", "[ota] min_download_rate" },
+  { "max_download_rate-negative", DEVICE "[ota]\nmax_download_rate=-1\n", "[ota] max_download_rate" },
+  { "max_download_rate-below-min", DEVICE "[ota]\nmin_download_rate=1000\nmax_download_rate=999\n",
+    "[ota] max_download_rate: 999 is below min_download_rate (1000)" },
+  { "proxy-https", DEVICE "[ota]\nproxy=https://127.0.0.1:3128\n", "[ota] proxy: only http://" },
+  { "proxy-no-port", DEVICE "[ota]\nproxy=http://127.0.0.1\n", "[ota] proxy: no port" },
+  { "proxy-no-host", DEVICE "[ota]\nproxy=http://:3128\n", "[ota] proxy" },
+  { "proxy-with-path", DEVICE "[ota]\nproxy=http://127.0.0.1:3128/x\n", "[ota] proxy: nothing may follow" },
+  { "proxy-not-a-url", DEVICE "[ota]\nproxy=127.0.0.1:3128\n", "[ota] proxy" },
   { "report_topic-with-hash", DEVICE "[ota]\nreport_topic=a/#\n", "[ota] report_topic" },
   { "update_topic-with-plus", DEVICE "[ota]\nupdate_topic=a/+/b\n", "[ota] update_topic" },
   { "empty-topic", DEVICE "[ota]\nupdate_topic=\n", "[ota] update_topic" },
@@ -407,7 +447,8 @@ static const char *const design_keys[] = {
   "mqtt ca_file", "mqtt cert_file", "mqtt key_file", "device product_id", "device device_name",
   "device device_secret", "ota state_dir", "ota report_interval", "ota retry_interval", "ota progress_interval",
   "ota max_retries", "ota stall_timeout", "ota checkpoint_bytes", "ota max_firmware_size", "ota require_https",
-  "ota ca_file", "ota report_topic", "ota update_topic",
+  "ota ca_file", "ota report_topic", "ota update_topic", "ota min_download_rate", "ota max_download_rate",
+  "ota proxy",
 };
 
 /* "#key=value" lines become "key=value" (the device named), and the keys
@@ -489,6 +530,9 @@ test_example_config_shows_every_key_at_its_default (void)
   g_assert_cmpuint (example->max_firmware_size, ==, defaults->max_firmware_size);
   g_assert_cmpint (example->require_https, ==, defaults->require_https);
   g_assert_cmpstr (example->ca_file, ==, defaults->ca_file);
+  g_assert_cmpuint (example->min_download_rate, ==, defaults->min_download_rate);
+  g_assert_cmpuint (example->max_download_rate, ==, defaults->max_download_rate);
+  g_assert_cmpstr (example->proxy, ==, defaults->proxy);
   g_assert_cmpstr (example->report_topic, ==, defaults->report_topic);
   g_assert_cmpstr (example->update_topic, ==, defaults->update_topic);
 }
@@ -509,6 +553,8 @@ main (int argc, char **argv)
                    test_client_id_defaults_to_product_and_device);
   g_test_add_func ("/config/username-and-password-are-read-back", test_username_and_password_are_read_back);
   g_test_add_func ("/config/booleans-follow-key-file-rules", test_booleans_follow_key_file_rules);
+  g_test_add_func ("/config/network-keys-are-read-back", test_network_keys_are_read_back);
+  g_test_add_func ("/config/bad-proxy-is-not-quoted", test_bad_proxy_is_not_quoted);
   g_test_add_func ("/config/blanks-around-numbers-are-ignored",
                    test_blanks_around_numbers_are_ignored);
   g_test_add_func ("/config/client-certificate-pair-is-checked-only-with-tls",

@@ -28,6 +28,7 @@ typedef struct {
   guint requests;
   guint64 bytes_sent;
   GPtrArray *ranges; /* Range header of each request, "" when absent */
+  GArray *times;     /* monotonic time of each request */
   gboolean saw_accept_encoding;
 } Observations;
 
@@ -40,6 +41,8 @@ typedef struct {
   gboolean bad_content_range; /* once, on a Range request */
   const char *content_encoding;
   const char *redirect_to;
+  const char *retry_after; /* sent with fail_status */
+  guint range_416_count;   /* answer that many Range requests with 416 first */
 } HttpServer;
 
 typedef struct {
@@ -49,7 +52,13 @@ typedef struct {
   gboolean stall;      /* ...and, if set, the connection then stays open, silent */
   gboolean hang;       /* never answer */
   gboolean trailing_junk; /* no Content-Length, more bytes than the firmware */
+  guint64 cut_every;   /* every response stops after this many body bytes... */
+  gboolean stall_every; /* ...and, if set, then stays open, silent */
+  guint drip_ms;       /* the body comes one byte every drip_ms */
+  guint pace_ms;       /* the body comes in 64 KiB pieces every pace_ms */
+  gboolean range_416;  /* every Range request gets 416 */
   gint responses;
+  gint active;         /* connections being served */
 } RawServer;
 
 typedef struct {
@@ -78,6 +87,7 @@ typedef struct {
   gboolean unref_at_cancel;
   gboolean cancelled;
   guint signals_after_cancel;
+  guint freeze_ms; /* the first progress blocks the main loop this long */
 } Fixture;
 
 /* ---- observations ---- */
@@ -86,8 +96,11 @@ static void
 observe_request (Observations *seen, const char *range, gboolean accept_encoding)
 {
   g_mutex_lock (&seen->lock);
+  gint64 now = g_get_monotonic_time ();
+
   seen->requests++;
   g_ptr_array_add (seen->ranges, g_strdup (range != NULL ? range : ""));
+  g_array_append_val (seen->times, now);
   seen->saw_accept_encoding |= accept_encoding;
   g_mutex_unlock (&seen->lock);
 }
@@ -107,6 +120,7 @@ observations_reset (Observations *seen)
   seen->requests = 0;
   seen->bytes_sent = 0;
   g_ptr_array_set_size (seen->ranges, 0);
+  g_array_set_size (seen->times, 0);
   seen->saw_accept_encoding = FALSE;
   g_mutex_unlock (&seen->lock);
 }
@@ -157,6 +171,14 @@ http_handler (SoupServer *server, SoupServerMessage *msg, const char *path, GHas
   if (f->http.fail_count > 0) {
     f->http.fail_count--;
     soup_server_message_set_status (msg, f->http.fail_status, NULL);
+    if (f->http.retry_after != NULL)
+      soup_message_headers_append (soup_server_message_get_response_headers (msg), "Retry-After",
+                                   f->http.retry_after);
+    return;
+  }
+  if (range != NULL && f->http.range_416_count > 0) {
+    f->http.range_416_count--;
+    soup_server_message_set_status (msg, SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE, NULL);
     return;
   }
   if (range != NULL && f->http.bad_content_range) {
@@ -186,6 +208,17 @@ http_plain_handler (SoupServer *server, SoupServerMessage *msg, const char *path
   f->http.redirect_to = redirect_to;
 }
 
+/* An old address of the image: moved to /fw. */
+static void
+http_moved_handler (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
+                    gpointer user_data)
+{
+  Fixture *f = user_data;
+
+  observe_request (&f->seen, NULL, FALSE);
+  soup_server_message_set_redirect (msg, SOUP_STATUS_MOVED_PERMANENTLY, "/fw");
+}
+
 static void
 http_server_start (Fixture *f)
 {
@@ -195,6 +228,7 @@ http_server_start (Fixture *f)
 
   f->http.server = soup_server_new (NULL, NULL);
   soup_server_add_handler (f->http.server, "/fw", http_handler, f, NULL);
+  soup_server_add_handler (f->http.server, "/old", http_moved_handler, f, NULL);
   soup_server_listen_local (f->http.server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error);
   g_assert_no_error (error);
   uris = soup_server_get_uris (f->http.server);
@@ -288,6 +322,27 @@ raw_read_request (Fixture *f, GDataInputStream *in)
   return start;
 }
 
+/* All at once, or paced: a byte per drip_ms, or 64 KiB per pace_ms. Stops
+ * when the client goes away. */
+static void
+raw_write_body (Fixture *f, GOutputStream *out, const guint8 *body, guint64 length)
+{
+  gsize piece = f->raw.drip_ms > 0 ? 1 : f->raw.pace_ms > 0 ? 64 * 1024 : length;
+  guint delay_ms = f->raw.drip_ms > 0 ? f->raw.drip_ms : f->raw.pace_ms;
+
+  for (guint64 done = 0; done < length;) {
+    gsize written = 0;
+    gboolean ok = g_output_stream_write_all (out, body + done, MIN (piece, length - done), &written, NULL, NULL);
+
+    observe_bytes (&f->seen, written);
+    done += written;
+    if (!ok)
+      return;
+    if (delay_ms > 0 && done < length)
+      g_usleep (delay_ms * 1000);
+  }
+}
+
 static void
 raw_respond (Fixture *f, GOutputStream *out, gint64 range_start, gboolean first)
 {
@@ -296,8 +351,7 @@ raw_respond (Fixture *f, GOutputStream *out, gint64 range_start, gboolean first)
   guint64 start = range_start >= 0 ? (guint64) range_start : 0;
   guint64 length = size - start;
   g_autofree char *head = NULL;
-  gsize written = 0;
-
+  
   if (f->raw.trailing_junk)
     head = g_strdup ("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
   else if (range_start >= 0)
@@ -310,12 +364,17 @@ raw_respond (Fixture *f, GOutputStream *out, gint64 range_start, gboolean first)
     head = g_strdup_printf ("HTTP/1.1 200 OK\r\nContent-Length: %" G_GUINT64_FORMAT
                             "\r\nConnection: close\r\n\r\n",
                             length);
-  if (!g_output_stream_write_all (out, head, strlen (head), NULL, NULL, NULL))
+  if (range_start >= 0 && f->raw.range_416)
+    head = g_strdup_printf ("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%" G_GUINT64_FORMAT
+                            "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", size);
+  if (!g_output_stream_write_all (out, head, strlen (head), NULL, NULL, NULL) ||
+      (range_start >= 0 && f->raw.range_416))
     return;
   if (first && f->raw.cut_after > 0)
     length = MIN (length, f->raw.cut_after);
-  g_output_stream_write_all (out, body + start, length, &written, NULL, NULL);
-  observe_bytes (&f->seen, written);
+  if (f->raw.cut_every > 0)
+    length = MIN (length, f->raw.cut_every);
+  raw_write_body (f, out, body + start, length);
   if (f->raw.trailing_junk)
     g_output_stream_write_all (out, body, 1000, NULL, NULL, NULL);
 }
@@ -341,13 +400,15 @@ raw_run_cb (GThreadedSocketService *service, GSocketConnection *conn, GObject *s
 
   g_filter_input_stream_set_close_base_stream (G_FILTER_INPUT_STREAM (in), FALSE);
   g_data_input_stream_set_newline_type (in, G_DATA_STREAM_NEWLINE_TYPE_CR_LF);
+  g_atomic_int_inc (&f->raw.active);
   range_start = raw_read_request (f, in);
   first = g_atomic_int_add (&f->raw.responses, 1) == 0;
   if (!f->raw.hang)
     raw_respond (f, g_io_stream_get_output_stream (io), range_start, first);
-  if (f->raw.hang || (first && f->raw.stall))
+  if (f->raw.hang || (first && f->raw.stall) || f->raw.stall_every)
     raw_wait_for_close (G_INPUT_STREAM (in));
   g_io_stream_close (io, NULL, NULL);
+  g_atomic_int_dec_and_test (&f->raw.active);
   return TRUE;
 }
 
@@ -389,6 +450,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_assert_cmpint (f->dir_fd, >=, 0);
   g_mutex_init (&f->seen.lock);
   f->seen.ranges = g_ptr_array_new_with_free_func (g_free);
+  f->seen.times = g_array_new (FALSE, FALSE, sizeof (gint64));
   http_server_start (f);
   f->session = ota_download_session_new (NULL, &error);
   g_assert_no_error (error);
@@ -402,6 +464,10 @@ fixture_tear_down (Fixture *f, gconstpointer data)
 
   g_clear_object (&f->download);
   g_clear_object (&f->session);
+  /* Connections closed by the download end their threads; wait for them, they use @f. */
+  for (guint i = 0; i < 500 && g_atomic_int_get (&f->raw.active) > 0; i++)
+    g_usleep (10 * 1000);
+  g_assert_cmpint (g_atomic_int_get (&f->raw.active), ==, 0);
   if (f->raw.service != NULL) {
     g_socket_service_stop (f->raw.service);
     g_socket_listener_close (G_SOCKET_LISTENER (f->raw.service));
@@ -422,6 +488,7 @@ fixture_tear_down (Fixture *f, gconstpointer data)
   g_free (f->message);
   g_bytes_unref (f->firmware);
   g_ptr_array_unref (f->seen.ranges);
+  g_array_unref (f->seen.times);
   g_mutex_clear (&f->seen.lock);
 }
 
@@ -536,6 +603,8 @@ on_progress (OtaDownload *download, guint64 downloaded, guint64 total, Fixture *
   f->progress_went_back |= downloaded < f->last_progress;
   f->last_progress = downloaded;
   f->progress_count++;
+  if (f->freeze_ms > 0 && f->progress_count == 1)
+    g_usleep (f->freeze_ms * 1000); /* as if the process were stopped */
   if (f->cancel_at_first_progress) {
     /* Both are allowed from inside a handler. */
     f->cancelled = TRUE;
@@ -1199,6 +1268,168 @@ test_redirect_to_http_is_refused (Fixture *f, gconstpointer data)
   g_assert_cmpint (run_download (f, &params), ==, -5);
   g_assert_nonnull (strstr (f->message, "redirected from https"));
   g_assert_false (file_exists (f, BIN_NAME));
+  /* Refused before anything went to the plain http server: only the redirect was asked for. */
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+}
+
+static void
+test_redirect_is_followed (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autofree char *old = g_strdup (f->http.url);
+  const gsize done = 1024 * 1024;
+  g_autofree char *expected = g_strdup_printf ("bytes=%" G_GSIZE_FORMAT "-", done);
+
+  strcpy (old + strlen (old) - 2, "old");
+  params.url = old;
+  write_partial (f, done, 0);
+  write_record (f, "", VERSION, f->md5, done);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+  /* The range goes to where the redirect leads. */
+  g_assert_cmpstr (observed_range (f, 1), ==, expected);
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE - done);
+}
+
+/* 1 byte every 300 ms never lets a 1 s stall timeout fire; it is still a stall. */
+static void
+test_drip_is_a_stall (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->raw.drip_ms = 300;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  params.stall_timeout = 1;
+  params.min_download_rate = 16;
+  params.max_retries = 1;
+  g_assert_cmpint (run_download (f, &params), ==, -1);
+  g_assert_nonnull (strstr (f->message, "min_download_rate"));
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+}
+
+/* A link that drops every 300 KiB: each attempt makes progress, none counts. */
+static void
+test_progress_resets_retry_count (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->raw.cut_every = 300 * 1024;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  params.max_retries = 1;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, (FW_SIZE + 300 * 1024 - 1) / (300 * 1024));
+}
+
+/* 300 KiB, then silence: progress, but a stall, so every attempt counts. */
+static void
+test_stall_never_resets_retry_count (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->raw.cut_every = 300 * 1024;
+  f->raw.stall_every = TRUE;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  params.stall_timeout = 1;
+  params.max_retries = 2;
+  g_assert_cmpint (run_download (f, &params), ==, -1);
+  g_assert_cmpuint (f->seen.requests, ==, 3);
+  g_assert_nonnull (strstr (f->message, "no data received"));
+}
+
+/* The process does not run for longer than stall_timeout (a SIGSTOP, a frozen
+ * VM) while the server goes on sending: what waits in the socket is read,
+ * no new request. */
+static void
+test_frozen_process_is_not_a_stall (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+
+  f->raw.pace_ms = 40;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  params.stall_timeout = 1;
+  f->freeze_ms = 2500;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE);
+}
+
+/* 416 to a range inside the file: once, start over from 0. */
+static void
+test_416_in_the_middle_starts_over (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const gsize done = 1024 * 1024;
+
+  f->http.range_416_count = 1;
+  write_partial (f, done, 0);
+  write_record (f, "", VERSION, f->md5, done);
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+  g_assert_cmpstr (observed_range (f, 0), !=, "");
+  g_assert_cmpstr (observed_range (f, 1), ==, "");
+  g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE);
+}
+
+/* ...and if it comes again, fail instead of looping. */
+static void
+test_416_that_persists_fails (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  const gsize done = 1024 * 1024;
+
+  f->raw.range_416 = TRUE;
+  f->raw.cut_every = 512 * 1024;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  write_partial (f, done, 0);
+  write_record (f, "", VERSION, f->md5, done);
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  g_assert_nonnull (strstr (f->message, "416"));
+  g_assert_nonnull (strstr (f->message, "again after starting over"));
+  /* Range: 416; from 0: cut; range again: 416. */
+  g_assert_cmpuint (f->seen.requests, ==, 3);
+  g_assert_cmpstr (observed_range (f, 1), ==, "");
+}
+
+static void
+test_retry_after_is_honoured (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  gint64 gap;
+
+  f->http.fail_count = 1;
+  f->http.fail_status = SOUP_STATUS_SERVICE_UNAVAILABLE;
+  f->http.retry_after = "2";
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+  /* Without the header the first retry comes after about 0.5 s. */
+  gap = g_array_index (f->seen.times, gint64, 1) - g_array_index (f->seen.times, gint64, 0);
+  g_assert_cmpint (gap, >=, 2 * G_USEC_PER_SEC);
+}
+
+/* The cap holds the transfer back: 3 MiB at 1 MiB/s cannot end before 2 s
+ * (one second of burst allowed). */
+static void
+test_max_download_rate_holds_back (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  gint64 start = g_get_monotonic_time ();
+
+  params.max_download_rate = 1024 * 1024;
+  params.min_download_rate = 16;
+  g_assert_cmpint (run_download (f, &params), ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 1);
+  g_assert_cmpint (g_get_monotonic_time () - start, >=, (FW_SIZE - 1024 * 1024) * (G_USEC_PER_SEC / (1024 * 1024)));
 }
 
 static void
@@ -1231,6 +1462,28 @@ test_files_belong_to_owner (Fixture *f, gconstpointer data)
   g_assert_cmpint (run_download (f, &params), ==, 0);
   g_assert_cmpint (fstatat (f->dir_fd, BIN_NAME, &st, AT_SYMLINK_NOFOLLOW), ==, 0);
   g_assert_cmpuint (st.st_uid, ==, 4242);
+}
+
+static void
+test_parse_retry_after (void)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_from_unix_utc (1700000000);
+  g_autoptr(GDateTime) later = g_date_time_add_seconds (now, 30);
+  g_autofree char *date = g_date_time_format (later, "%a, %d %b %Y %H:%M:%S GMT");
+  gint64 t = g_date_time_to_unix (now);
+
+  g_assert_cmpint (ota_download_parse_retry_after ("5", t), ==, 5);
+  g_assert_cmpint (ota_download_parse_retry_after (" 7 ", t), ==, 7);
+  g_assert_cmpint (ota_download_parse_retry_after ("0", t), ==, 0);
+  g_assert_cmpint (ota_download_parse_retry_after ("86400", t), ==, OTA_RETRY_AFTER_MAX);
+  g_assert_cmpint (ota_download_parse_retry_after ("99999999999999999999999", t), ==, -1);
+  g_assert_cmpint (ota_download_parse_retry_after ("-3", t), ==, -1);
+  g_assert_cmpint (ota_download_parse_retry_after ("5s", t), ==, -1);
+  g_assert_cmpint (ota_download_parse_retry_after ("soon", t), ==, -1);
+  g_assert_cmpint (ota_download_parse_retry_after (NULL, t), ==, -1);
+  g_assert_cmpint (ota_download_parse_retry_after (date, t), ==, 30);
+  g_assert_cmpint (ota_download_parse_retry_after (date, t + 100), ==, 0);
+  g_assert_cmpint (ota_download_parse_retry_after (date, t - 100000), ==, OTA_RETRY_AFTER_MAX);
 }
 
 static void
@@ -1295,5 +1548,15 @@ main (int argc, char **argv)
   ADD ("/download/tls/ca-file-is-trusted", test_ca_file_is_trusted, NULL);
   ADD ("/download/tls/redirect-to-http-is-refused", test_redirect_to_http_is_refused, NULL);
   g_test_add_func ("/download/tls/rejects-missing-ca-file", test_session_rejects_missing_ca_file);
+  ADD ("/download/http/redirect-is-followed", test_redirect_is_followed, NULL);
+  ADD ("/download/stall/drip-is-a-stall", test_drip_is_a_stall, NULL);
+  ADD ("/download/stall/frozen-process-is-not-a-stall", test_frozen_process_is_not_a_stall, NULL);
+  ADD ("/download/retry/progress-resets-retry-count", test_progress_resets_retry_count, NULL);
+  ADD ("/download/retry/stall-never-resets-retry-count", test_stall_never_resets_retry_count, NULL);
+  ADD ("/download/retry/retry-after-is-honoured", test_retry_after_is_honoured, NULL);
+  g_test_add_func ("/download/retry/parse-retry-after", test_parse_retry_after);
+  ADD ("/download/resume/416-in-the-middle-starts-over", test_416_in_the_middle_starts_over, NULL);
+  ADD ("/download/resume/416-that-persists-fails", test_416_that_persists_fails, NULL);
+  ADD ("/download/rate/max-download-rate-holds-back", test_max_download_rate_holds_back, NULL);
   return g_test_run ();
 }
