@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,14 +253,36 @@ update_progress (iv_ota_module_s *handle, iv_ota_progress_type_e type, int value
 
 /* ---- iv_ota.h ---- */
 
-IV_OTA_PUBLIC int
-iv_ota_init (iv_ota_init_parm_s *init_parm)
+/* The bytes of iv_ota_init_parm_s in the SDK's first iv_ota.h, which ended
+ * with iv_ota_thread_exit_cb: all that the plain iv_ota_init symbol reads. */
+#define PARM_SIZE_FIRST_GENERATION offsetof (iv_ota_init_parm_s, iv_ota_download_fail_cb)
+
+/* Copies the @size bytes the caller has of its structure into @parm, zeroing
+ * the fields its header did not have; nothing past @size is read. */
+static int
+parm_import (const iv_ota_init_parm_s *caller, size_t size, iv_ota_init_parm_s *parm)
 {
+  memset (parm, 0, sizeof *parm);
+  if (caller == NULL)
+    return fail (IV_ERR_OTA_INIT_PRM_NULL, "the init parameter is NULL");
+  if (size < PARM_SIZE_FIRST_GENERATION)
+    return fail (IV_ERR_OTA_INIT_PRM_NULL, "init_parm_size %zu is smaller than any iv_ota_init_parm_s (%zu)", size,
+                 (size_t) PARM_SIZE_FIRST_GENERATION);
+  memcpy (parm, caller, size < sizeof *parm ? size : sizeof *parm);
+  return IV_ERR_NONE;
+}
+
+static int
+classic_init (const iv_ota_init_parm_s *init_parm, size_t size)
+{
+  iv_ota_init_parm_s parm;
   iv_ota_module_s *handle;
   int rc;
 
   last_error[0] = '\0';
-  if ((rc = handle_new ("", init_parm, NULL, true, &handle)) != IV_ERR_NONE)
+  if ((rc = parm_import (init_parm, size, &parm)) != IV_ERR_NONE)
+    return rc;
+  if ((rc = handle_new ("", &parm, NULL, true, &handle)) != IV_ERR_NONE)
     return rc == IV_ERR_OTA_NO_RESOURCES ? IV_ERR_OTA_START_FAIL : rc;
   if (!client_classic_claim ()) {
     client_handle_free (handle);
@@ -269,6 +292,19 @@ iv_ota_init (iv_ota_init_parm_s *init_parm)
   if (rc != IV_ERR_NONE)
     client_classic_unclaim ();
   return rc;
+}
+
+/* Parenthesised: iv_ota.h makes iv_ota_init a macro for iv_ota_init_sized. */
+IV_OTA_PUBLIC int
+(iv_ota_init) (iv_ota_init_parm_s *init_parm)
+{
+  return classic_init (init_parm, PARM_SIZE_FIRST_GENERATION);
+}
+
+IV_OTA_PUBLIC int
+iv_ota_init_sized (iv_ota_init_parm_s *init_parm, size_t init_parm_size)
+{
+  return classic_init (init_parm, init_parm_size);
 }
 
 IV_OTA_PUBLIC int

@@ -27,6 +27,7 @@
 #ifndef IV_OTA_H
 #define IV_OTA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -142,8 +143,41 @@ typedef struct iv_ota_init_parm_s {
  * fails with IV_ERR_OTA_ALREADY_INITIALIZED, see iv_ota_ext.h).
  *
  * Returns IV_ERR_NONE, IV_ERR_OTA_INIT_PRM_NULL, IV_ERR_OTA_INIT_CB_NULL or
- * IV_ERR_OTA_START_FAIL; iv_ota_last_error() (iv_ota_ext.h) tells why. */
+ * IV_ERR_OTA_START_FAIL; iv_ota_last_error() (iv_ota_ext.h) tells why.
+ *
+ * A call compiled against this header goes to iv_ota_init_sized (below), so
+ * that objects built against an older SDK header stay safe. */
 int iv_ota_init (iv_ota_init_parm_s *init_parm);
+
+/* Which iv_ota_init_parm_s the caller has. The SDK shipped two generations
+ * of iv_ota.h: the first ends iv_ota_init_parm_s with iv_ota_thread_exit_cb
+ * (256 bytes on 64-bit targets), the later one (and this header) adds
+ * iv_ota_download_fail_cb (264 bytes). A compiled object does not say which
+ * header it saw, so libiv-ota never guesses:
+ *
+ *  - An object compiled against this header calls iv_ota_init_sized() with
+ *    sizeof (iv_ota_init_parm_s), through the iv_ota_init() macro below: the
+ *    source does not change, and the library reads exactly the bytes the
+ *    caller's structure has, iv_ota_download_fail_cb included.
+ *  - The plain iv_ota_init symbol is what an object compiled against an SDK
+ *    header links to (and what &iv_ota_init, or a call written
+ *    (iv_ota_init) (p), reaches). It reads the first generation only, the
+ *    256 bytes up to iv_ota_thread_exit_cb: never past the end of any
+ *    caller's structure. Such an application gets every callback but
+ *    iv_ota_download_fail_cb; rebuilding it against this header adds that.
+ *
+ * iv_ota_init_sized reads min(@init_parm_size, sizeof (iv_ota_init_parm_s))
+ * bytes; fields a later header may add beyond those are ignored. A size
+ * smaller than the first generation's is refused (IV_ERR_OTA_INIT_PRM_NULL).
+ * Otherwise it is iv_ota_init, with the same return codes.
+ *
+ * Define IV_OTA_NO_SIZED_INIT before including this header to call the plain
+ * symbol (the first-generation layout) by name. */
+int iv_ota_init_sized (iv_ota_init_parm_s *init_parm, size_t init_parm_size);
+
+#ifndef IV_OTA_NO_SIZED_INIT
+#define iv_ota_init(init_parm) iv_ota_init_sized ((init_parm), sizeof (iv_ota_init_parm_s))
+#endif
 
 /* Stops the OTA service: the agent stops reporting for this application and
  * cancels a running download (its partial file is kept for resume), then

@@ -815,6 +815,78 @@ test_download_fail_md5 (Fixture *f, gconstpointer data)
   assert_download_fails (f, "--md5=0123456789abcdef0123456789abcdef", prefix);
 }
 
+/* ---- binaries built against either generation of the SDK's iv_ota.h ---- */
+
+/* Runs client-abi-app (@env_name) with its structure placed as @placement;
+ * returns its output once it has exited cleanly. */
+static char *
+run_abi_app (Fixture *f, const char *env_name, const char *placement)
+{
+  g_autofree char *log_name = g_strdup_printf ("%s-%s.log", env_name, placement);
+  const char *argv[] = { g_getenv (env_name), placement, f->env.fw_dir, "1.0", NULL };
+  OtaTestProcess *app;
+
+  g_assert_nonnull (argv[0]);
+  app = spawn_app (f, log_name, argv);
+  /* A read past the structure: ASan's report and exit 1, or SIGSEGV at the guard page. */
+  assert_exits_cleanly (app, 3 * OTA_TEST_TIMEOUT_MS);
+  return log_text (app);
+}
+
+/* An object compiled against the SDK's first iv_ota.h (256-byte structure,
+ * no iv_ota_download_fail_cb) calls the plain iv_ota_init: it reads no byte
+ * past the structure, and the whole flow works. */
+static void
+test_abi_sdk_first_generation (Fixture *f, gconstpointer data)
+{
+  const char *placements[] = { "heap", "guard" };
+
+  start_cloud (f, "", 100000, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (placements); i++) {
+    g_autofree char *out = run_abi_app (f, "CLIENT_ABI_APP_SDK", placements[i]);
+    g_assert_nonnull (strstr (out, "LAYOUT 256\n"));
+    g_assert_nonnull (strstr (out, "INIT 0\n"));
+    g_assert_nonnull (strstr (out, "READY 100000\n"));
+    g_assert_nonnull (strstr (out, "DONE 0\n"));
+  }
+}
+
+/* Rebuilt against our iv_ota.h, the same source reaches iv_ota_init_sized
+ * with its 264 bytes: download_fail_cb is seen, and nothing past it is read. */
+static void
+test_abi_current_header (Fixture *f, gconstpointer data)
+{
+  const char *placements[] = { "heap", "guard" };
+  g_autofree char *fail = g_strdup_printf ("FAIL %d -2\n", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD);
+
+  start_cloud (f, "", 100000, "--status=404");
+  for (guint i = 0; i < G_N_ELEMENTS (placements); i++) {
+    g_autofree char *out = run_abi_app (f, "CLIENT_ABI_APP", placements[i]);
+    g_assert_nonnull (strstr (out, "LAYOUT 264\n"));
+    g_assert_nonnull (strstr (out, "INIT 0\n"));
+    g_assert_nonnull (strstr (out, fail));
+  }
+}
+
+/* iv_ota_init_sized takes any size from the first generation's up, and
+ * refuses smaller ones before reading anything. */
+static void
+test_abi_sizes (void)
+{
+  iv_ota_init_parm_s parm;
+
+  memset (&parm, 0, sizeof parm);
+  g_assert_cmpint (iv_ota_init_sized (&parm, 0), ==, IV_ERR_OTA_INIT_PRM_NULL);
+  g_assert_nonnull (strstr (iv_ota_last_error (), "smaller"));
+  g_assert_cmpint (iv_ota_init_sized (&parm, offsetof (iv_ota_init_parm_s, iv_ota_download_fail_cb) - 1), ==,
+                   IV_ERR_OTA_INIT_PRM_NULL);
+  /* Big enough: the checks of the fields come next. */
+  g_assert_cmpint (iv_ota_init_sized (&parm, offsetof (iv_ota_init_parm_s, iv_ota_download_fail_cb)), ==,
+                   IV_ERR_OTA_INIT_CB_NULL);
+  g_assert_cmpint (iv_ota_init_sized (NULL, sizeof parm), ==, IV_ERR_OTA_INIT_PRM_NULL);
+  g_assert_cmpint ((iv_ota_init) (NULL), ==, IV_ERR_OTA_INIT_PRM_NULL);
+}
+
 /* ---- argument checks and return codes ---- */
 
 static void
@@ -990,8 +1062,11 @@ main (int argc, char **argv)
   g_test_add_func ("/client-lib/exported-symbols", test_exported_symbols);
   g_test_add_func ("/client-lib/strerror", test_strerror);
   g_test_add_func ("/client-lib/no-agent", test_no_agent);
+  g_test_add_func ("/client-lib/abi/sizes", test_abi_sizes);
 #define ADD(path, fn) g_test_add ("/client-lib/" path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
   ADD ("bad-arguments", test_bad_arguments);
+  ADD ("abi/sdk-first-generation", test_abi_sdk_first_generation);
+  ADD ("abi/current-header", test_abi_current_header);
   ADD ("classic-full-flow", test_classic_full_flow);
   ADD ("api-inside-callbacks", test_api_inside_callbacks);
   ADD ("prepare-defers", test_prepare_defers);
