@@ -82,9 +82,8 @@ bus_finish (DBusMessage *reply, DBusError *dbus_error, char *error, size_t error
 /* ---- connection ---- */
 
 static DBusConnection *
-bus_open (DBusError *error)
+bus_open (const char *which, DBusError *error)
 {
-  const char *which = getenv ("IV_OTA_BUS");
   DBusConnection *connection;
 
   if (which == NULL || *which == '\0' || strcmp (which, "system") == 0)
@@ -107,13 +106,13 @@ client_bus_disconnect (DBusConnection *connection)
 }
 
 DBusConnection *
-client_bus_connect (char *error, size_t error_len)
+client_bus_connect (const char *bus, char *error, size_t error_len)
 {
   DBusError dbus_error;
   DBusConnection *connection;
 
   dbus_error_init (&dbus_error);
-  connection = bus_open (&dbus_error);
+  connection = bus_open (bus, &dbus_error);
   if (connection == NULL) {
     client_set_error (error, error_len, "cannot connect to the bus: %s", dbus_error.message);
     dbus_error_free (&dbus_error);

@@ -33,6 +33,7 @@
 #define RETRY_MAX_MS 30000
 
 typedef struct {
+  ClientSettings settings;
   DBusConnection *connection;
   char *agent; /* unique name owning org.iv.Ota, NULL when none */
   iv_ota_module_s *handles;
@@ -219,7 +220,7 @@ loop_filter (DBusConnection *connection, DBusMessage *message, void *data)
 static bool
 loop_connect (ClientLoop *loop, char *error, size_t error_len)
 {
-  loop->connection = client_bus_connect (error, error_len);
+  loop->connection = client_bus_connect (loop->settings.bus, error, error_len);
   if (loop->connection == NULL)
     return false;
   if (!dbus_connection_add_filter (loop->connection, loop_filter, loop, NULL)) {
@@ -258,6 +259,22 @@ loop_drop_connection (ClientLoop *loop)
   if (had_agent)
     loop_queue_agent_event (loop, "");
   loop_schedule_retry (loop);
+}
+
+/* One step of waiting for the agent: runs the connection for up to @ms (the
+ * filter only queues events, and tracks the agent's name), or connects to
+ * the bus again when it is not there. */
+static void
+loop_wait_step (ClientLoop *loop, int ms, char *error, size_t error_len)
+{
+  if (loop->connection == NULL) {
+    if (!loop_connect (loop, error, error_len))
+      poll (NULL, 0, ms);
+    return;
+  }
+  dbus_connection_read_write_dispatch (loop->connection, ms);
+  if (loop->disconnected)
+    loop_drop_connection (loop);
 }
 
 static int
@@ -486,6 +503,34 @@ classic_publish (iv_ota_module_s *handle)
   pthread_mutex_unlock (&lib.lock);
 }
 
+/* Init for a new handle. An application often starts before the agent (boot
+ * order): when the agent is not there (and the bus cannot start it), wait up
+ * to IV_OTA_INIT_TIMEOUT for it to appear, as the SDK's iv_ota_init waits to
+ * be online. */
+static int
+loop_open_register (ClientLoop *loop, iv_ota_module_s *handle, char *error, size_t error_len)
+{
+  int64_t deadline = now_ms () + loop->settings.init_timeout_ms;
+  int result = IV_ERR_OTA_NO_AGENT;
+  bool waited = false;
+  int64_t left;
+
+  if (loop_ensure_connection (loop, error, error_len))
+    result = loop_register (loop, handle, error, error_len);
+  while (result == IV_ERR_OTA_NO_AGENT && (left = deadline - now_ms ()) > 0) {
+    if (!waited)
+      client_log ("module \"%s\": waiting up to %d ms for the agent", handle->name, loop->settings.init_timeout_ms);
+    waited = true;
+    loop_wait_step (loop, left < RETRY_MIN_MS ? (int) left : RETRY_MIN_MS, error, error_len);
+    if (loop->connection != NULL && loop->agent != NULL)
+      result = loop_register (loop, handle, error, error_len);
+  }
+  if (result == IV_ERR_OTA_NO_AGENT && waited && loop->connection != NULL)
+    client_set_error (error, error_len, "the OTA agent (%s) did not appear on the bus within %d ms",
+                      CLIENT_BUS_NAME, loop->settings.init_timeout_ms);
+  return result;
+}
+
 static void
 request_open (ClientLoop *loop, ClientRequest *request)
 {
@@ -497,11 +542,7 @@ request_open (ClientLoop *loop, ClientRequest *request)
     request->result = IV_ERR_OTA_BUSY;
     return;
   }
-  if (!loop_ensure_connection (loop, request->error, sizeof request->error)) {
-    request->result = IV_ERR_OTA_NO_AGENT;
-    return;
-  }
-  request->result = loop_register (loop, handle, request->error, sizeof request->error);
+  request->result = loop_open_register (loop, handle, request->error, sizeof request->error);
   if (request->result != IV_ERR_NONE)
     return;
   loop_append_handle (loop, handle);
@@ -781,6 +822,7 @@ loop_finish (ClientLoop *loop)
     client_bus_disconnect (loop->connection);
   }
   free (loop->agent);
+  free (loop->settings.bus);
   client_event_queue_clear (&loop->events);
   close (loop->wake_fd);
   current_loop = NULL;
@@ -790,11 +832,19 @@ loop_finish (ClientLoop *loop)
   pthread_mutex_unlock (&lib.lock);
 }
 
+/* What a new library thread starts with. */
+typedef struct {
+  int wake_fd;
+  ClientSettings settings;
+} ClientStart;
+
 static void *
 loop_main (void *data)
 {
-  ClientLoop loop = { .wake_fd = (int) (intptr_t) data };
+  ClientStart *start = data;
+  ClientLoop loop = { .wake_fd = start->wake_fd, .settings = start->settings };
 
+  free (start);
   current_loop = &loop;
   for (;;) {
     loop_run_requests (&loop);
@@ -808,12 +858,60 @@ loop_main (void *data)
   return NULL;
 }
 
+/* IV_OTA_INIT_TIMEOUT in milliseconds: whole seconds, 0..one day. */
+static int
+settings_init_timeout (void)
+{
+  const char *text = getenv ("IV_OTA_INIT_TIMEOUT");
+  char *end;
+  long seconds;
+
+  if (text == NULL || *text == '\0')
+    return CLIENT_INIT_TIMEOUT_DEFAULT_S * 1000;
+  errno = 0;
+  seconds = strtol (text, &end, 10);
+  if (errno != 0 || *end != '\0' || seconds < 0 || seconds > CLIENT_INIT_TIMEOUT_MAX_S) {
+    client_log ("IV_OTA_INIT_TIMEOUT=%s is not 0..%d seconds: using %d", text, CLIENT_INIT_TIMEOUT_MAX_S,
+                CLIENT_INIT_TIMEOUT_DEFAULT_S);
+    return CLIENT_INIT_TIMEOUT_DEFAULT_S * 1000;
+  }
+  return (int) seconds * 1000;
+}
+
+/* The environment, read on the application's thread that starts the library
+ * thread: the library thread itself never calls getenv. */
+static ClientStart *
+start_new (int wake_fd)
+{
+  ClientStart *start = calloc (1, sizeof *start);
+  const char *bus = getenv ("IV_OTA_BUS");
+
+  client_log_setup ();
+  if (start == NULL)
+    return NULL;
+  start->wake_fd = wake_fd;
+  start->settings.init_timeout_ms = settings_init_timeout ();
+  if (bus != NULL && *bus != '\0' && (start->settings.bus = strdup (bus)) == NULL) {
+    free (start);
+    return NULL;
+  }
+  return start;
+}
+
+static void
+start_free (ClientStart *start)
+{
+  free (start->settings.bus);
+  free (start);
+}
+
 static int
 lib_start_thread_locked (char *error, size_t error_len)
 {
   int fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
   sigset_t all, saved;
   pthread_attr_t attr;
+  ClientStart *start;
   pthread_t thread;
   int rc;
 
@@ -821,15 +919,21 @@ lib_start_thread_locked (char *error, size_t error_len)
     client_set_error (error, error_len, "eventfd: %s", strerror (errno));
     return IV_ERR_OTA_NO_RESOURCES;
   }
+  if ((start = start_new (fd)) == NULL) {
+    close (fd);
+    client_set_error (error, error_len, "out of memory");
+    return IV_ERR_OTA_NO_RESOURCES;
+  }
   pthread_attr_init (&attr);
   pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
   /* The application's signals go to its own threads, never to ours. */
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &saved);
-  rc = pthread_create (&thread, &attr, loop_main, (void *) (intptr_t) fd);
+  rc = pthread_create (&thread, &attr, loop_main, start);
   pthread_sigmask (SIG_SETMASK, &saved, NULL);
   pthread_attr_destroy (&attr);
   if (rc != 0) {
+    start_free (start);
     close (fd);
     client_set_error (error, error_len, "cannot start the library thread: %s", strerror (rc));
     return IV_ERR_OTA_NO_RESOURCES;

@@ -37,14 +37,21 @@ debug_read_environment (void)
   debug_enabled = getenv ("IV_OTA_DEBUG") != NULL;
 }
 
+static pthread_once_t debug_once = PTHREAD_ONCE_INIT;
+
+void
+client_log_setup (void)
+{
+  /* Read once: getenv racing with the application's setenv is undefined. */
+  pthread_once (&debug_once, debug_read_environment);
+}
+
 void
 client_log (const char *format, ...)
 {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
   va_list args;
 
-  /* Read once: getenv racing with the application's setenv is undefined. */
-  pthread_once (&once, debug_read_environment);
+  client_log_setup ();
   if (!debug_enabled)
     return;
   va_start (args, format);

@@ -97,9 +97,22 @@ iv_ota_fail_type_e client_fail_type (int result_code, const char *result_msg);
 
 /* ---- D-Bus (library thread only) ---- */
 
-/* A private connection to the bus IV_OTA_BUS names, never exiting the app,
- * with the match rules for the agent's signals already active. */
-DBusConnection *client_bus_connect (char *error, size_t error_len);
+/* What the environment says, read on an application thread when the library
+ * thread starts (never by the library thread, whose getenv would race with
+ * the application's setenv). */
+typedef struct {
+  char *bus;               /* IV_OTA_BUS: "system", "session", an address; NULL: system */
+  int init_timeout_ms;     /* IV_OTA_INIT_TIMEOUT: how long an open waits for the agent */
+} ClientSettings;
+
+/* Default of IV_OTA_INIT_TIMEOUT, in seconds. */
+#define CLIENT_INIT_TIMEOUT_DEFAULT_S 30
+/* Largest IV_OTA_INIT_TIMEOUT accepted, in seconds (one day). */
+#define CLIENT_INIT_TIMEOUT_MAX_S 86400
+
+/* A private connection to the bus @bus names (IV_OTA_BUS), never exiting the
+ * app, with the match rules for the agent's signals already active. */
+DBusConnection *client_bus_connect (const char *bus, char *error, size_t error_len);
 void client_bus_disconnect (DBusConnection *connection);
 /* Unique name of the owner of org.iv.Ota, NULL when none (caller frees). */
 char *client_bus_get_agent (DBusConnection *connection);
@@ -189,6 +202,9 @@ void client_handle_free (iv_ota_module_s *handle);
 void client_status_free (iv_ota_status_s *status);
 void client_observer_free (iv_ota_observer_s *observer);
 
+/* Reads IV_OTA_DEBUG, once per process; called on an application thread
+ * before the library thread starts, so that thread never calls getenv. */
+void client_log_setup (void);
 /* Debug lines on stderr when IV_OTA_DEBUG is set. */
 void client_log (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 /* Copies @source into @dest of @size bytes, truncating, always NUL-terminated. */

@@ -22,6 +22,17 @@
  * Bus. The system bus, unless the environment variable IV_OTA_BUS says
  * "session", "system" or gives a D-Bus address (unix:path=...).
  *
+ * Environment. IV_OTA_BUS, IV_OTA_INIT_TIMEOUT and IV_OTA_DEBUG (debug lines
+ * on stderr) are read by the call that starts the library thread (the first
+ * iv_ota_init, iv_ota_module_open or iv_ota_observer_add while no handle or
+ * observer is open), on the calling thread, never later: set them before.
+ *
+ * Agent not there yet. An application often starts before the agent (boot
+ * order). iv_ota_init (and iv_ota_module_open) then waits for the agent to
+ * appear on the bus, up to IV_OTA_INIT_TIMEOUT seconds (default 30; 0: do not
+ * wait), also when the bus itself is not up yet, and returns
+ * IV_ERR_OTA_START_FAIL only when that time has passed.
+ *
  * The classic API drives the main firmware (module ""). Named modules, several
  * per process, and observers of every module are in iv_ota_ext.h. */
 #ifndef IV_OTA_H
@@ -137,7 +148,8 @@ typedef struct iv_ota_init_parm_s {
  * and starts the OTA service: the agent reports firmware_version to the cloud
  * now and regularly, and the callbacks follow offers and downloads.
  *
- * Blocks until the agent has answered. @init_parm is copied; it may be freed
+ * Blocks until the agent has answered; waits for the agent to appear on the
+ * bus first, up to IV_OTA_INIT_TIMEOUT (see above). @init_parm is copied; it may be freed
  * on return. If the agent restarts later, the library registers again by
  * itself. Thread: any, once per process until iv_ota_exit (a second call
  * fails with IV_ERR_OTA_ALREADY_INITIALIZED, see iv_ota_ext.h).

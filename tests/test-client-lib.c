@@ -517,6 +517,28 @@ test_classic_full_flow (Fixture *f, gconstpointer data)
   reboot_into_new_version (f, "app-2.log");
 }
 
+/* Boot order: the app starts first. iv_ota_init waits for the agent (up to
+ * IV_OTA_INIT_TIMEOUT, 30 s by default) instead of failing at once, and the
+ * update goes through once the agent comes. */
+static void
+test_app_before_agent (Fixture *f, gconstpointer data)
+{
+  OtaTestProcess *app;
+
+  start_cloud (f, "", 100000, NULL);
+  ota_test_agent_stop (f->env.agent);
+  app = spawn_device_app (f, "app-1.log");
+  g_assert_true (wait_log (app, "waiting up to 30000 ms for the agent", OTA_TEST_TIMEOUT_MS));
+  ota_test_spin (5000);
+  g_assert_true (ota_test_process_is_running (app));
+  ota_test_agent_start (f->env.agent);
+  assert_exits_cleanly (app, 3 * OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpuint (log_count (app, "cannot start OTA"), ==, 0);
+  g_assert_cmpuint (log_count (app, "firmware " TARGET " ready"), ==, 1);
+  assert_installed (f, g_ptr_array_index (f->md5s, 0));
+  reboot_into_new_version (f, "app-2.log");
+}
+
 /* ---- modules and observers ---- */
 
 static const char *const modules[] = { "m1", "m2", "m3" };
@@ -992,8 +1014,11 @@ test_no_agent (void)
   g_autofree char *dir = g_dir_make_tmp ("iv-ota-client-XXXXXX", NULL);
 
   rec_reset ();
+  /* Read when the library thread starts, as IV_OTA_BUS is: none runs now. */
+  g_setenv ("IV_OTA_INIT_TIMEOUT", "1", TRUE);
   parm_fill (&parm, dir, "1.0", FALSE);
   g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_OTA_START_FAIL);
+  g_assert_nonnull (strstr (iv_ota_last_error (), "did not appear on the bus within 1000 ms"));
   g_assert_nonnull (strstr (iv_ota_last_error (), "org.iv.Ota"));
   g_assert_cmpint (iv_ota_module_open ("mcu", &parm, NULL, &handle), ==, IV_ERR_OTA_START_FAIL);
   g_assert_null (handle);
@@ -1008,6 +1033,7 @@ test_no_agent (void)
   g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_OTA_START_FAIL);
   g_assert_cmpint (iv_ota_observer_add (on_event, seen, &observer), ==, IV_ERR_OTA_START_FAIL);
   g_setenv ("IV_OTA_BUS", "session", TRUE);
+  g_unsetenv ("IV_OTA_INIT_TIMEOUT");
   g_assert_cmpuint (rec_total (), ==, 0);
   observed_free (seen);
   g_rmdir (dir);
@@ -1068,6 +1094,7 @@ main (int argc, char **argv)
   ADD ("abi/sdk-first-generation", test_abi_sdk_first_generation);
   ADD ("abi/current-header", test_abi_current_header);
   ADD ("classic-full-flow", test_classic_full_flow);
+  ADD ("app-before-agent", test_app_before_agent);
   ADD ("api-inside-callbacks", test_api_inside_callbacks);
   ADD ("prepare-defers", test_prepare_defers);
   ADD ("download-fail/not-found", test_download_fail_not_found);
