@@ -392,6 +392,11 @@ bus_read_status_entry (DBusMessageIter *entry, ClientEvent *event, char **instal
     return bus_read_string (&value, &event->version);
   if (strcmp (key, "result_msg") == 0)
     return bus_read_string (&value, &event->result_msg);
+  if (strcmp (key, "fail_kind") == 0 && type == DBUS_TYPE_STRING) {
+    const char *kind;
+    dbus_message_iter_get_basic (&value, &kind);
+    client_copy_string (event->fail_kind, sizeof event->fail_kind, kind);
+  }
   if (strcmp (key, "percent") == 0 && type == DBUS_TYPE_UINT32)
     dbus_message_iter_get_basic (&value, &event->percent);
   else if (strcmp (key, "downloaded") == 0 && type == DBUS_TYPE_UINT64)
@@ -553,6 +558,70 @@ bus_parse_properties (DBusMessage *message)
     return NULL;
   event->flag = connected == 1;
   return event;
+}
+
+/* The fail_kind of one module's a{sv}, "" when absent. */
+static const char *
+bus_status_fail_kind (DBusMessageIter *dict)
+{
+  DBusMessageIter entry, value;
+  const char *key, *kind;
+
+  for (; dbus_message_iter_get_arg_type (dict) == DBUS_TYPE_DICT_ENTRY; dbus_message_iter_next (dict)) {
+    dbus_message_iter_recurse (dict, &entry);
+    dbus_message_iter_get_basic (&entry, &key);
+    dbus_message_iter_next (&entry);
+    dbus_message_iter_recurse (&entry, &value);
+    if (strcmp (key, "fail_kind") == 0 && dbus_message_iter_get_arg_type (&value) == DBUS_TYPE_STRING) {
+      dbus_message_iter_get_basic (&value, &kind);
+      return kind;
+    }
+  }
+  return "";
+}
+
+/* @modules: the a{sa{sv}} inside the variant of Modules. */
+static void
+bus_parse_modules_fail_kinds (DBusMessageIter *modules, void (*found) (const char *, const char *, void *),
+                              void *data)
+{
+  DBusMessageIter array, module, dict;
+  const char *name;
+
+  if (dbus_message_iter_get_arg_type (modules) != DBUS_TYPE_ARRAY ||
+      dbus_message_iter_get_element_type (modules) != DBUS_TYPE_DICT_ENTRY)
+    return;
+  dbus_message_iter_recurse (modules, &array);
+  for (; dbus_message_iter_get_arg_type (&array) == DBUS_TYPE_DICT_ENTRY; dbus_message_iter_next (&array)) {
+    dbus_message_iter_recurse (&array, &module);
+    dbus_message_iter_get_basic (&module, &name);
+    dbus_message_iter_next (&module);
+    if (dbus_message_iter_get_arg_type (&module) != DBUS_TYPE_ARRAY)
+      continue;
+    dbus_message_iter_recurse (&module, &dict);
+    found (name, bus_status_fail_kind (&dict), data);
+  }
+}
+
+void
+client_bus_parse_fail_kinds (DBusMessage *message, void (*found) (const char *, const char *, void *), void *data)
+{
+  DBusMessageIter iter, changed, entry, value;
+  const char *name;
+
+  if (!dbus_message_is_signal (message, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged") ||
+      !dbus_message_has_signature (message, "sa{sv}as") || !dbus_message_iter_init (message, &iter))
+    return;
+  dbus_message_iter_next (&iter);
+  dbus_message_iter_recurse (&iter, &changed);
+  for (; dbus_message_iter_get_arg_type (&changed) == DBUS_TYPE_DICT_ENTRY; dbus_message_iter_next (&changed)) {
+    dbus_message_iter_recurse (&changed, &entry);
+    dbus_message_iter_get_basic (&entry, &name);
+    dbus_message_iter_next (&entry);
+    dbus_message_iter_recurse (&entry, &value);
+    if (strcmp (name, "Modules") == 0)
+      bus_parse_modules_fail_kinds (&value, found, data);
+  }
 }
 
 ClientEvent *

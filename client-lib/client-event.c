@@ -165,52 +165,45 @@ clamp_uint (uint64_t value)
   return value > UINT32_MAX ? UINT32_MAX : (unsigned int) value;
 }
 
-/* Words of the agent's -5 messages, by what went wrong (DESIGN §2: the
- * downloader's local file errors; anything else is the transfer). */
+/* The agent's failure kinds (the fail_kind key of GetStatus and Modules) as
+ * the SDK's fail types: the one place that decides what an app is told. */
 static const struct {
-  const char *word;
+  const char *kind;
   iv_ota_fail_type_e type;
-} fail_words[] = {
-  { "cannot open", IV_OTA_FAIL_TYPE_OPEN_FILE },
-  { "size mismatch", IV_OTA_FAIL_TYPE_WRONG_SIZE },
-  { "max_firmware_size", IV_OTA_FAIL_TYPE_WRONG_SIZE },
-  { "not enough space", IV_OTA_FAIL_TYPE_WRITE_FLASH },
-  { "cannot write", IV_OTA_FAIL_TYPE_WRITE_FLASH },
-  { "cannot sync", IV_OTA_FAIL_TYPE_WRITE_FLASH },
-  { "cannot truncate", IV_OTA_FAIL_TYPE_WRITE_FLASH },
-  { "cannot read", IV_OTA_FAIL_TYPE_WRITE_FLASH },
-  { "cannot stat", IV_OTA_FAIL_TYPE_WRITE_FLASH },
-  { "cannot check free space", IV_OTA_FAIL_TYPE_WRITE_FLASH },
-  { "cannot change the owner", IV_OTA_FAIL_TYPE_OPEN_FILE },
-  { "cannot delete", IV_OTA_FAIL_TYPE_WRITE_FLASH },
+} fail_kinds[] = {
+  { "timeout", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD },   /* stalls, connects, retries exhausted */
+  { "not-found", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD }, /* HTTP 404 */
+  { "forbidden", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD }, /* HTTP 403, an expired signature */
+  { "http", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD },      /* any other HTTP or TLS failure */
+  { "refused", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD },   /* the offer was refused before any request */
+  { "checksum", IV_OTA_FAIL_TYPE_MD5_CHECK },      /* MD5 (or the signed SHA-256) differs */
+  { "size", IV_OTA_FAIL_TYPE_WRONG_SIZE },         /* image size wrong, or over max_firmware_size */
+  { "no-space", IV_OTA_FAIL_TYPE_WRITE_FLASH },    /* not enough free space for the image */
+  { "write", IV_OTA_FAIL_TYPE_WRITE_FLASH },       /* writing, syncing or reading the image back */
+  { "open", IV_OTA_FAIL_TYPE_OPEN_FILE },          /* the image file could not be created or opened */
+  { "app", IV_OTA_FAIL_TYPE_WRITE_FLASH },         /* the app reported the failure itself */
+  { "version", IV_OTA_FAIL_TYPE_WRITE_FLASH },     /* another version runs after the update */
+  { "install", IV_OTA_FAIL_TYPE_WRITE_FLASH },     /* the agent's installer failed */
+  { "other", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD },
 };
 
 iv_ota_fail_type_e
-client_fail_type (int result_code, const char *result_msg)
+client_fail_type (int result_code, const char *fail_kind)
 {
-  switch (result_code) {
-  case -4:
-    return IV_OTA_FAIL_TYPE_MD5_CHECK;
-  case -1:
-  case -2:
-  case -3:
-    return IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD;
-  default:
-    break;
+  for (size_t i = 0; fail_kind != NULL && i < sizeof fail_kinds / sizeof fail_kinds[0]; i++) {
+    if (strcmp (fail_kind, fail_kinds[i].kind) == 0)
+      return fail_kinds[i].type;
   }
-  for (size_t i = 0; i < sizeof fail_words / sizeof fail_words[0]; i++) {
-    if (result_msg != NULL && strstr (result_msg, fail_words[i].word) != NULL)
-      return fail_words[i].type;
-  }
-  /* Retries exhausted, TLS, unexpected HTTP answers: the transfer failed. */
-  return IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD;
+  /* No kind (an older agent) or one added later: the result code says what
+   * the cloud is told, and a download that failed is a download failure. */
+  return result_code == -4 ? IV_OTA_FAIL_TYPE_MD5_CHECK : IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD;
 }
 
 void
 client_event_to_fail_info (const ClientEvent *event, iv_ota_fail_info_s *info)
 {
   memset (info, 0, sizeof *info);
-  info->fail_type = client_fail_type (event->result_code, event->result_msg);
+  info->fail_type = client_fail_type (event->result_code, event->fail_kind);
   info->err_code = event->result_code;
   info->downloaded_size = clamp_uint (event->downloaded);
   info->fw_file_size = clamp_uint (event->total);

@@ -200,11 +200,35 @@ loop_from_agent (ClientLoop *loop, DBusMessage *message)
          dbus_message_has_path (message, CLIENT_BUS_PATH);
 }
 
+static void
+loop_fail_kind_found (const char *module, const char *fail_kind, void *data)
+{
+  iv_ota_module_s *handle = loop_find_handle (data, module);
+
+  if (handle != NULL)
+    client_copy_string (handle->fail_kind, sizeof handle->fail_kind, fail_kind);
+}
+
+/* The signal of the agent @message, queued as an event. Modules changes before
+ * the Progress that follows it: a failure's kind is taken from there. */
+static void
+loop_agent_signal (ClientLoop *loop, DBusMessage *message)
+{
+  ClientEvent *event;
+  iv_ota_module_s *handle;
+
+  client_bus_parse_fail_kinds (message, loop_fail_kind_found, loop);
+  if ((event = client_bus_parse_signal (message)) == NULL)
+    return;
+  if (event->kind == CLIENT_EVENT_PROGRESS && (handle = loop_find_handle (loop, event->module)) != NULL)
+    client_copy_string (event->fail_kind, sizeof event->fail_kind, handle->fail_kind);
+  client_event_queue_push (&loop->events, event);
+}
+
 static DBusHandlerResult
 loop_filter (DBusConnection *connection, DBusMessage *message, void *data)
 {
   ClientLoop *loop = data;
-  ClientEvent *event;
 
   if (dbus_message_is_signal (message, DBUS_INTERFACE_LOCAL, "Disconnected")) {
     loop->disconnected = true;
@@ -212,8 +236,8 @@ loop_filter (DBusConnection *connection, DBusMessage *message, void *data)
   }
   if (dbus_message_is_signal (message, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
     loop_owner_changed (loop, message);
-  else if (loop_from_agent (loop, message) && (event = client_bus_parse_signal (message)) != NULL)
-    client_event_queue_push (&loop->events, event);
+  else if (loop_from_agent (loop, message))
+    loop_agent_signal (loop, message);
   return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 }
 

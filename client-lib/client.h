@@ -19,6 +19,9 @@
 #define CLIENT_ERROR_LEN 256
 /* Longest state name ("downloading", "verifying"...), NUL included. */
 #define CLIENT_STATE_LEN 16
+/* Room for the agent's fail_kind ("not-found"...); a longer, unknown kind
+ * truncated here still matches no known one. */
+#define CLIENT_FAIL_KIND_LEN 32
 
 /* A module owned by this process (the opaque iv_ota_module_s). The fields
  * above "library thread only" are set before the handle is published and
@@ -33,6 +36,9 @@ struct iv_ota_module {
   /* Library thread only. */
   char *agent;                  /* unique name of the agent that took our Init; NULL when not registered */
   char state[CLIENT_STATE_LEN]; /* the module's last Progress state */
+  /* fail_kind of the module in the agent's Modules property as last changed:
+   * the property changes before the Progress that follows it. */
+  char fail_kind[CLIENT_FAIL_KIND_LEN];
   bool exiting;
   /* Allocated up front, so that exiting cannot fail for want of memory. */
   struct ClientEvent *exit_event;
@@ -66,6 +72,7 @@ typedef struct ClientEvent {
   uint32_t percent;
   uint64_t downloaded, total;
   int32_t result_code;
+  char fail_kind[CLIENT_FAIL_KIND_LEN]; /* PROGRESS: the agent's kind of failure, "" when none */
   bool flag;
   iv_ota_module_s *handle;
   /* For a snapshot event: the only observer it is for. */
@@ -92,8 +99,9 @@ void client_event_queue_clear (ClientEventQueue *queue);
 void client_event_to_public (const ClientEvent *event, iv_ota_event_s *out);
 /* The SDK's view of a failed download. */
 void client_event_to_fail_info (const ClientEvent *event, iv_ota_fail_info_s *info);
-/* Classifies a download failure: -4 MD5, -1..-3 HTTP, -5 by its message. */
-iv_ota_fail_type_e client_fail_type (int result_code, const char *result_msg);
+/* The SDK's fail type of a failure of @fail_kind (the agent's fail_kind;
+ * "" or unknown: by @result_code). */
+iv_ota_fail_type_e client_fail_type (int result_code, const char *fail_kind);
 
 /* ---- D-Bus (library thread only) ---- */
 
@@ -139,6 +147,11 @@ int client_bus_get_connected (DBusConnection *connection);
 ClientEvent *client_bus_get_modules (DBusConnection *connection);
 /* The event for a signal of the agent, or NULL for anything else. */
 ClientEvent *client_bus_parse_signal (DBusMessage *message);
+/* For a PropertiesChanged of the agent that carries Modules: calls @found
+ * with each module's name and fail_kind ("" when the agent has none). */
+void client_bus_parse_fail_kinds (DBusMessage *message, void (*found) (const char *module, const char *fail_kind,
+                                                                        void *data),
+                                  void *data);
 
 /* ---- the library thread ---- */
 
