@@ -365,13 +365,22 @@ loop_retry (ClientLoop *loop)
 static void
 loop_notify_observers (ClientLoop *loop, const ClientEvent *event)
 {
+  iv_ota_observer_s *last = loop->observers;
+  iv_ota_observer_s *o;
   iv_ota_event_s public_event;
 
+  if (last == NULL)
+    return;
+  /* An observer added by one of these callbacks is appended after @last: it
+   * gets its snapshot first, and only the events after this one. */
+  while (last->next != NULL)
+    last = last->next;
   client_event_to_public (event, &public_event);
-  for (iv_ota_observer_s *o = loop->observers; o != NULL; o = o->next) {
-    if (o->removed || (event->observer != NULL && event->observer != o))
-      continue;
-    o->callback (&public_event, o->user_data);
+  for (o = loop->observers;; o = o->next) {
+    if (!o->removed && (event->observer == NULL || event->observer == o))
+      o->callback (&public_event, o->user_data);
+    if (o == last)
+      break;
   }
 }
 
@@ -400,6 +409,25 @@ state_is_download (const char *state)
   return strcmp (state, "offered") == 0 || strcmp (state, "downloading") == 0 || strcmp (state, "verifying") == 0;
 }
 
+/* download_size_cb with @size bytes of @version, as the SDK gives it: only
+ * news, never going back (a resumed image starts where it was, also for a new
+ * session whose agent announces the download before the resumed offset), and
+ * the final size before firmware_update_cb. */
+static void
+module_report_size (iv_ota_module_s *handle, const char *version, uint64_t size)
+{
+  if (handle->parm.iv_ota_download_size_cb == NULL)
+    return;
+  if (strcmp (handle->size_version, version) != 0) {
+    client_copy_string (handle->size_version, sizeof handle->size_version, version);
+    handle->size_reported = 0;
+  }
+  if (size <= handle->size_reported)
+    return;
+  handle->size_reported = size;
+  handle->parm.iv_ota_download_size_cb (clamp32 (size));
+}
+
 static void
 module_progress (iv_ota_module_s *handle, const ClientEvent *event)
 {
@@ -407,8 +435,11 @@ module_progress (iv_ota_module_s *handle, const ClientEvent *event)
   iv_ota_fail_info_s info;
 
   client_copy_string (handle->state, sizeof handle->state, event->state);
-  if (strcmp (event->state, "downloading") == 0 && handle->parm.iv_ota_download_size_cb != NULL) {
-    handle->parm.iv_ota_download_size_cb (clamp32 (event->downloaded));
+  /* After a failure the next attempt may start lower; the app was told. */
+  if (strcmp (event->state, "fail") == 0)
+    handle->size_version[0] = '\0';
+  if (strcmp (event->state, "downloading") == 0 || strcmp (event->state, "verifying") == 0) {
+    module_report_size (handle, event->version, event->downloaded);
   } else if (strcmp (event->state, "fail") == 0 && was_download && handle->parm.iv_ota_download_fail_cb != NULL) {
     /* Only a failed download: a fail the app reported itself is no news to it. */
     client_event_to_fail_info (event, &info);
@@ -423,6 +454,11 @@ module_ready (iv_ota_module_s *handle, const ClientEvent *event)
 
   if (path == NULL) {
     client_log ("out of memory: firmware %s not handed over", event->path);
+    return;
+  }
+  module_report_size (handle, event->version, event->total);
+  if (handle->exiting) {
+    free (path); /* download_size_cb called iv_ota_exit */
     return;
   }
   handle->parm.iv_ota_firmware_update_cb (path, clamp32 (event->total));
@@ -451,8 +487,12 @@ static void
 loop_agent_changed (ClientLoop *loop, const char *owner)
 {
   if (*owner == '\0') {
-    for (iv_ota_module_s *h = loop->handles; h != NULL; h = h->next)
-      handle_unregister (h);
+    /* Handles that registered with a newer agent already (from inside a
+     * callback, see loop_catch_up) stay registered. */
+    for (iv_ota_module_s *h = loop->handles; h != NULL; h = h->next) {
+      if (h->agent != NULL && (loop->agent == NULL || strcmp (h->agent, loop->agent) != 0))
+        handle_unregister (h);
+    }
     return;
   }
   /* A new agent knows nothing of us: register again, same module, version,
@@ -555,11 +595,34 @@ loop_open_register (ClientLoop *loop, iv_ota_module_s *handle, char *error, size
   return result;
 }
 
+/* thread_exit_cb of the sessions of @module that ended inside a callback and
+ * whose thread_exit_cb still waits in the queue: a new session of the module
+ * starts only after it (it may run nested in the callback that opens the new
+ * session). */
+static void
+loop_run_pending_exits (ClientLoop *loop, const char *module)
+{
+  ClientEventQueue kept = { NULL, NULL }, exits = { NULL, NULL };
+  ClientEvent *event;
+
+  while ((event = client_event_queue_pop (&loop->events)) != NULL) {
+    if (event->kind == CLIENT_EVENT_THREAD_EXIT && strcmp (event->handle->name, module) == 0)
+      client_event_queue_push (&exits, event);
+    else
+      client_event_queue_push (&kept, event);
+  }
+  loop->events = kept;
+  /* Taken out first: a thread_exit_cb may itself open a session again. */
+  while ((event = client_event_queue_pop (&exits)) != NULL)
+    loop_thread_exit (event);
+}
+
 static void
 request_open (ClientLoop *loop, ClientRequest *request)
 {
   iv_ota_module_s *handle = request->handle;
 
+  loop_run_pending_exits (loop, handle->name);
   if (loop_find_handle (loop, handle->name) != NULL) {
     client_set_error (request->error, sizeof request->error, "module \"%s\" is already open in this process",
                       handle->name);
@@ -577,27 +640,77 @@ request_open (ClientLoop *loop, ClientRequest *request)
     *request->handle_out = handle;
 }
 
+/* Before a call about @handle: the bus's news that the thread has not seen
+ * yet (it may be inside a callback, which blocks dispatching) are read now —
+ * the filter only queues events and tracks the agent's name — and if the
+ * agent restarted, @handle registers with the new one at once. So an app
+ * that burns inside firmware_update_cb while the agent restarts can still
+ * report burning, rebooting or done. */
+static void
+loop_catch_up (ClientLoop *loop, iv_ota_module_s *handle)
+{
+  char error[CLIENT_ERROR_LEN];
+
+  if (loop->connection == NULL)
+    return;
+  if (dbus_connection_get_dispatch_status (loop->connection) != DBUS_DISPATCH_DATA_REMAINS)
+    dbus_connection_read_write (loop->connection, 0);
+  while (dbus_connection_dispatch (loop->connection) == DBUS_DISPATCH_DATA_REMAINS)
+    ;
+  if (loop->disconnected) {
+    loop_drop_connection (loop);
+    return;
+  }
+  if (loop->agent == NULL || (handle->agent != NULL && strcmp (handle->agent, loop->agent) == 0))
+    return;
+  if (loop_register (loop, handle, error, sizeof error) != IV_ERR_NONE)
+    client_log ("cannot register module \"%s\" again: %s", handle->name, error);
+  else
+    client_log ("module \"%s\" registered again with %s", handle->name, handle->agent);
+}
+
+/* ReportProgress, Cancel or CheckNow of @request, to the agent @handle is
+ * registered with. */
+static int
+module_call_once (ClientLoop *loop, ClientRequest *request)
+{
+  iv_ota_module_s *handle = request->handle;
+  char *error = request->error;
+  size_t len = sizeof request->error;
+
+  if (loop->connection == NULL || handle->agent == NULL) {
+    client_set_error (error, len, "the agent is not on the bus");
+    return IV_ERR_OTA_NO_AGENT;
+  }
+  if (request->kind == CLIENT_REQUEST_PROGRESS)
+    return client_bus_report (loop->connection, handle->name, request->state, request->percent,
+                              request->result_code, request->message, error, len);
+  return client_bus_module_call (loop->connection, request->kind == CLIENT_REQUEST_CANCEL ? "Cancel" : "CheckNow",
+                                 handle->name, error, len);
+}
+
 static void
 request_module_call (ClientLoop *loop, ClientRequest *request)
 {
   iv_ota_module_s *handle = request->handle;
-  const char *name = handle->name;
-  char *error = request->error;
-  size_t len = sizeof request->error;
+  char *before;
 
   if (handle->exiting) {
-    client_set_error (error, len, "module \"%s\" has exited", name);
+    client_set_error (request->error, sizeof request->error, "module \"%s\" has exited", handle->name);
     request->result = IV_ERR_OTA_INVALID_ARG;
-  } else if (loop->connection == NULL || handle->agent == NULL) {
-    client_set_error (error, len, "the agent is not on the bus");
-    request->result = IV_ERR_OTA_NO_AGENT;
-  } else if (request->kind == CLIENT_REQUEST_PROGRESS) {
-    request->result = client_bus_report (loop->connection, name, request->state, request->percent,
-                                         request->result_code, request->message, error, len);
-  } else {
-    request->result = client_bus_module_call (
-      loop->connection, request->kind == CLIENT_REQUEST_CANCEL ? "Cancel" : "CheckNow", name, error, len);
+    return;
   }
+  loop_catch_up (loop, handle);
+  request->result = module_call_once (loop, request);
+  if (request->result == IV_ERR_NONE || loop->connection == NULL)
+    return;
+  /* The agent may have restarted between the catching up and the call (a new
+   * agent answers NoSuchModule): once more if it registered anew. */
+  before = handle->agent != NULL ? strdup (handle->agent) : NULL;
+  loop_catch_up (loop, handle);
+  if (handle->agent != NULL && (before == NULL || strcmp (before, handle->agent) != 0))
+    request->result = module_call_once (loop, request);
+  free (before);
 }
 
 static void

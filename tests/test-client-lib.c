@@ -778,6 +778,176 @@ test_exit_during_download (Fixture *f, gconstpointer data)
   g_assert_cmpint (iv_ota_exit (), ==, IV_ERR_OTA_NOT_INITIALIZED);
 }
 
+/* ---- callbacks in the order the SDK calls them ---- */
+
+/* The sizes download_size_cb got before the first firmware_update_cb: never
+ * 0, never going back, the last one the image size. Returns how many. */
+static guint
+assert_sizes_then_ready (guint64 total, guint64 at_least_first)
+{
+  guint64 last = 0;
+  guint sizes = 0;
+  gboolean ready = FALSE;
+
+  g_mutex_lock (&rec.lock);
+  for (guint i = 0; i < rec.calls->len && !ready; i++) {
+    const char *call = g_ptr_array_index (rec.calls, i);
+    if (g_str_has_prefix (call, "size ")) {
+      guint64 size = g_ascii_strtoull (call + 5, NULL, 10);
+      if (sizes == 0)
+        g_assert_cmpuint (size, >=, at_least_first);
+      g_assert_cmpuint (size, >, last);
+      last = size;
+      sizes++;
+    }
+    ready = g_str_has_prefix (call, "ready ");
+  }
+  g_mutex_unlock (&rec.lock);
+  g_assert_true (ready);
+  g_assert_cmpuint (last, ==, total);
+  return sizes;
+}
+
+static gboolean
+record_has_bytes (gpointer data)
+{
+  return ota_test_record_downloaded (data) > 0;
+}
+
+/* A slow download: sizes climb to the image size before the image is handed
+ * over. Cut by iv_ota_exit, then a new session: the resumed image never
+ * starts again at 0 (nor anywhere below where it resumed). */
+static void
+test_size_callbacks (Fixture *f, gconstpointer data)
+{
+  iv_ota_init_parm_s parm;
+  gint64 resumed_at;
+
+  start_cloud (f, "", SLOW_SIZE, SLOW_RATE);
+  parm_fill (&parm, f->env.fw_dir, "1.0", FALSE);
+  g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_NONE);
+  g_assert_true (ota_test_wait (some_bytes_reported, NULL, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait (record_has_bytes, &f->env, OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpint (iv_ota_exit (), ==, IV_ERR_NONE);
+  resumed_at = ota_test_record_downloaded (&f->env);
+  g_assert_cmpint (resumed_at, >, 0);
+  rec_reset ();
+  g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_NONE);
+  g_assert_true (ota_test_wait (rec_has, "ready ", 3 * OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpuint (assert_sizes_then_ready (SLOW_SIZE, (guint64) resumed_at), >=, 2);
+  g_assert_cmpint (iv_ota_exit (), ==, IV_ERR_NONE);
+}
+
+/* firmware_update_cb ends its session and starts a new one, as some vendors
+ * restart their OTA service: the old session's thread_exit_cb has run when
+ * the new iv_ota_init returns (nested in the callback), and only once. */
+static struct {
+  int exit_rc, init_rc;
+  guint exits_before_init_returned;
+  const char *dir;
+} reinit;
+
+static void
+on_ready_reinit (char *path, uint32_t size)
+{
+  iv_ota_init_parm_s parm;
+
+  rec_add ("ready %s %u", path, size);
+  parm_fill (&parm, reinit.dir, "1.0", FALSE);
+  parm.iv_ota_firmware_update_cb = on_ready;
+  reinit.exit_rc = iv_ota_exit ();
+  reinit.init_rc = iv_ota_init (&parm);
+  reinit.exits_before_init_returned = rec_count ("exit ", NULL);
+  rec_add ("reinit done");
+}
+
+static void
+test_reinit_inside_callback (Fixture *f, gconstpointer data)
+{
+  iv_ota_init_parm_s parm;
+
+  start_cloud (f, "", 100000, NULL);
+  reinit.dir = f->env.fw_dir;
+  parm_fill (&parm, f->env.fw_dir, "1.0", FALSE);
+  parm.iv_ota_firmware_update_cb = on_ready_reinit;
+  g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_NONE);
+  g_assert_true (ota_test_wait (rec_has, "reinit done", 2 * OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpint (reinit.exit_rc, ==, IV_ERR_NONE);
+  g_assert_cmpint (reinit.init_rc, ==, IV_ERR_NONE);
+  g_assert_cmpuint (reinit.exits_before_init_returned, ==, 1);
+  ota_test_spin (200);
+  g_assert_cmpuint (rec_count ("exit ", NULL), ==, 1);
+  g_assert_cmpint (iv_ota_exit (), ==, IV_ERR_NONE);
+  g_assert_cmpuint (rec_count ("exit ", NULL), ==, 2);
+}
+
+/* An observer added from inside another observer's callback (on a live
+ * event) gets its snapshot before any live event. */
+typedef struct {
+  Observed *seen;
+  iv_ota_observer_s *added;
+  int add_rc;
+  GPtrArray *flags; /* "S" snapshot or "L" live, per event of the added observer */
+} Nesting;
+
+static void
+on_event_flags (const iv_ota_event_s *event, void *user_data)
+{
+  Nesting *n = user_data;
+
+  g_mutex_lock (&n->seen->lock);
+  g_ptr_array_add (n->flags, g_strdup (event->snapshot ? "S" : "L"));
+  g_mutex_unlock (&n->seen->lock);
+}
+
+static void
+on_event_add_observer (const iv_ota_event_s *event, void *user_data)
+{
+  Nesting *n = user_data;
+
+  if (event->snapshot || n->added != NULL)
+    return;
+  n->add_rc = iv_ota_observer_add (on_event_flags, n, &n->added);
+}
+
+static gboolean
+nesting_has_live (gpointer data)
+{
+  Nesting *n = data;
+  gboolean live = FALSE;
+
+  g_mutex_lock (&n->seen->lock);
+  for (guint i = 0; i < n->flags->len && !live; i++)
+    live = g_str_equal (g_ptr_array_index (n->flags, i), "L");
+  g_mutex_unlock (&n->seen->lock);
+  return live;
+}
+
+static void
+test_observer_added_inside_observer (Fixture *f, gconstpointer data)
+{
+  Nesting n = { observed_new (), NULL, 1, g_ptr_array_new_with_free_func (g_free) };
+  iv_ota_observer_s *outer = NULL;
+  g_autoptr (GString) order = g_string_new ("");
+
+  start_cloud (f, "", 100000, NULL);
+  g_assert_cmpint (iv_ota_observer_add (on_event_add_observer, &n, &outer), ==, IV_ERR_NONE);
+  spawn_device_app (f, "app.log");
+  g_assert_true (ota_test_wait (nesting_has_live, &n, 2 * OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpint (n.add_rc, ==, IV_ERR_NONE);
+  g_mutex_lock (&n.seen->lock);
+  for (guint i = 0; i < n.flags->len; i++)
+    g_string_append (order, g_ptr_array_index (n.flags, i));
+  g_mutex_unlock (&n.seen->lock);
+  /* AGENT, CONNECTION and the module: snapshot first, then live. */
+  g_assert_true (g_str_has_prefix (order->str, "SS"));
+  g_assert_null (strstr (order->str, "LS"));
+  g_assert_cmpint (iv_ota_observer_remove (n.added), ==, IV_ERR_NONE);
+  g_assert_cmpint (iv_ota_observer_remove (outer), ==, IV_ERR_NONE);
+  g_ptr_array_unref (n.flags);
+  observed_free (n.seen);
+}
+
 /* ---- prepare_cb defers ---- */
 
 static void
@@ -1100,6 +1270,9 @@ main (int argc, char **argv)
   ADD ("download-fail/not-found", test_download_fail_not_found);
   ADD ("download-fail/md5", test_download_fail_md5);
   ADD ("exit-during-download", test_exit_during_download);
+  ADD ("callbacks/size", test_size_callbacks);
+  ADD ("callbacks/reinit-inside-callback", test_reinit_inside_callback);
+  ADD ("callbacks/observer-added-inside-observer", test_observer_added_inside_observer);
   ADD ("second-owner-refused", test_second_owner_refused);
   ADD ("three-modules-and-observer", test_three_modules_and_observer);
   ADD ("agent-restart-mid-download", test_agent_restart_mid_download);
