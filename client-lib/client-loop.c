@@ -56,10 +56,12 @@ static struct {
   unsigned users;      /* open handles and observers, and opens under way */
   bool classic_claimed;
   iv_ota_module_s *classic;
+  int bus_fd;          /* socket of the running thread's bus connection; -1 when none */
 } lib = {
   .lock = PTHREAD_MUTEX_INITIALIZER,
   .cond = PTHREAD_COND_INITIALIZER,
   .wake_fd = -1,
+  .bus_fd = -1,
 };
 
 static __thread ClientLoop *current_loop; /* set on the library thread */
@@ -95,6 +97,67 @@ lib_wake_locked (void)
 
   if (lib.wake_fd >= 0 && write (lib.wake_fd, &one, sizeof one) < 0)
     client_log ("cannot wake the library thread: %s", strerror (errno));
+}
+
+/* Remembers the socket of @connection (NULL: none) for a fork child. */
+static void
+lib_set_bus_fd (DBusConnection *connection)
+{
+  int fd = -1;
+
+  if (connection != NULL && !dbus_connection_get_socket (connection, &fd))
+    fd = -1;
+  pthread_mutex_lock (&lib.lock);
+  lib.bus_fd = fd;
+  pthread_mutex_unlock (&lib.lock);
+}
+
+/* ---- fork ---- */
+
+/* fork() copies the state of the library, but not its thread. The lock is
+ * held across the fork, so that the child's copy is consistent. */
+static void
+lib_atfork_prepare (void)
+{
+  pthread_mutex_lock (&lib.lock);
+}
+
+static void
+lib_atfork_parent (void)
+{
+  pthread_mutex_unlock (&lib.lock);
+}
+
+/* The child starts from nothing: no thread, no handle, no observer. Its copy
+ * of the parent's bus socket is closed, so the parent's registration ends
+ * with the parent (a child holding it would keep the agent believing that
+ * the parent still owns its modules); the parent's handles are not the
+ * child's. The child may register on its own with a new iv_ota_init. */
+static void
+lib_atfork_child (void)
+{
+  if (lib.bus_fd >= 0)
+    close (lib.bus_fd);
+  if (lib.wake_fd >= 0)
+    close (lib.wake_fd);
+  lib.bus_fd = lib.wake_fd = -1;
+  lib.head = lib.tail = NULL;
+  lib.active = false;
+  lib.running = lib.users = 0;
+  lib.classic_claimed = false;
+  lib.classic = NULL;
+  current_loop = NULL;
+  current_handle = NULL;
+  /* Threads of the parent may have waited on it: they are not in the child. */
+  pthread_cond_init (&lib.cond, NULL);
+  pthread_mutex_unlock (&lib.lock);
+}
+
+static void
+lib_register_atfork (void)
+{
+  if (pthread_atfork (lib_atfork_prepare, lib_atfork_parent, lib_atfork_child) != 0)
+    client_log ("pthread_atfork failed: a fork child would share the bus connection");
 }
 
 static void
@@ -254,6 +317,7 @@ loop_connect (ClientLoop *loop, char *error, size_t error_len)
     return false;
   }
   loop->disconnected = false;
+  lib_set_bus_fd (loop->connection);
   free (loop->agent);
   loop->agent = client_bus_get_agent (loop->connection);
   client_log ("connected to the bus; agent: %s", loop->agent != NULL ? loop->agent : "none");
@@ -273,6 +337,7 @@ loop_drop_connection (ClientLoop *loop)
   bool had_agent = loop->agent != NULL;
 
   client_log ("lost the bus connection");
+  lib_set_bus_fd (NULL);
   dbus_connection_remove_filter (loop->connection, loop_filter, loop);
   client_bus_disconnect (loop->connection);
   loop->connection = NULL;
@@ -955,6 +1020,7 @@ static void
 loop_finish (ClientLoop *loop)
 {
   if (loop->connection != NULL) {
+    lib_set_bus_fd (NULL);
     dbus_connection_remove_filter (loop->connection, loop_filter, loop);
     client_bus_disconnect (loop->connection);
   }
@@ -1052,6 +1118,9 @@ lib_start_thread_locked (char *error, size_t error_len)
   pthread_t thread;
   int rc;
 
+  static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+  pthread_once (&atfork_once, lib_register_atfork);
   if (fd < 0) {
     client_set_error (error, error_len, "eventfd: %s", strerror (errno));
     return IV_ERR_OTA_NO_RESOURCES;

@@ -16,8 +16,20 @@
  * iv_ota_firmware_update_cb is fine). A callback that blocks delays every
  * later callback and every call made from other threads (they wait for the
  * library thread), so a callback must not wait for another thread that is
- * itself inside an iv_ota_* call. After fork(), only the parent keeps the
- * service; a child must not call iv_ota_* functions (exec first).
+ * itself inside an iv_ota_* call.
+ *
+ * fork(). The service stays with the parent. The child of a fork() starts
+ * from nothing: it inherits no registration (its copy of the parent's bus
+ * socket is closed in the child, so the agent releases the parent's modules
+ * when the parent ends, even if the child lives on), and the parent's
+ * handles and observers are not the child's (the child must not use them,
+ * nor call iv_ota_exit for the parent's iv_ota_init). The child may register
+ * on its own (iv_ota_init, iv_ota_module_open for a module the parent does
+ * not own) or use the calls about any module (iv_ota_ext.h); it then gets a
+ * library thread and a bus connection of its own. As after any fork of a
+ * threaded process, a child that only runs a helper should exec at once. A
+ * child forked inside a callback must exec or _exit before that callback
+ * returns.
  *
  * Bus. The system bus, unless the environment variable IV_OTA_BUS says
  * "session", "system" or gives a D-Bus address (unix:path=...).
@@ -135,12 +147,25 @@ typedef struct iv_ota_init_parm_s {
    * downloaded at once. */
   int (*iv_ota_prepare_cb) (char *new_firmware_version, uint32_t new_firmware_size);
   /* Optional. Download progress: @size bytes of the image are downloaded so
-   * far (UINT32_MAX if more). */
+   * far (UINT32_MAX if more). Called as the agent reports progress (about 4
+   * times a second while bytes arrive), only when the size grew: it never
+   * goes back, also not when a new session resumes an image (the first call
+   * then gives the resumed size, never 0). Before iv_ota_firmware_update_cb
+   * it has always been called with the image size. After a failed download
+   * (iv_ota_download_fail_cb), the next attempt may start lower. */
   void (*iv_ota_download_size_cb) (uint32_t size);
-  /* Optional. The OTA service of this application ended (after iv_ota_exit). */
+  /* Optional. The OTA service of this application ended (after iv_ota_exit).
+   * Runs once per successful iv_ota_init, and always before the next
+   * iv_ota_init returns, also when both calls are made inside a callback. */
   void (*iv_ota_thread_exit_cb) (iv_ota_thread_exit_status_s status);
   /* Optional. A download failed; @info says why. The agent offers the update
-   * again later (the partial file is kept and resumed when possible). */
+   * again later (the partial file is kept and resumed when possible).
+   * info->fail_type comes from the agent's kind of failure, never from the
+   * words of its message: OPEN_FILE (the image file could not be created),
+   * WRONG_SIZE (wrong size, or larger than the agent allows), WRITE_FLASH (no
+   * space, write error), MD5_CHECK (checksum), HTTP_DOWNLOAD (timeout, HTTP
+   * 404/403/other, refused offer, anything else). Only objects compiled
+   * against this header generation have this field (see iv_ota_init_sized). */
   void (*iv_ota_download_fail_cb) (const iv_ota_fail_info_s *info);
 } iv_ota_init_parm_s;
 
@@ -151,7 +176,8 @@ typedef struct iv_ota_init_parm_s {
  * Blocks until the agent has answered; waits for the agent to appear on the
  * bus first, up to IV_OTA_INIT_TIMEOUT (see above). @init_parm is copied; it may be freed
  * on return. If the agent restarts later, the library registers again by
- * itself. Thread: any, once per process until iv_ota_exit (a second call
+ * itself, also while a callback of this application runs (the next call
+ * from it registers first). Thread: any, once per process until iv_ota_exit (a second call
  * fails with IV_ERR_OTA_ALREADY_INITIALIZED, see iv_ota_ext.h).
  *
  * Returns IV_ERR_NONE, IV_ERR_OTA_INIT_PRM_NULL, IV_ERR_OTA_INIT_CB_NULL or
@@ -198,7 +224,8 @@ int iv_ota_init_sized (iv_ota_init_parm_s *init_parm, size_t init_parm_size);
  * Called from any thread but the library's, it returns once
  * iv_ota_thread_exit_cb has run, and no callback follows. Called from inside a
  * callback, it returns at once and iv_ota_thread_exit_cb runs when that
- * callback has returned. Either way iv_ota_init may be called again afterwards.
+ * callback has returned, or earlier, inside the next iv_ota_init if the
+ * callback calls it. Either way iv_ota_init may be called again afterwards.
  *
  * Returns IV_ERR_NONE, or IV_ERR_OTA_NOT_INITIALIZED (iv_ota_ext.h). */
 int iv_ota_exit (void);

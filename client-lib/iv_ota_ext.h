@@ -172,7 +172,10 @@ typedef struct iv_ota_observer iv_ota_observer_s;
 /* Starts watching every module; *@observer is set before the first call of
  * @callback (untouched on failure). First comes a snapshot — an AGENT event, and
  * when the agent is there a CONNECTION event and one PROGRESS event per module
- * it knows, all with snapshot = 1 — then live events as they happen. Observing needs no ownership
+ * it knows, all with snapshot = 1 — then live events as they happen. Also
+ * when added from inside a callback (of another observer, say): the event
+ * being delivered then is not given to the new observer, its snapshot is
+ * next. Observing needs no ownership
  * and works while the agent is absent (AGENT events tell when it comes).
  *
  * Thread: any; blocks until the library thread has taken the observer.

@@ -11,12 +11,20 @@
  *   FAIL <module> <err_code>          download_fail_cb
  *   MISMATCH <expected> <got>         a callback got another module's handle
  *   EXIT <module> <mqtt_online>       thread_exit_cb
- * SIGTERM ends it through iv_ota_module_exit (exit status 0). */
+ * SIGTERM ends it through iv_ota_module_exit (exit status 0).
+ *
+ * With a fourth argument "fork", it forks a child once registered, as apps
+ * start helpers: the child prints "CHILD <pid> <rc>", rc being what its own
+ * iv_ota_check_module(MODULE) returned (the library starts afresh in a
+ * child), then lingers without exec, holding whatever it inherited, until its
+ * grandparent (the test, pid in $TEST_PID) is gone or 60 s have passed. */
 #include "iv_ota_ext.h"
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
   const char *module;
@@ -66,6 +74,21 @@ on_exit_cb (iv_ota_thread_exit_status_s status)
   fflush (stdout);
 }
 
+/* The forked child of "fork" mode: never returns. */
+static void
+child_linger (const char *module)
+{
+  pid_t test = (pid_t) atoi (getenv ("TEST_PID") != NULL ? getenv ("TEST_PID") : "0");
+
+  /* Gone in 60 s whatever happens, also if the library hangs in the child. */
+  alarm (60);
+  printf ("CHILD %d %d\n", (int) getpid (), iv_ota_check_module (module));
+  fflush (stdout);
+  for (int i = 0; i < 600 && test > 0 && kill (test, 0) == 0; i++)
+    usleep (100000);
+  _exit (0);
+}
+
 static void
 on_signal (int sig)
 {
@@ -86,7 +109,7 @@ main (int argc, char **argv)
   App app;
   int rc;
 
-  if (argc != 4)
+  if (argc != 4 && !(argc == 5 && strcmp (argv[4], "fork") == 0))
     return 2;
   app.module = argv[1];
   snprintf (parm.firmware_path, sizeof parm.firmware_path, "%s", argv[2]);
@@ -103,6 +126,8 @@ main (int argc, char **argv)
   }
   printf ("OPEN %s\n", app.module);
   fflush (stdout);
+  if (argc == 5 && fork () == 0)
+    child_linger (app.module);
   while (!quit)
     sigsuspend (&unblocked);
   return iv_ota_module_exit (handle) == IV_ERR_NONE ? 0 : 1;

@@ -948,6 +948,54 @@ test_observer_added_inside_observer (Fixture *f, gconstpointer data)
   observed_free (n.seen);
 }
 
+/* ---- fork ---- */
+
+typedef struct {
+  Fixture *f;
+  const char *module;
+} OwnerWait;
+
+static gboolean
+module_unowned (gpointer data)
+{
+  OwnerWait *w = data;
+  g_autofree char *owner = ota_test_status_get (w->f->env.proxy, w->module, "owner");
+
+  return g_str_equal (owner, "");
+}
+
+/* An app forks a helper that lingers without exec. The child does not hold
+ * the parent's registration: when the parent dies, the agent releases its
+ * module at once, child or no child. The child may use the library afresh. */
+static void
+test_fork_child (Fixture *f, gconstpointer data)
+{
+  g_autofree char *test_pid = g_strdup_printf ("%d", (int) getpid ());
+  const char *argv[] = { g_getenv ("CLIENT_MODULE"), "forked", f->env.fw_dir, "1.0", "fork", NULL };
+  OwnerWait w = { f, "forked" };
+  g_autofree char *owner = NULL;
+  g_autofree char *text = NULL;
+  OtaTestProcess *app;
+  int child = 0, rc = 1;
+  const char *line;
+
+  g_assert_nonnull (argv[0]);
+  g_setenv ("TEST_PID", test_pid, TRUE);
+  app = spawn_app (f, "forked.log", argv);
+  g_unsetenv ("TEST_PID");
+  g_assert_true (wait_log (app, "CHILD ", OTA_TEST_TIMEOUT_MS));
+  text = log_text (app);
+  line = strstr (text, "CHILD ");
+  g_assert_cmpint (sscanf (line, "CHILD %d %d", &child, &rc), ==, 2);
+  g_assert_cmpint (child, >, 1);
+  g_assert_cmpint (rc, ==, IV_ERR_NONE);
+  owner = ota_test_status_get (f->env.proxy, "forked", "owner");
+  g_assert_cmpstr (owner, !=, "");
+  ota_test_process_stop (app, SIGKILL);
+  g_assert_true (ota_test_wait (module_unowned, &w, OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpint (kill (child, SIGKILL), ==, 0);
+}
+
 /* ---- prepare_cb defers ---- */
 
 static void
@@ -1276,6 +1324,7 @@ main (int argc, char **argv)
   ADD ("second-owner-refused", test_second_owner_refused);
   ADD ("three-modules-and-observer", test_three_modules_and_observer);
   ADD ("agent-restart-mid-download", test_agent_restart_mid_download);
+  ADD ("fork-child", test_fork_child);
 #undef ADD
   return g_test_run ();
 }
