@@ -948,6 +948,88 @@ test_observer_added_inside_observer (Fixture *f, gconstpointer data)
   observed_free (n.seen);
 }
 
+/* ---- the agent restarts while firmware_update_cb burns ---- */
+
+static struct {
+  GMutex lock;
+  int phase; /* 1: burning reported, 2: agent restarted, 3: reboot reported */
+  int rc_burning, rc_reboot;
+  char *reboot_error;
+} burn;
+
+static int
+burn_phase (void)
+{
+  int phase;
+
+  g_mutex_lock (&burn.lock);
+  phase = burn.phase;
+  g_mutex_unlock (&burn.lock);
+  return phase;
+}
+
+static void
+burn_set_phase (int phase)
+{
+  g_mutex_lock (&burn.lock);
+  burn.phase = phase;
+  g_mutex_unlock (&burn.lock);
+}
+
+static gboolean
+burn_reached (gpointer phase)
+{
+  return burn_phase () >= GPOINTER_TO_INT (phase);
+}
+
+/* Burns for as long as the test needs to restart the agent, then reports the
+ * reboot: from inside the callback, the library registers with the new
+ * agent, which still knows the cycle. */
+static void
+on_ready_burn_slowly (char *path, uint32_t size)
+{
+  rec_add ("ready %s %u", path, size);
+  burn.rc_burning = iv_ota_update_progress (IV_OTA_PROGRESS_TYPE_WRITE_FLASH, 0);
+  burn_set_phase (1);
+  while (burn_phase () < 2)
+    g_usleep (10000);
+  burn.rc_reboot = iv_ota_update_progress (IV_OTA_PROGRESS_TYPE_REBOOT, 0);
+  burn.reboot_error = g_strdup (iv_ota_last_error ());
+  iv_ota_exit ();
+  burn_set_phase (3);
+}
+
+static void
+test_agent_restart_inside_callback (Fixture *f, gconstpointer data)
+{
+  iv_ota_init_parm_s parm;
+  g_autofree char *state = NULL;
+
+  start_cloud (f, "", 100000, NULL);
+  burn.phase = 0;
+  parm_fill (&parm, f->env.fw_dir, "1.0", FALSE);
+  parm.iv_ota_firmware_update_cb = on_ready_burn_slowly;
+  g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_NONE);
+  g_assert_true (ota_test_wait (burn_reached, GINT_TO_POINTER (1), 2 * OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpint (burn.rc_burning, ==, IV_ERR_NONE);
+  ota_test_agent_kill (f->env.agent);
+  ota_test_agent_start (f->env.agent);
+  ota_test_env_reconnect_app (&f->env);
+  burn_set_phase (2);
+  g_assert_true (ota_test_wait (burn_reached, GINT_TO_POINTER (3), 2 * OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpstr (burn.reboot_error, ==, "");
+  g_assert_cmpint (burn.rc_reboot, ==, IV_ERR_NONE);
+  state = ota_test_status_get (f->env.proxy, "", "state");
+  g_assert_cmpstr (state, ==, "rebooting");
+  g_clear_pointer (&burn.reboot_error, g_free);
+  /* After the "reboot", the new version: done. */
+  parm.iv_ota_firmware_update_cb = on_ready;
+  g_strlcpy (parm.firmware_version, TARGET, sizeof parm.firmware_version);
+  g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_NONE);
+  g_assert_cmpint (ota_test_cloud_wait_report (f->env.cloud, 0, DONE_REPORT (TARGET), OTA_TEST_TIMEOUT_MS), >=, 0);
+  g_assert_cmpint (iv_ota_exit (), ==, IV_ERR_NONE);
+}
+
 /* ---- fork ---- */
 
 typedef struct {
@@ -1300,6 +1382,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_mutex_init (&rec.lock);
+  g_mutex_init (&burn.lock);
   rec_reset ();
   /* The in-process apps use the test's private session bus. */
   g_setenv ("IV_OTA_BUS", "session", TRUE);
@@ -1324,6 +1407,7 @@ main (int argc, char **argv)
   ADD ("second-owner-refused", test_second_owner_refused);
   ADD ("three-modules-and-observer", test_three_modules_and_observer);
   ADD ("agent-restart-mid-download", test_agent_restart_mid_download);
+  ADD ("agent-restart-inside-callback", test_agent_restart_inside_callback);
   ADD ("fork-child", test_fork_child);
 #undef ADD
   return g_test_run ();
