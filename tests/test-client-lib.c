@@ -539,6 +539,66 @@ test_app_before_agent (Fixture *f, gconstpointer data)
   reboot_into_new_version (f, "app-2.log");
 }
 
+/* ---- an app written the way vendors write it ---- */
+
+static OtaTestProcess *
+spawn_vendor_app (Fixture *f, const char *log_name)
+{
+  g_autofree char *version_file = g_build_filename (f->env.dir, "vendor.version", NULL);
+  g_autofree char *flash = g_build_filename (f->env.dir, "vendor.flash", NULL);
+  const char *argv[] = { g_getenv ("VENDOR_APP"), f->env.fw_dir, version_file, flash, NULL };
+
+  g_assert_nonnull (argv[0]);
+  return spawn_app (f, log_name, argv);
+}
+
+/* REBOOT and SUCCESS never reported, iv_ota_exit() inside firmware_update_cb,
+ * the image moved away with mv, the "reboot" a restart of the process at the
+ * new version; the download is cut once and resumed. The cloud ends with
+ * done, once, and no fail. */
+static void
+test_vendor_app (Fixture *f, gconstpointer data)
+{
+  g_autofree char *version_file = g_build_filename (f->env.dir, "vendor.version", NULL);
+  g_autofree char *flash = g_build_filename (f->env.dir, "vendor.flash", NULL);
+  g_autofree char *flash_md5 = NULL;
+  g_autofree char *version = NULL;
+  g_autoptr (GArray) responses = NULL;
+  g_autofree char *ready = g_strdup_printf ("ready %s/FW_" TARGET ".bin %u", f->env.fw_dir, SLOW_SIZE);
+  OtaTestCloudTool *tool;
+  OtaTestProcess *app;
+
+  g_assert_true (g_file_set_contents (version_file, "1.0\n", -1, NULL));
+  tool = start_cloud (f, "", SLOW_SIZE, "--cut-after=200000");
+  app = spawn_vendor_app (f, "vendor-1.log");
+  assert_exits_cleanly (app, 3 * OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpuint (log_count (app, ready), ==, 1);
+  g_assert_cmpuint (log_count (app, "burnt " TARGET), ==, 1);
+  g_assert_cmpuint (log_count (app, "thread exit"), ==, 1);
+  flash_md5 = file_md5 (flash);
+  g_assert_cmpstr (flash_md5, ==, g_ptr_array_index (f->md5s, 0));
+  /* Cut at 200000 bytes, then resumed from where it was. */
+  responses = ota_test_cloud_tool_responses (tool);
+  g_assert_cmpuint (responses->len, >=, 2);
+  g_assert_cmpint (g_array_index (responses, OtaTestResponse, 1).range_start, >, 0);
+  g_assert_cmpuint (g_array_index (responses, OtaTestResponse, 1).status, ==, 206);
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (f->env.cloud, 0, "\"state\":\"burning\"",
+                                                          OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  g_assert_cmpuint (ota_test_cloud_count_reports (f->env.cloud, "\"state\":\"done\""), ==, 0);
+  /* The "reboot": the same program, now at the version it burnt. */
+  g_assert_true (g_file_get_contents (version_file, &version, NULL, NULL));
+  g_assert_cmpstr (version, ==, TARGET "\n");
+  app = spawn_vendor_app (f, "vendor-2.log");
+  g_assert_cmpint (ota_test_cloud_wait_report (f->env.cloud, 0, DONE_REPORT (TARGET), OTA_TEST_TIMEOUT_MS), >=, 0);
+  g_assert_true (wait_log (app, "version " TARGET, OTA_TEST_TIMEOUT_MS));
+  ota_test_spin (500);
+  g_assert_cmpuint (ota_test_cloud_count_reports (f->env.cloud, "\"state\":\"done\""), ==, 1);
+  g_assert_cmpuint (ota_test_cloud_count_reports (f->env.cloud, "\"state\":\"fail\""), ==, 0);
+  g_assert_cmpuint (log_count (app, "offer "), ==, 0);
+  ota_test_process_stop (app, SIGKILL);
+}
+
 /* ---- modules and observers ---- */
 
 static const char *const modules[] = { "m1", "m2", "m3" };
@@ -1396,6 +1456,7 @@ main (int argc, char **argv)
   ADD ("abi/current-header", test_abi_current_header);
   ADD ("classic-full-flow", test_classic_full_flow);
   ADD ("app-before-agent", test_app_before_agent);
+  ADD ("vendor-app", test_vendor_app);
   ADD ("api-inside-callbacks", test_api_inside_callbacks);
   ADD ("prepare-defers", test_prepare_defers);
   ADD ("download-fail/not-found", test_download_fail_not_found);
