@@ -21,6 +21,7 @@ struct _OtaAgent {
   OtaReporter *reporter;
   SoupSession *session;
   GHashTable *modules; /* name → OtaModule */
+  OtaKeyring *keyring; /* [security] trusted_keys, NULL when none */
   /* IV_OTAD_TEST_SIGNIN: a fixed connid and expiry, so that a test broker's
    * password file can hold the signed credentials. NULL: fresh ones. */
   char *fixed_connid;
@@ -85,6 +86,7 @@ agent_add_module (OtaAgent *self, const char *name)
 {
   OtaModule *module = ota_module_new (name, self->config, self->session);
 
+  ota_module_set_keyring (module, self->keyring);
   g_signal_connect (module, "report", G_CALLBACK (on_module_report), self);
   g_signal_connect (module, "offered", G_CALLBACK (on_module_offered), self);
   g_signal_connect (module, "progress", G_CALLBACK (on_module_progress), self);
@@ -239,6 +241,26 @@ agent_set_proxy (OtaAgent *self, GError **error)
   return TRUE;
 }
 
+/* Read once, at start: a key removed from the config (or its file) is no
+ * longer trusted after the next restart. */
+static gboolean
+agent_load_trusted_keys (OtaAgent *self, GError **error)
+{
+  g_auto (GStrv) paths = ota_config_get_trusted_keys (self->config);
+  g_autoptr (OtaKeyring) keyring = NULL;
+
+  if (paths[0] == NULL)
+    return TRUE;
+  keyring = ota_keyring_new ();
+  if (!ota_keyring_add_files (keyring, (const char *const *) paths, error)) {
+    g_prefix_error (error, "[security] trusted_keys: ");
+    return FALSE;
+  }
+  g_message ("offers need an image signature by one of %u trusted key(s)", ota_keyring_get_size (keyring));
+  self->keyring = g_steal_pointer (&keyring);
+  return TRUE;
+}
+
 OtaAgent *
 ota_agent_new (OtaConfig *config, GError **error)
 {
@@ -252,7 +274,7 @@ ota_agent_new (OtaConfig *config, GError **error)
     return NULL;
   }
   self->session = ota_download_session_new (config->ca_file, error);
-  if (self->session == NULL || !agent_set_proxy (self, error))
+  if (self->session == NULL || !agent_set_proxy (self, error) || !agent_load_trusted_keys (self, error))
     return NULL;
   if (*config->device_secret != '\0' && !agent_read_test_signin (self, error))
     return NULL;
@@ -499,6 +521,8 @@ ota_agent_finalize (GObject *object)
   OtaAgent *self = OTA_AGENT (object);
 
   ota_config_free (self->config);
+  /* After the modules (dispose) that point to it. */
+  ota_keyring_free (self->keyring);
   g_free (self->fixed_connid);
   G_OBJECT_CLASS (ota_agent_parent_class)->finalize (object);
 }

@@ -41,6 +41,7 @@ static gboolean check_device_name (const char *value, GError **error);
 static gboolean check_base64 (const char *value, GError **error);
 static gboolean check_absolute_path (const char *value, GError **error);
 static gboolean check_proxy (const char *value, GError **error);
+static gboolean check_key_list (const char *value, GError **error);
 
 #define STRING_KEY(group, key, field, check) \
   { group, key, KEY_STRING, G_STRUCT_OFFSET (OtaConfig, field), 0, 0, check }
@@ -80,9 +81,10 @@ static const KeySpec key_specs[] = {
   STRING_KEY ("ota", "proxy", proxy, check_proxy),
   STRING_KEY ("ota", "report_topic", report_topic, NULL),
   STRING_KEY ("ota", "update_topic", update_topic, NULL),
+  STRING_KEY ("security", "trusted_keys", trusted_keys, check_key_list),
 };
 
-static const char *const known_groups[] = { "mqtt", "device", "ota" };
+static const char *const known_groups[] = { "mqtt", "device", "ota", "security" };
 
 static gboolean
 set_key_error (GError **error, const char *group, const char *key, const char *format, ...)
@@ -136,6 +138,7 @@ ota_config_new_defaults (void)
   /* Templates until ota_config_load_from_data() knows the device. */
   self->report_topic = g_strdup (DEFAULT_REPORT_TOPIC);
   self->update_topic = g_strdup (DEFAULT_UPDATE_TOPIC);
+  self->trusted_keys = g_strdup ("");
   return self;
 }
 
@@ -254,6 +257,39 @@ check_proxy (const char *value, GError **error)
   g_set_error_literal (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
                        local_error->message);
   return FALSE;
+}
+
+char **
+ota_config_get_trusted_keys (const OtaConfig *self)
+{
+  g_auto (GStrv) items = g_strsplit (self->trusted_keys, ";", -1);
+  g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
+
+  for (gsize i = 0; items[i] != NULL; i++) {
+    char *path = g_strstrip (items[i]);
+
+    if (*path != '\0')
+      g_ptr_array_add (paths, g_strdup (path));
+  }
+  g_ptr_array_add (paths, NULL);
+  return (char **) g_ptr_array_free (g_steal_pointer (&paths), FALSE);
+}
+
+/* Only the names: the keys themselves are read when the agent starts. */
+static gboolean
+check_key_list (const char *value, GError **error)
+{
+  OtaConfig probe = { .trusted_keys = (char *) value };
+  g_auto (GStrv) paths = ota_config_get_trusted_keys (&probe);
+
+  for (gsize i = 0; paths[i] != NULL; i++) {
+    if (!g_path_is_absolute (paths[i])) {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                   "expected absolute paths of public key files separated by ';', got \"%s\"", paths[i]);
+      return FALSE;
+    }
+  }
+  return TRUE;
 }
 
 /* ---- reading one key ---- */

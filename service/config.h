@@ -37,6 +37,8 @@ typedef struct {
   char *proxy;              /* default "" (environment); http://[user:password@]host:port */
   char *report_topic;       /* expanded: {product_id}/{device_name} substituted */
   char *update_topic;       /* expanded */
+  /* [security] */
+  char *trusted_keys;       /* default "": ';'-list of absolute paths of Ed25519 public keys (PEM) */
 } OtaConfig;
 
 /* A config with every default and empty product_id/device_name. */
@@ -52,6 +54,10 @@ OtaConfig *ota_config_load_from_data (const char *data, gsize length, GError **e
 OtaConfig *ota_config_load (const char *path, GError **error);
 
 void ota_config_free (OtaConfig *self);
+
+/* The files of [security] trusted_keys, blanks trimmed, empty items dropped;
+ * an empty vector when signatures are not required. Free with g_strfreev(). */
+char **ota_config_get_trusted_keys (const OtaConfig *self);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (OtaConfig, ota_config_free)
 

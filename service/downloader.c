@@ -8,7 +8,10 @@
  *    hashing, the bottleneck, never waits for the disk;
  *  - the writer thread owns the files: it writes the buffers hashed, starts
  *    their writeback at once, takes checkpoints, re-hashes a resumed prefix
- *    and verifies.
+ *    and verifies. When a signature names the image's SHA-256, the writer
+ *    also feeds each buffer to SHA-256 just before writing it: the same pass
+ *    over the same bytes as MD5 (never a second read), on the other core
+ *    (in the hasher, after MD5, it would cut the throughput by a quarter).
  * Every job comes back from the writer, with its result, as an idle source on
  * the creator's context. A small pool of buffers bounds memory, both queues
  * and backpressure: with every buffer in the pipeline, the main context stops
@@ -46,6 +49,7 @@
  * drop this API. */
 #define OPENSSL_API_COMPAT 0x10100000L
 #include <openssl/md5.h>
+#include <openssl/sha.h>
 #endif
 
 /* Reads of this size run near the MD5 ceiling (docs/downloads.md); hashing works on whole buffers. */
@@ -93,6 +97,17 @@ typedef struct {
 } OtaHash;
 
 #define OTA_MD5_HEX_LENGTH 32
+#define OTA_SHA256_HEX_LENGTH 64
+
+/* The SHA-256 of the image, when a signature names it. Writer thread only. */
+typedef struct {
+#ifdef OTA_HAVE_LIBCRYPTO
+  SHA256_CTX ctx;
+#else
+  GChecksum *checksum;
+#endif
+  char expected[OTA_SHA256_HEX_LENGTH + 1];
+} OtaSha256;
 
 typedef enum {
   OTA_JOB_PREPARE,    /* check limits, find the record, open the image, re-hash the prefix */
@@ -154,6 +169,7 @@ typedef struct {
   OtaRecord record; /* the offer; downloaded_size is the last checkpoint */
   uid_t owner_uid;
   gid_t owner_gid;
+  OtaSha256 *sha256; /* NULL: no signature to check */
   guint64 checkpoint_every;
   guint64 max_firmware_size;
   guint64 written;
@@ -315,6 +331,73 @@ ota_hash_get_hex (const OtaHash *hash, char hex[OTA_MD5_HEX_LENGTH + 1])
     hex[2 * i + 1] = digits[digest[i] & 0xf];
   }
   hex[2 * length] = '\0';
+}
+
+/* ---- SHA-256 (writer thread) ---- */
+
+static OtaSha256 *
+ota_sha256_new (const char *expected)
+{
+  OtaSha256 *sha = g_new0 (OtaSha256, 1);
+
+#ifdef OTA_HAVE_LIBCRYPTO
+  SHA256_Init (&sha->ctx);
+#else
+  sha->checksum = g_checksum_new (G_CHECKSUM_SHA256);
+#endif
+  g_strlcpy (sha->expected, expected, sizeof sha->expected);
+  return sha;
+}
+
+static void
+ota_sha256_free (OtaSha256 *sha)
+{
+#ifndef OTA_HAVE_LIBCRYPTO
+  g_checksum_free (sha->checksum);
+#endif
+  g_free (sha);
+}
+
+static void
+ota_sha256_reset (OtaSha256 *sha)
+{
+  if (sha == NULL)
+    return;
+#ifdef OTA_HAVE_LIBCRYPTO
+  SHA256_Init (&sha->ctx);
+#else
+  g_checksum_reset (sha->checksum);
+#endif
+}
+
+static void
+ota_sha256_update (OtaSha256 *sha, const guint8 *data, gsize length)
+{
+  if (sha == NULL)
+    return;
+#ifdef OTA_HAVE_LIBCRYPTO
+  SHA256_Update (&sha->ctx, data, length);
+#else
+  g_checksum_update (sha->checksum, data, (gssize) length);
+#endif
+}
+
+static void
+ota_sha256_get_hex (OtaSha256 *sha, char hex[OTA_SHA256_HEX_LENGTH + 1])
+{
+#ifdef OTA_HAVE_LIBCRYPTO
+  static const char digits[] = "0123456789abcdef";
+  guint8 digest[SHA256_DIGEST_LENGTH];
+
+  SHA256_Final (digest, &sha->ctx);
+  for (gsize i = 0; i < sizeof digest; i++) {
+    hex[2 * i] = digits[digest[i] >> 4];
+    hex[2 * i + 1] = digits[digest[i] & 0xf];
+  }
+  hex[OTA_SHA256_HEX_LENGTH] = '\0';
+#else
+  g_strlcpy (hex, g_checksum_get_string (sha->checksum), OTA_SHA256_HEX_LENGTH + 1);
+#endif
 }
 
 /* ---- jobs and replies (any thread) ---- */
@@ -497,6 +580,10 @@ ota_writer_new (const OtaDownloadParams *params, OtaLink *link, GMainContext *co
   w->owner_gid = params->owner_gid;
   w->checkpoint_every = ota_checkpoint_threshold (params->checkpoint_bytes);
   w->max_firmware_size = params->max_firmware_size;
+  if (params->sha256 != NULL && params->sha256[0] != '\0') {
+    g_autofree char *expected = g_ascii_strdown (params->sha256, -1);
+    w->sha256 = ota_sha256_new (expected);
+  }
   return w;
 }
 
@@ -514,6 +601,7 @@ ota_writer_free (OtaWriter *w)
   g_free (w->bin_name);
   g_free (w->record_name);
   g_free (w->turn_key);
+  g_clear_pointer (&w->sha256, ota_sha256_free);
   ota_record_clear (&w->record);
   g_clear_error (&w->error);
   g_free (w);
@@ -545,8 +633,11 @@ ota_writer_checkpoint (OtaWriter *w, GError **error)
 static gboolean
 ota_writer_write (OtaWriter *w, const guint8 *data, gsize length, GError **error)
 {
-  int saved_errno = ota_pwrite_all (w->bin_fd, data, length, (off_t) w->written);
+  int saved_errno;
 
+  /* Still in the cache from the hasher's pass. */
+  ota_sha256_update (w->sha256, data, length);
+  saved_errno = ota_pwrite_all (w->bin_fd, data, length, (off_t) w->written);
   if (saved_errno != 0)
     return ota_set_error_from_errno (error, saved_errno, "cannot write %s", w->bin_name);
   /* Writeback starts now, in the background, so the next checkpoint's
@@ -573,6 +664,7 @@ ota_writer_restart (OtaWriter *w, GError **error)
     return FALSE;
   if (ftruncate (w->bin_fd, 0) < 0)
     return ota_set_error_from_errno (error, errno, "cannot truncate %s", w->bin_name);
+  ota_sha256_reset (w->sha256);
   w->written = w->synced = 0;
   w->synced_at = g_get_monotonic_time ();
   return TRUE;
@@ -781,6 +873,7 @@ ota_writer_rehash (OtaWriter *w, OtaHash *hash, guint64 length, GError **error)
       return FALSE;
     }
     ota_hash_update (hash, buf, (gsize) n);
+    ota_sha256_update (w->sha256, buf, (gsize) n);
     offset += (guint64) n;
   }
   return TRUE;
@@ -798,6 +891,7 @@ ota_writer_resume (OtaWriter *w, OtaHash *hash, guint64 recorded, GError **error
   keep = MIN (recorded, (guint64) st.st_size);
   if (ftruncate (w->bin_fd, (off_t) keep) < 0)
     return ota_set_error_from_errno (error, errno, "cannot truncate %s", w->bin_name);
+  ota_sha256_reset (w->sha256);
   if (!ota_writer_rehash (w, hash, keep, error))
     return FALSE;
   if (keep != recorded && !ota_writer_save_record (w, keep, error))
@@ -843,6 +937,24 @@ ota_writer_discard (OtaWriter *w, GError **error)
   return TRUE;
 }
 
+/* The bytes must be the ones the device maker signed, whatever MD5 the
+ * offer named. */
+static gboolean
+ota_writer_check_sha256 (OtaWriter *w, OtaJob *job)
+{
+  char sha256[OTA_SHA256_HEX_LENGTH + 1];
+
+  if (w->sha256 == NULL)
+    return TRUE;
+  ota_sha256_get_hex (w->sha256, sha256);
+  if (strcmp (sha256, w->sha256->expected) == 0)
+    return TRUE;
+  job->code = OTA_RESULT_MD5_MISMATCH;
+  job->message = g_strdup_printf ("sha256 mismatch: the image is not the signed one (signed %s, got %s)",
+                                  w->sha256->expected, sha256);
+  return FALSE;
+}
+
 static gboolean
 ota_writer_verify (OtaWriter *w, OtaJob *job, GError **error)
 {
@@ -859,6 +971,8 @@ ota_writer_verify (OtaWriter *w, OtaJob *job, GError **error)
     job->message = g_strdup_printf ("md5 mismatch: expected %s got %s", w->record.md5sum, md5);
     return ota_writer_discard (w, error);
   }
+  if (!ota_writer_check_sha256 (w, job))
+    return ota_writer_discard (w, error);
   /* The image must be durable before the record that says "unfinished" goes. */
   if (fdatasync (w->bin_fd) < 0)
     return ota_set_error_from_errno (error, errno, "cannot sync %s", w->bin_name);

@@ -23,6 +23,8 @@ typedef struct {
   guint64 max_download_rate; /* bytes/s, 0: unlimited */
   guint max_retries;       /* attempts in a row without progress */
   guint64 max_firmware_size;
+  const char *sha256;      /* NULL: none; else the SHA-256 (64 hex) a verified
+                            * signature names: the image must have it too */
 } OtaDownloadParams;
 
 #define OTA_TYPE_DOWNLOAD (ota_download_get_type ())
@@ -31,10 +33,11 @@ G_DECLARE_FINAL_TYPE (OtaDownload, ota_download, OTA, DOWNLOAD, GObject)
 /*
  * Signals (main context of the creator):
  *  "progress" (guint64 downloaded, guint64 total): after each chunk written.
- *  "verifying" (): all bytes received, MD5 being checked.
+ *  "verifying" (): all bytes received, MD5 (and SHA-256) being checked.
  *  "finished" (int result_code, const char *message): 0 on success (the
  *      record is deleted, the image is at ota_download_get_path()), or a
- *      negative OtaResultCode with a human message. Emitted exactly once,
+ *      negative OtaResultCode with a human message (-4 also when the SHA-256
+ *      differs from params->sha256: both files are deleted). Emitted exactly once,
  *      never after ota_download_cancel().
  */
 

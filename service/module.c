@@ -3,6 +3,7 @@
 #include "downloader.h"
 #include "network.h"
 #include "error.h"
+#include "rollback.h"
 #include "state-store.h"
 #include "util.h"
 
@@ -53,6 +54,9 @@ struct _OtaModule {
   gboolean had_owner;
   gint64 last_cloud_progress;
   gint64 last_bus_progress;
+
+  const OtaKeyring *keyring;          /* NULL: offers need no signature */
+  OtaSignatureStatement *signed_by;   /* the target's verified statement, NULL when none */
 };
 
 G_DEFINE_TYPE (OtaModule, ota_module, G_TYPE_OBJECT)
@@ -128,6 +132,93 @@ module_report_version (OtaModule *self)
   g_signal_emit (self, signals[SIGNAL_REPORT], 0, payload, TRUE, key);
 }
 
+/* ---- signed images ---- */
+
+static void
+module_clear_signature (OtaModule *self)
+{
+  if (self->signed_by == NULL)
+    return;
+  ota_signature_statement_clear (self->signed_by);
+  g_clear_pointer (&self->signed_by, g_free);
+}
+
+/* Why @offer's signature is refused, NULL when it is valid; @verified (if
+ * not NULL) then receives the statement. Checked before any byte is asked
+ * for: signature, then the rollback rule. */
+static char *
+module_signature_refusal (OtaModule *self, const OtaOffer *offer, OtaSignatureStatement *verified)
+{
+  g_auto (OtaSignatureStatement) statement = { 0 };
+  g_auto (OtaRollbackState) rollback = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  if (!ota_keyring_check (self->keyring, offer->user_defined, self->name, offer->version, offer->file_size,
+                          &statement, &error))
+    return g_strdup_printf ("signature refused: %s", error->message);
+  if (!ota_rollback_state_load (self->config->state_dir, self->name, &rollback, &error))
+    return g_strdup_printf ("rollback check impossible: %s", error->message);
+  if (statement.security_version < rollback.installed)
+    return g_strdup_printf ("rollback: security version %u is lower than %u, the highest installed",
+                            statement.security_version, rollback.installed);
+  if (verified != NULL) {
+    *verified = statement;
+    memset (&statement, 0, sizeof statement);
+  }
+  return NULL;
+}
+
+/* The signed image is handed over: if it is reported done, even after a
+ * reboot and a restart of the agent, its security version becomes the floor. */
+static void
+module_remember_pending_security_version (OtaModule *self)
+{
+  g_auto (OtaRollbackState) rollback = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  if (self->signed_by == NULL)
+    return;
+  if (ota_rollback_state_load (self->config->state_dir, self->name, &rollback, &error)) {
+    g_free (rollback.pending_version);
+    rollback.pending_version = g_strdup (self->signed_by->version);
+    rollback.pending = self->signed_by->security_version;
+    ota_rollback_state_save (self->config->state_dir, self->name, &rollback, &error);
+  }
+  if (error != NULL)
+    module_log (self, G_LOG_LEVEL_WARNING, "cannot record the security version of %s: %s",
+                self->signed_by->version, error->message);
+}
+
+/* "done" for the target: the highest installed security version moves up. */
+static void
+module_commit_security_version (OtaModule *self)
+{
+  g_auto (OtaRollbackState) rollback = { 0 };
+  g_autoptr (GError) error = NULL;
+  guint32 installed;
+
+  if (self->keyring == NULL || self->offer == NULL)
+    return;
+  if (!ota_rollback_state_load (self->config->state_dir, self->name, &rollback, &error)) {
+    module_log (self, G_LOG_LEVEL_WARNING, "cannot update the security version: %s", error->message);
+    return;
+  }
+  installed = rollback.installed;
+  if (self->signed_by != NULL && g_strcmp0 (self->signed_by->version, self->offer->version) == 0)
+    installed = MAX (installed, self->signed_by->security_version);
+  else if (g_strcmp0 (rollback.pending_version, self->offer->version) == 0)
+    installed = MAX (installed, rollback.pending);
+  else
+    return; /* not a signed image: nothing to raise */
+  rollback.installed = installed;
+  g_clear_pointer (&rollback.pending_version, g_free);
+  rollback.pending = 0;
+  if (!ota_rollback_state_save (self->config->state_dir, self->name, &rollback, &error))
+    module_log (self, G_LOG_LEVEL_WARNING, "cannot record the security version: %s", error->message);
+  else
+    module_log (self, G_LOG_LEVEL_INFO, "highest installed security version: %u", installed);
+}
+
 /* A report_progress about the current target. */
 static void
 module_report_progress (OtaModule *self, const char *state, int percent, int code, const char *msg,
@@ -145,6 +236,8 @@ module_report_progress (OtaModule *self, const char *state, int percent, int cod
     .task_id_is_number = self->offer->task_id_is_number,
   };
 
+  if (g_str_equal (state, "done"))
+    module_commit_security_version (self);
   payload = ota_protocol_encode_progress (&report);
   if (reliable)
     module_log (self, G_LOG_LEVEL_INFO, "report %s of %s (code %d%s%s)", state,
@@ -307,6 +400,7 @@ module_hand_over (OtaModule *self, const char *path)
   if (!module_save_cycle (self, OTA_CYCLE_PHASE_READY, &error))
     module_log (self, G_LOG_LEVEL_WARNING, "cannot remember the ready image (an agent restart will download it "
                 "again): %s", error->message);
+  module_remember_pending_security_version (self);
   module_send_cloud_progress (self, 100);
   module_log (self, G_LOG_LEVEL_INFO, "firmware %s ready at %s", self->offer->version, self->path);
   self->state = OTA_MODULE_STATE_READY;
@@ -352,6 +446,7 @@ module_start_download (OtaModule *self)
     .max_download_rate = self->config->max_download_rate,
     .max_retries = self->config->max_retries,
     .max_firmware_size = self->config->max_firmware_size,
+    .sha256 = self->signed_by != NULL ? self->signed_by->sha256 : NULL,
   };
 
   self->download = ota_download_new (self->session, &params);
@@ -383,6 +478,7 @@ typedef struct {
   char *name;
   guint64 size;
   char *md5sum;
+  char *sha256; /* the signed SHA-256, NULL when the offer needs no signature */
 } ReadyCheck;
 
 static void
@@ -394,14 +490,17 @@ ready_check_free (gpointer data)
     close (check->dir_fd);
   g_free (check->name);
   g_free (check->md5sum);
+  g_free (check->sha256);
   g_free (check);
 }
 
-/* The MD5 of the regular file @fd, which must have @size bytes. */
+/* The MD5 of the regular file @fd, which must have @size bytes and, if
+ * @sha256 is not NULL, that SHA-256 (the signed one; same read). */
 static char *
-ready_check_hash (int fd, guint64 size, GCancellable *cancellable, GError **error)
+ready_check_hash (int fd, guint64 size, const char *sha256, GCancellable *cancellable, GError **error)
 {
   g_autoptr (GChecksum) checksum = g_checksum_new (G_CHECKSUM_MD5);
+  g_autoptr (GChecksum) signed_sum = sha256 != NULL ? g_checksum_new (G_CHECKSUM_SHA256) : NULL;
   g_autofree guint8 *buf = g_malloc (1024 * 1024);
   guint64 total = 0;
   ssize_t n;
@@ -416,10 +515,16 @@ ready_check_hash (int fd, guint64 size, GCancellable *cancellable, GError **erro
     if (g_cancellable_set_error_if_cancelled (cancellable, error))
       return NULL;
     g_checksum_update (checksum, buf, (gsize) n);
+    if (signed_sum != NULL)
+      g_checksum_update (signed_sum, buf, (gsize) n);
     total += (guint64) n;
   }
   if (total != size) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "read %" G_GUINT64_FORMAT " bytes", total);
+    return NULL;
+  }
+  if (signed_sum != NULL && g_ascii_strcasecmp (g_checksum_get_string (signed_sum), sha256) != 0) {
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "its SHA-256 is not the signed one");
     return NULL;
   }
   return g_strdup (g_checksum_get_string (checksum));
@@ -447,7 +552,7 @@ ready_check_thread (GTask *task, gpointer source, gpointer data, GCancellable *c
                              " bytes any more", check->size);
     return;
   }
-  md5 = ready_check_hash (fd, check->size, cancellable, &error);
+  md5 = ready_check_hash (fd, check->size, check->sha256, cancellable, &error);
   close (fd);
   if (md5 == NULL)
     g_task_return_error (task, g_steal_pointer (&error));
@@ -523,6 +628,7 @@ module_reuse_ready_image (OtaModule *self)
   check->name = g_steal_pointer (&name);
   check->size = record.file_size;
   check->md5sum = g_strdup (record.md5sum);
+  check->sha256 = self->signed_by != NULL ? g_strdup (self->signed_by->sha256) : NULL;
   self->verifying = g_cancellable_new ();
   task = g_task_new (self, self->verifying, on_ready_checked, g_strdup (record.path));
   g_task_set_task_data (task, check, ready_check_free);
@@ -551,7 +657,35 @@ module_offer_refusal (OtaModule *self, const OtaOffer *offer)
                             offer->file_size, self->config->max_firmware_size);
   if (self->config->require_https && g_ascii_strncasecmp (offer->url, "https:", 6) != 0)
     return g_strdup ("plain http URL while require_https=true");
+  if (self->keyring != NULL)
+    return module_signature_refusal (self, offer, NULL);
   return NULL;
+}
+
+static const char *
+module_key_origin (OtaModule *self, const OtaSignatureStatement *statement)
+{
+  const char *origin = ota_keyring_get_origin (self->keyring, statement->key_id);
+
+  return origin != NULL ? origin : "";
+}
+
+/* The offer passed module_offer_refusal(): keep its verified statement. */
+static void
+module_take_signature (OtaModule *self)
+{
+  g_autofree OtaSignatureStatement *statement = g_new0 (OtaSignatureStatement, 1);
+  g_autofree char *refusal = NULL;
+
+  if (self->keyring == NULL)
+    return;
+  refusal = module_signature_refusal (self, self->offer, statement);
+  if (refusal != NULL)
+    return; /* cannot happen: it was just checked */
+  module_log (self, G_LOG_LEVEL_INFO, "%s signed by key %s (%s), security version %u", self->offer->version,
+              statement->key_id, module_key_origin (self, statement),
+              statement->security_version);
+  self->signed_by = g_steal_pointer (&statement);
 }
 
 /* The offer in self->offer becomes the cycle's target. */
@@ -560,6 +694,7 @@ module_begin_offer (OtaModule *self)
 {
   g_autofree char *refusal = module_offer_refusal (self, self->offer);
 
+  module_clear_signature (self);
   g_clear_pointer (&self->path, g_free);
   self->downloaded = 0;
   self->total = self->offer->file_size;
@@ -572,6 +707,7 @@ module_begin_offer (OtaModule *self)
     return;
   }
   module_set_result (self, 0, "");
+  module_take_signature (self);
   module_log (self, G_LOG_LEVEL_INFO, "offered %s (%" G_GUINT64_FORMAT " bytes, md5 %s%s%s)",
               self->offer->version, self->offer->file_size, self->offer->md5sum,
               self->offer->task_id != NULL ? ", task " : "", self->offer->task_id != NULL ? self->offer->task_id : "");
@@ -742,6 +878,8 @@ module_set_target (OtaModule *self, const char *version, const char *md5sum, gui
   target->file_size = size;
   target->task_id = g_strdup (task_id);
   target->task_id_is_number = task_id_is_number;
+  /* A persisted target has no statement in memory: its security version is the pending one on disk. */
+  module_clear_signature (self);
   g_clear_pointer (&self->offer, ota_offer_free);
   self->offer = target;
 }
@@ -1105,6 +1243,29 @@ ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress)
   progress->result_msg = self->result_msg != NULL ? self->result_msg : "";
 }
 
+/* Only agents with trusted keys show these. */
+static void
+module_add_signature_status (OtaModule *self, GVariantBuilder *builder)
+{
+  const OtaSignatureStatement *st = self->signed_by;
+  gboolean checked = st != NULL && self->offer != NULL && g_strcmp0 (st->version, self->offer->version) == 0;
+
+  if (self->keyring == NULL)
+    return;
+  g_variant_builder_add (builder, "{sv}", "signature_checked", g_variant_new_boolean (checked));
+  if (!checked)
+    return;
+  g_variant_builder_add (builder, "{sv}", "signing_key", g_variant_new_string (st->key_id));
+  g_variant_builder_add (builder, "{sv}", "signing_key_file", g_variant_new_string (module_key_origin (self, st)));
+  g_variant_builder_add (builder, "{sv}", "security_version", g_variant_new_uint32 (st->security_version));
+}
+
+void
+ota_module_set_keyring (OtaModule *self, const OtaKeyring *keyring)
+{
+  self->keyring = keyring;
+}
+
 GVariant *
 ota_module_get_status (OtaModule *self)
 {
@@ -1125,6 +1286,7 @@ ota_module_get_status (OtaModule *self)
     g_variant_builder_add (&builder, "{sv}", "task_id", g_variant_new_string (offer->task_id));
   if (offer != NULL && offer->user_defined != NULL)
     g_variant_builder_add (&builder, "{sv}", "user_defined", g_variant_new_string (offer->user_defined));
+  module_add_signature_status (self, &builder);
   return g_variant_builder_end (&builder);
 }
 
@@ -1160,6 +1322,7 @@ ota_module_finalize (GObject *object)
     close (self->dir_fd);
   g_clear_pointer (&self->offer, ota_offer_free);
   g_clear_pointer (&self->failed_offer, ota_offer_free);
+  module_clear_signature (self);
   g_free (self->name);
   g_free (self->owner);
   g_free (self->version);

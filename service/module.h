@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "protocol.h"
+#include "signature.h"
 
 #include <libsoup/soup.h>
 #include <sys/types.h>
@@ -50,6 +51,11 @@ G_DECLARE_FINAL_TYPE (OtaModule, ota_module, OTA, MODULE, GObject)
 
 /* @config and @session must outlive the module. */
 OtaModule *ota_module_new (const char *name, const OtaConfig *config, SoupSession *session);
+
+/* With a keyring (it must outlive the module), every offer needs a valid
+ * signature by one of its keys, the image the SHA-256 it names, and a
+ * security version no lower than the highest installed. NULL: no check. */
+void ota_module_set_keyring (OtaModule *self, const OtaKeyring *keyring);
 
 const char *ota_module_get_name (OtaModule *self);
 /* Unique bus name of the owner, NULL when released. */

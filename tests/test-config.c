@@ -537,10 +537,39 @@ test_example_config_shows_every_key_at_its_default (void)
   g_assert_cmpstr (example->update_topic, ==, defaults->update_topic);
 }
 
+/* [security] trusted_keys: a ';'-list of absolute paths (the keys are read when the agent starts). */
+static void
+test_trusted_keys_list (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (OtaConfig) none = load (DEVICE, &error);
+  g_autoptr (OtaConfig) two = load (DEVICE "[security]\ntrusted_keys= /k/a.pub ;/k/b.pub;\n", &error);
+  g_autoptr (OtaConfig) relative = NULL;
+  g_auto (GStrv) none_paths = NULL;
+  g_auto (GStrv) paths = NULL;
+
+  g_assert_no_error (error);
+  none_paths = ota_config_get_trusted_keys (none);
+  g_assert_cmpuint (g_strv_length (none_paths), ==, 0);
+  paths = ota_config_get_trusted_keys (two);
+  g_assert_cmpuint (g_strv_length (paths), ==, 2);
+  g_assert_cmpstr (paths[0], ==, "/k/a.pub");
+  g_assert_cmpstr (paths[1], ==, "/k/b.pub");
+  relative = load (DEVICE "[security]\ntrusted_keys=/k/a.pub;keys/b.pub\n", &error);
+  g_assert_null (relative);
+  g_assert_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE);
+  g_assert_nonnull (strstr (error->message, "[security] trusted_keys"));
+  g_assert_nonnull (strstr (error->message, "keys/b.pub"));
+  g_clear_error (&error);
+  g_assert_null (load (DEVICE "[security]\ntrusted_key=/k/a.pub\n", &error));
+  g_assert_nonnull (strstr (error->message, "trusted_key"));
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/config/trusted-keys-list", test_trusted_keys_list);
   g_test_add_func ("/config/minimal-config-gives-every-default",
                    test_minimal_config_gives_every_default);
   g_test_add_func ("/config/new-defaults-has-empty-device-and-topic-templates",

@@ -34,6 +34,7 @@ expected=(
   "$agent"
   "$BINDIR/iv-ota-cloud"
   "$BINDIR/iv-ota"
+  "$BINDIR/iv-ota-sign"
   "$LIBDIR/libiv-ota.so"
   "$LIBDIR/libiv-ota.so.0"
   "$LIBDIR/pkgconfig/iv-ota.pc"
