@@ -3,7 +3,7 @@
 
 #include "protocol.h"
 #include "signature.h"
-#include "state-store.h"
+#include "util.h"
 
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
@@ -115,5 +115,5 @@ ota_rollback_state_save (const char *state_dir, const char *module, const OtaRol
   json_builder_end_object (builder);
   root = json_builder_get_root (builder);
   data = json_to_string (root, FALSE);
-  return ota_file_replace_atomically (path, data, strlen (data), error);
+  return ota_replace_file (path, data, strlen (data), error);
 }
