@@ -449,6 +449,7 @@ static const char *const design_keys[] = {
   "ota max_retries", "ota stall_timeout", "ota checkpoint_bytes", "ota max_firmware_size", "ota require_https",
   "ota ca_file", "ota report_topic", "ota update_topic", "ota min_download_rate", "ota max_download_rate",
   "ota proxy",
+  "security trusted_keys",
 };
 
 /* "#key=value" lines become "key=value" (the device named), and the keys
