@@ -669,6 +669,8 @@ module_status_init (iv_ota_module_status_s *m)
   memset (m, 0, sizeof *m);
   m->module = m->state = m->version = m->target_version = status_empty;
   m->path = m->owner = m->result_msg = status_empty;
+  m->signing_key = m->signing_key_file = status_empty;
+  m->signature_checked = -1; /* the key is absent when the agent checks no signature */
 }
 
 static void
@@ -681,6 +683,8 @@ module_status_clear (iv_ota_module_status_s *m)
   status_free_string (m->path);
   status_free_string (m->owner);
   status_free_string (m->result_msg);
+  status_free_string (m->signing_key);
+  status_free_string (m->signing_key_file);
 }
 
 void
@@ -728,6 +732,8 @@ static const struct {
   { "path", offsetof (iv_ota_module_status_s, path) },
   { "owner", offsetof (iv_ota_module_status_s, owner) },
   { "result_msg", offsetof (iv_ota_module_status_s, result_msg) },
+  { "signing_key", offsetof (iv_ota_module_status_s, signing_key) },
+  { "signing_key_file", offsetof (iv_ota_module_status_s, signing_key_file) },
 };
 
 /* One {sv} of a module's status. */
@@ -735,7 +741,8 @@ static bool
 status_read_module_entry (DBusMessageIter *entry, iv_ota_module_status_s *m)
 {
   DBusMessageIter value;
-  dbus_uint32_t percent = 0;
+  dbus_uint32_t percent = 0, security_version = 0;
+  int checked;
   const char *key;
 
   dbus_message_iter_get_basic (entry, &key);
@@ -754,6 +761,11 @@ status_read_module_entry (DBusMessageIter *entry, iv_ota_module_status_s *m)
   } else if (strcmp (key, "percent") == 0) {
     status_read_number (&value, DBUS_TYPE_UINT32, &percent);
     m->percent = percent;
+  } else if (strcmp (key, "security_version") == 0) {
+    status_read_number (&value, DBUS_TYPE_UINT32, &security_version);
+    m->security_version = security_version;
+  } else if (strcmp (key, "signature_checked") == 0 && (checked = bus_read_bool (&value)) >= 0) {
+    m->signature_checked = checked;
   }
   return true;
 }

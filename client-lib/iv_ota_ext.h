@@ -205,6 +205,14 @@ typedef struct iv_ota_module_status_s {
   unsigned int owner_pid;     /* process id of the owner, 0 when none or unknown */
   int result_code;            /* of the last cycle: 0, or -1..-5 as in iv_ota_event_s */
   const char *result_msg;
+  /* Signed images (the agent's [security] trusted_keys; docs/signed-images.md):
+   * -1 when the agent requires no signature, 0 when the target's signature
+   * has not been verified (no offer yet, or it was refused), 1 when it was
+   * verified with a trusted key; the image is then checked against it too. */
+  int signature_checked;
+  const char *signing_key;      /* signature_checked 1: the key id (16 hex digits), else "" */
+  const char *signing_key_file; /* signature_checked 1: its public key file on the device, else "" */
+  unsigned int security_version; /* signature_checked 1: the image's security version, else 0 */
 } iv_ota_module_status_s;
 
 /* The agent and every module it knows, at one moment. */

@@ -145,6 +145,23 @@ cloud_offer (Fixture *f, const char *version, const char *user_defined)
                                         arg != NULL ? args : NULL);
 }
 
+/* `iv-ota status` of the agent on this bus. */
+static char *
+cli_status (void)
+{
+  const char *argv[] = { g_getenv ("IV_OTA"), "--bus", "session", "status", NULL };
+  g_autofree char *out = NULL;
+  int status = -1;
+
+  g_assert_nonnull (argv[0]);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out, NULL,
+                               &status, NULL));
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+  g_test_message ("iv-ota status:\n%s", out);
+  return g_steal_pointer (&out);
+}
+
 /* Progress(fail) of the main module: its code and message. */
 static void
 wait_fail (Fixture *f, int *code, char **msg)
@@ -164,6 +181,7 @@ static void
 assert_refused_before_download (Fixture *f, const char *reason)
 {
   g_autofree char *msg = NULL;
+  g_autofree char *cli = NULL;
   int code = 0;
 
   wait_fail (f, &code, &msg);
@@ -175,6 +193,8 @@ assert_refused_before_download (Fixture *f, const char *reason)
   g_assert_cmpuint (f->env.signals->ready->len, ==, 0);
   g_assert_cmpint (ota_test_cloud_wait_report_containing (f->env.cloud, 0, "\"result_code\":\"-5\"", OTA_TEST_TIMEOUT_MS),
                    >=, 0);
+  cli = cli_status ();
+  g_assert_nonnull (strstr (cli, "signature of (main): not verified"));
 }
 
 static void
@@ -217,6 +237,8 @@ test_signed_image_installs (Fixture *f, gconstpointer data)
   g_autofree char *key_id = key_id_of (signed_text);
   g_autofree char *floor = NULL;
   g_autofree char *path = security_file (f);
+  g_autofree char *cli = NULL;
+  g_autofree char *cli_line = NULL;
 
   /* The app's own members, beside the statement. */
   user_defined = g_strdup_printf ("%.*s,\"channel\":\"beta\",\"notes\":[1,2]}", (int) strlen (signed_text) - 1,
@@ -230,6 +252,10 @@ test_signed_image_installs (Fixture *f, gconstpointer data)
   g_assert_cmpstr (got_user_defined, ==, user_defined);
   g_assert_cmpuint (ota_test_cloud_tool_requests (f->cloud), ==, 1);
   g_assert_cmpuint (ota_test_agent_log_count (f->env.agent, "signed by key"), >=, 1);
+  cli = cli_status ();
+  cli_line = g_strdup_printf ("signature of (main) 2.0: verified, key %s (%s/a.pub), security version 3\n", key_id,
+                              f->keys);
+  g_assert_nonnull (strstr (cli, cli_line));
   /* Nothing is raised before done. */
   g_assert_true (g_file_get_contents (path, &floor, NULL, NULL));
   g_assert_nonnull (strstr (floor, "\"installed\":0"));

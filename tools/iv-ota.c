@@ -69,6 +69,9 @@ static const char usage_status[] =
   "  PROGRESS     percent and bytes of the image\n"
   "  OWNER        the owning application: bus name (process name, pid)\n"
   "  LAST RESULT  of the last cycle: code and message\n"
+  "When the agent requires signed images ([security] trusted_keys), a line per\n"
+  "module follows the table: whether the target's signature was verified, by\n"
+  "which key (id and file) and its security version.\n"
   "\n"
   "Exit codes: 0, 3 no agent, 5 no such MODULE.\n";
 
@@ -427,6 +430,21 @@ status_print_table (const iv_ota_module_status_s *const *rows, size_t n)
   free (cells);
 }
 
+/* Under the table, for agents with trusted keys: which image was signature-checked, by which key. */
+static void
+status_print_signatures (const iv_ota_module_status_s *const *rows, size_t n)
+{
+  for (size_t r = 0; r < n; r++) {
+    const iv_ota_module_status_s *m = rows[r];
+
+    if (m->signature_checked == 1)
+      printf ("signature of %s %s: verified, key %s (%s), security version %u\n", cli_module_label (m->module),
+              m->target_version, m->signing_key, m->signing_key_file, m->security_version);
+    else if (m->signature_checked == 0)
+      printf ("signature of %s: not verified (no signed offer accepted)\n", cli_module_label (m->module));
+  }
+}
+
 static int
 cmd_status (int argc, char **argv)
 {
@@ -459,8 +477,10 @@ cmd_status (int argc, char **argv)
     if (module == NULL || strcmp (status->modules[i].module, module) == 0)
       rows[n++] = &status->modules[i];
   }
-  if (rows != NULL)
+  if (rows != NULL) {
     status_print_table (rows, n);
+    status_print_signatures (rows, n);
+  }
   free (rows);
   iv_ota_status_free (status);
   return rows != NULL ? EXIT_OK : EXIT_FAILED;
