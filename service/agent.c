@@ -28,6 +28,10 @@ struct _OtaAgent {
   gint64 fixed_expiry;
 };
 
+/* Announced to the broker (MQTT 5): the largest message anyone may send us
+ * (64 KiB of payload) with room for its topic and header. */
+#define OTA_AGENT_MAX_PACKET_SIZE (OTA_PROTOCOL_MAX_MESSAGE_SIZE + 4096)
+
 /* Before this (2020-01-01) the clock has not been set since boot. */
 #define OTA_CLOCK_SANE_AFTER G_GINT64_CONSTANT (1577836800)
 
@@ -126,6 +130,14 @@ on_link_message (OtaMqttLink *link, const char *topic, GBytes *payload, OtaAgent
 
   if (g_strcmp0 (topic, self->config->update_topic) != 0)
     return;
+  /* A retained message is whatever someone left on the topic, maybe long
+   * ago: the broker replays it at every subscription. Offers are live only. */
+  if (ota_mqtt_link_get_message_retained (link)) {
+    g_warning ("retained message on %s ignored (%" G_GSIZE_FORMAT " bytes): offers are taken only as they are "
+               "published",
+               topic, length);
+    return;
+  }
   /* Sizes over max_firmware_size parse: the module refuses them with a fail
    * report, so that the cloud learns why (module_offer_refusal()). */
   if (!ota_protocol_parse (data, length, OTA_PROTOCOL_FILE_SIZE_LIMIT, &msg, &error)) {
@@ -217,6 +229,7 @@ agent_new_link (OtaAgent *self, GError **error)
     .ca_file = config->mqtt_ca_file,
     .cert_file = config->mqtt_cert_file,
     .key_file = config->mqtt_key_file,
+    .max_packet_size = OTA_AGENT_MAX_PACKET_SIZE,
   };
 
   return ota_mqtt_link_new (&settings, error);

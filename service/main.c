@@ -6,6 +6,7 @@
 #include "bus.h"
 #include "config.h"
 #include "downloader.h"
+#include "log-limit.h"
 #include "ota-build-config.h"
 
 #include <glib-unix.h>
@@ -26,14 +27,22 @@ typedef struct {
 /* Info lines are the protocol events an operator wants in the journal, so
  * they are shown by default; debug only with G_MESSAGES_DEBUG. */
 static GLogWriterOutput
-log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
+log_writer_unlimited (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
 {
-  if ((level & G_LOG_LEVEL_DEBUG) && g_log_writer_default_would_drop (level, G_LOG_DOMAIN))
-    return G_LOG_WRITER_HANDLED;
   if (g_log_writer_is_journald (fileno (stderr)) &&
       g_log_writer_journald (level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)
     return G_LOG_WRITER_HANDLED;
   return g_log_writer_standard_streams (level, fields, n_fields, user_data);
+}
+
+/* Repeated identical warnings are counted, not written again and again: a
+ * peer repeating a bad message must not flood the journal. */
+static GLogWriterOutput
+log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
+{
+  if ((level & G_LOG_LEVEL_DEBUG) && g_log_writer_default_would_drop (level, G_LOG_DOMAIN))
+    return G_LOG_WRITER_HANDLED;
+  return ota_log_limit_write (level, fields, n_fields, log_writer_unlimited, user_data);
 }
 
 static gboolean

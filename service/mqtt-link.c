@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 #include <poll.h>
 #include <string.h>
 
@@ -33,6 +34,9 @@ struct _OtaMqttLink {
   guint port, keepalive;
   gboolean tls;
   guint backoff_min_ms, backoff_max_ms;
+  guint max_packet_size;
+  gboolean unlimited_connects;
+  gboolean use_v5;         /* until a broker says it does not speak MQTT 5 */
   OtaMqttCredentialsFunc credentials_func;
   gpointer credentials_data;
   char *session_username;  /* the username of the current attempt, for logs */
@@ -47,11 +51,16 @@ struct _OtaMqttLink {
   guint retry_id;
   guint misc_id;
   gint64 attempt_started;  /* monotonic µs of the current connection attempt */
+  gint64 last_connect_at;  /* monotonic µs of the last CONNECT sent, 0: none yet */
+  gint64 connack_at;       /* monotonic µs of the current session's CONNACK */
+  guint short_sessions;    /* consecutive sessions that died soon after CONNACK */
+  guint connect_count;
+  gboolean message_retained; /* of the message being emitted */
 };
 
 G_DEFINE_TYPE (OtaMqttLink, ota_mqtt_link, G_TYPE_OBJECT)
 
-enum { SIGNAL_MESSAGE, SIGNAL_PUBLISHED, SIGNAL_CONNECTION_CHANGED, N_SIGNALS };
+enum { SIGNAL_MESSAGE, SIGNAL_PUBLISHED, SIGNAL_CONNECTION_CHANGED, SIGNAL_SUBSCRIBED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 enum { PROP_0, PROP_CONNECTED, N_PROPS };
@@ -68,11 +77,32 @@ subscription_free (gpointer data)
   g_free (sub);
 }
 
+/* A session that ends soon after its CONNACK (a broker or a twin client
+ * that drops us right away) counts as a failure, so that the next CONNECT
+ * backs off instead of repeating at once. */
+static void
+link_note_session_end (OtaMqttLink *self)
+{
+  gint64 lived = g_get_monotonic_time () - self->connack_at;
+
+  if (!self->running)
+    return;
+  if (lived < (gint64) OTA_MQTT_SHORT_SESSION_S * G_USEC_PER_SEC) {
+    self->short_sessions++;
+    g_info ("mqtt: session ended %" G_GINT64_FORMAT " s after it began (%u in a row): backing off",
+            lived / G_USEC_PER_SEC, self->short_sessions);
+  } else {
+    self->short_sessions = 0;
+  }
+}
+
 static void
 link_set_connected (OtaMqttLink *self, gboolean connected)
 {
   if (self->connected == connected)
     return;
+  if (!connected)
+    link_note_session_end (self);
   self->connected = connected;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_CONNECTED]);
   g_signal_emit (self, signals[SIGNAL_CONNECTION_CHANGED], 0, connected);
@@ -202,19 +232,51 @@ link_misc_cb (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* MQTT 5 reason codes of a refused CONNACK, as the MQTT 3.1.1 return code
+ * that says the same (mosquitto_connack_string() words those). */
+static int
+link_connack_v3_code (int reason)
+{
+  switch (reason) {
+  case MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION:
+    return 1;
+  case MQTT_RC_CLIENTID_NOT_VALID:
+    return 2;
+  case MQTT_RC_SERVER_UNAVAILABLE:
+  case MQTT_RC_SERVER_BUSY:
+    return 3;
+  case MQTT_RC_BAD_USERNAME_OR_PASSWORD:
+    return 4;
+  case MQTT_RC_NOT_AUTHORIZED:
+  case MQTT_RC_BANNED:
+    return 5;
+  default:
+    return reason;
+  }
+}
+
 static void
 on_connect (struct mosquitto *mosq, void *obj, int rc, int flags, const mosquitto_property *props_in)
 {
   OtaMqttLink *self = obj;
 
+  if (rc != 0 && self->use_v5 && (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION || rc == 1)) {
+    /* A broker of MQTT 3.1.1 only: no Maximum Packet Size there. */
+    g_warning ("mqtt: broker %s:%u does not speak MQTT 5: using MQTT 3.1.1, without announcing a maximum "
+               "packet size",
+               self->host, self->port);
+    self->use_v5 = FALSE;
+    return;
+  }
   if (rc != 0) {
     /* Refused (bad credentials, not authorised): a disconnect follows; back off long. */
     g_warning ("mqtt: broker %s:%u refused the connection: %s", self->host, self->port,
-               mosquitto_connack_string (rc));
+               mosquitto_connack_string (self->use_v5 ? link_connack_v3_code (rc) : rc));
     self->attempt = MAX (self->attempt, 6);
     return;
   }
   self->attempt = 0;
+  self->connack_at = g_get_monotonic_time ();
   /* Whatever libmosquitto complained about on the way is no longer news. */
   g_clear_pointer (&self->last_error, g_free);
   for (guint i = 0; i < self->subscriptions->len; i++) {
@@ -266,9 +328,29 @@ on_message (struct mosquitto *mosq, void *obj, const struct mosquitto_message *m
             const mosquitto_property *props_in)
 {
   OtaMqttLink *self = obj;
-  g_autoptr (GBytes) payload = g_bytes_new (msg->payload, (gsize) msg->payloadlen);
+  g_autoptr (GBytes) payload = NULL;
 
+  /* Only a broker without MQTT 5 sends more than we announced: libmosquitto
+   * holds it twice by now, we add no third copy. */
+  if (self->max_packet_size > 0 && (guint) msg->payloadlen > self->max_packet_size) {
+    g_warning ("mqtt: message on %s dropped unread: %d bytes, over the %u-byte limit", msg->topic,
+               msg->payloadlen, self->max_packet_size);
+    return;
+  }
+  payload = g_bytes_new (msg->payload, (gsize) msg->payloadlen);
+  self->message_retained = msg->retain;
   g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, msg->topic, payload);
+  self->message_retained = FALSE;
+}
+
+static void
+on_subscribe (struct mosquitto *mosq, void *obj, int mid, int qos_count, const int *granted_qos,
+              const mosquitto_property *props_in)
+{
+  OtaMqttLink *self = obj;
+  gboolean granted = qos_count > 0 && granted_qos[0] < 0x80;
+
+  g_signal_emit (self, signals[SIGNAL_SUBSCRIBED], 0, mid, granted);
 }
 
 static void
@@ -295,7 +377,29 @@ link_drop_session (OtaMqttLink *self)
 static guint
 link_backoff_ms (OtaMqttLink *self)
 {
-  return (guint) ota_jitter (ota_backoff_delay (self->attempt, self->backoff_min_ms, self->backoff_max_ms));
+  guint64 delay = ota_jitter (ota_backoff_delay (self->attempt, self->backoff_min_ms, self->backoff_max_ms));
+  guint64 short_delay;
+
+  /* Sessions that keep dying young: 5 s, 10 s, 20 s... up to 5 minutes. */
+  if (self->short_sessions > 0 && !self->unlimited_connects) {
+    short_delay = ota_backoff_delay (self->short_sessions - 1, (guint64) OTA_MQTT_MIN_CONNECT_INTERVAL_S * 1000,
+                                     (guint64) OTA_MQTT_SHORT_SESSION_BACKOFF_MAX_S * 1000);
+    delay = MAX (delay, ota_jitter (short_delay));
+  }
+  return (guint) delay;
+}
+
+/* What is left of the minimum interval since the last CONNECT. */
+static guint
+link_connect_gap_ms (OtaMqttLink *self)
+{
+  gint64 since, gap;
+
+  if (self->unlimited_connects || self->last_connect_at == 0)
+    return 0;
+  since = g_get_monotonic_time () - self->last_connect_at;
+  gap = (gint64) OTA_MQTT_MIN_CONNECT_INTERVAL_S * G_USEC_PER_SEC - since;
+  return gap > 0 ? (guint) ((gap + 999) / 1000) : 0;
 }
 
 /* OpenSSL's default asks for a key's passphrase on the terminal: a daemon
@@ -346,7 +450,7 @@ link_set_options (OtaMqttLink *self, struct mosquitto *mosq, GError **error)
 {
   int rc;
 
-  mosquitto_int_option (mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+  mosquitto_int_option (mosq, MOSQ_OPT_PROTOCOL_VERSION, self->use_v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
   rc = link_set_credentials (self, mosq, error);
   if (rc == MOSQ_ERR_INVAL && error != NULL && *error != NULL)
     return FALSE;
@@ -378,8 +482,26 @@ link_new_mosq (OtaMqttLink *self, GError **error)
   mosquitto_disconnect_v5_callback_set (mosq, on_disconnect);
   mosquitto_message_v5_callback_set (mosq, on_message);
   mosquitto_publish_v5_callback_set (mosq, on_publish);
+  mosquitto_subscribe_v5_callback_set (mosq, on_subscribe);
   mosquitto_log_callback_set (mosq, on_log);
   return mosq;
+}
+
+/* libmosquitto 2.0 keeps CONNECT properties only from connect_bind_v5(),
+ * which connects blocking. Called with an invalid port, it stores them and
+ * fails before any socket; connect_async() then sends them. */
+static int
+link_set_connect_properties (OtaMqttLink *self, struct mosquitto *mosq)
+{
+  mosquitto_property *connect_props = NULL;
+  int rc = mosquitto_property_add_int32 (&connect_props, MQTT_PROP_MAXIMUM_PACKET_SIZE, self->max_packet_size);
+
+  if (rc == MOSQ_ERR_SUCCESS) {
+    rc = mosquitto_connect_bind_v5 (mosq, self->host, -1, (int) self->keepalive, NULL, connect_props);
+    rc = rc == MOSQ_ERR_INVAL ? MOSQ_ERR_SUCCESS : rc;
+  }
+  mosquitto_property_free_all (&connect_props);
+  return rc;
 }
 
 static void
@@ -398,10 +520,17 @@ link_connect (OtaMqttLink *self)
   }
   self->attempt_started = g_get_monotonic_time ();
   g_debug ("mqtt: connecting to %s:%u%s", self->host, self->port, self->tls ? " over TLS" : "");
-  rc = mosquitto_connect_async (self->mosq, self->host, (int) self->port, (int) self->keepalive);
+  rc = self->use_v5 ? link_set_connect_properties (self, self->mosq) : MOSQ_ERR_SUCCESS;
+  if (rc == MOSQ_ERR_SUCCESS)
+    rc = mosquitto_connect_async (self->mosq, self->host, (int) self->port, (int) self->keepalive);
   /* e.g. ECONNREFUSED on loopback: no disconnect callback comes. */
-  if (rc != MOSQ_ERR_SUCCESS)
+  if (rc != MOSQ_ERR_SUCCESS) {
     link_fail (self, rc, errno);
+    return;
+  }
+  /* The CONNECT is on its way: the broker counts this request. */
+  self->last_connect_at = g_get_monotonic_time ();
+  self->connect_count++;
 }
 
 static gboolean
@@ -422,7 +551,7 @@ link_schedule_retry (OtaMqttLink *self, guint min_delay_ms)
 
   if (self->retry_id != 0 || !self->running)
     return;
-  delay = MAX (link_backoff_ms (self), min_delay_ms);
+  delay = MAX (MAX (link_backoff_ms (self), min_delay_ms), link_connect_gap_ms (self));
   self->attempt++;
   g_debug ("mqtt: next attempt in %u ms", delay);
   self->retry_id = g_timeout_add (delay, link_retry_cb, self);
@@ -467,19 +596,80 @@ ota_mqtt_link_new (const OtaMqttSettings *settings, GError **error)
   self->backoff_min_ms = settings->backoff_min_ms > 0 ? settings->backoff_min_ms : 500;
   self->backoff_max_ms = MAX (settings->backoff_max_ms > 0 ? settings->backoff_max_ms : 60000,
                               self->backoff_min_ms);
+  self->max_packet_size = settings->max_packet_size;
+  /* IV_OTAD_TEST_MQTT311: behave as with a broker of MQTT 3.1.1 only (tests
+   * and benchmarks of that case; mosquitto 2 always speaks MQTT 5). */
+  self->use_v5 = settings->max_packet_size > 0 && g_getenv ("IV_OTAD_TEST_MQTT311") == NULL;
+  self->unlimited_connects = settings->unlimited_connects;
   return self;
 }
 
 void
 ota_mqtt_link_add_subscription (OtaMqttLink *self, const char *topic, int qos)
 {
-  Subscription *sub = g_new0 (Subscription, 1);
+  ota_mqtt_link_subscribe (self, topic, qos);
+}
 
-  sub->topic = g_strdup (topic);
+static Subscription *
+link_find_subscription (OtaMqttLink *self, const char *topic, guint *index)
+{
+  for (guint i = 0; i < self->subscriptions->len; i++) {
+    Subscription *sub = g_ptr_array_index (self->subscriptions, i);
+    if (g_str_equal (sub->topic, topic)) {
+      if (index != NULL)
+        *index = i;
+      return sub;
+    }
+  }
+  return NULL;
+}
+
+int
+ota_mqtt_link_subscribe (OtaMqttLink *self, const char *topic, int qos)
+{
+  Subscription *sub = link_find_subscription (self, topic, NULL);
+  int mid = -1;
+  int rc;
+
+  if (sub == NULL) {
+    sub = g_new0 (Subscription, 1);
+    sub->topic = g_strdup (topic);
+    g_ptr_array_add (self->subscriptions, sub);
+  }
   sub->qos = qos;
-  g_ptr_array_add (self->subscriptions, sub);
-  if (self->connected)
-    mosquitto_subscribe (self->mosq, NULL, topic, qos);
+  if (!self->connected || self->mosq == NULL)
+    return -1;
+  rc = mosquitto_subscribe (self->mosq, &mid, topic, qos);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    /* Made again at the next connect. */
+    g_info ("mqtt: cannot subscribe to %s now: %s", topic, mosquitto_strerror (rc));
+    return -1;
+  }
+  return mid;
+}
+
+void
+ota_mqtt_link_unsubscribe (OtaMqttLink *self, const char *topic)
+{
+  guint index;
+
+  if (link_find_subscription (self, topic, &index) == NULL)
+    return;
+  g_ptr_array_remove_index (self->subscriptions, index);
+  if (self->connected && self->mosq != NULL)
+    mosquitto_unsubscribe (self->mosq, NULL, topic);
+}
+
+gboolean
+ota_mqtt_link_get_message_retained (OtaMqttLink *self)
+{
+  return self->message_retained;
+}
+
+guint
+ota_mqtt_link_get_connect_count (OtaMqttLink *self)
+{
+  return self->connect_count;
 }
 
 void
@@ -627,6 +817,8 @@ ota_mqtt_link_class_init (OtaMqttLinkClass *klass)
                                           NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BYTES);
   signals[SIGNAL_PUBLISHED] = g_signal_new ("published", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                                             NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
+  signals[SIGNAL_SUBSCRIBED] = g_signal_new ("subscribed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                             NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_INT, G_TYPE_BOOLEAN);
   signals[SIGNAL_CONNECTION_CHANGED] =
     g_signal_new ("connection-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
                   NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);

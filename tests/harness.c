@@ -247,7 +247,7 @@ ota_test_cloud_new (guint port)
   g_autofree char *client_id = g_strdup_printf ("test-cloud-%d-%u", getpid (), g_random_int ());
   OtaMqttSettings settings = {
     .host = "127.0.0.1", .port = port, .client_id = client_id, .keepalive = 30,
-    .backoff_min_ms = 100, .backoff_max_ms = 500,
+    .backoff_min_ms = 100, .backoff_max_ms = 500, .unlimited_connects = TRUE,
   };
   OtaTestCloud *cloud = g_new0 (OtaTestCloud, 1);
 

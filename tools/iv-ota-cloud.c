@@ -1078,6 +1078,7 @@ cloud_start_mqtt (Cloud *cloud, GError **error)
     .keepalive = 30,
     .backoff_min_ms = 200,
     .backoff_max_ms = 2000,
+    .unlimited_connects = TRUE, /* the cloud's side, not a device */
   };
 
   cloud->link = ota_mqtt_link_new (&settings, error);
