@@ -337,6 +337,12 @@ ota_agent_get_connected (OtaAgent *self)
   return ota_mqtt_link_get_connected (self->link);
 }
 
+OtaMqttLink *
+ota_agent_get_link (OtaAgent *self)
+{
+  return self->link;
+}
+
 static gboolean
 agent_check_module_name (const char *module, GError **error)
 {

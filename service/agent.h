@@ -4,6 +4,7 @@
 #pragma once
 
 #include "config.h"
+#include "mqtt-link.h"
 
 #include <gio/gio.h>
 #include <sys/types.h>
@@ -38,6 +39,9 @@ void ota_agent_start (OtaAgent *self);
 void ota_agent_stop (OtaAgent *self);
 
 gboolean ota_agent_get_connected (OtaAgent *self);
+
+/* The agent's MQTT session, which the cloud relay shares with apps. */
+OtaMqttLink *ota_agent_get_link (OtaAgent *self);
 
 /* The D-Bus methods; @owner is the caller's unique name. Errors are OTA_ERROR. */
 gboolean ota_agent_init_module (OtaAgent *self, const char *owner, uid_t uid, gid_t gid, const char *module,

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "network.h"
 #include "protocol.h"
+#include "topic-rules.h"
 
 #include <string.h>
 
@@ -82,9 +83,10 @@ static const KeySpec key_specs[] = {
   STRING_KEY ("ota", "report_topic", report_topic, NULL),
   STRING_KEY ("ota", "update_topic", update_topic, NULL),
   STRING_KEY ("security", "trusted_keys", trusted_keys, check_key_list),
+  STRING_KEY ("cloud", "allowed_topics", cloud_allowed_topics_text, NULL),
 };
 
-static const char *const known_groups[] = { "mqtt", "device", "ota", "security" };
+static const char *const known_groups[] = { "mqtt", "device", "ota", "security", "cloud" };
 
 static gboolean
 set_key_error (GError **error, const char *group, const char *key, const char *format, ...)
@@ -139,6 +141,7 @@ ota_config_new_defaults (void)
   self->report_topic = g_strdup (DEFAULT_REPORT_TOPIC);
   self->update_topic = g_strdup (DEFAULT_UPDATE_TOPIC);
   self->trusted_keys = g_strdup ("");
+  self->cloud_allowed_topics_text = g_strdup ("");
   return self;
 }
 
@@ -152,6 +155,7 @@ ota_config_free (OtaConfig *self)
     if (key_specs[i].type == KEY_STRING)
       g_free (G_STRUCT_MEMBER (char *, self, key_specs[i].offset));
   }
+  g_strfreev (self->cloud_allowed_topics);
   g_free (self);
 }
 
@@ -523,8 +527,8 @@ check_topic (const GString *topic, const char *key, GError **error)
 }
 
 /* Substitutes every {product_id} and {device_name} in @template. */
-static char *
-expand_topic (const OtaConfig *self, const char *template, const char *key, GError **error)
+static GString *
+expand_template (const OtaConfig *self, const char *template, const char *group, const char *key, GError **error)
 {
   g_autoptr(GString) topic = g_string_new (NULL);
   const char *p = template;
@@ -539,20 +543,57 @@ expand_topic (const OtaConfig *self, const char *template, const char *key, GErr
     }
     end = strchr (p, '}');
     if (end == NULL) {
-      set_key_error (error, "ota", key, "unterminated placeholder in \"%s\"", template);
+      set_key_error (error, group, key, "unterminated placeholder in \"%s\"", template);
       return NULL;
     }
     value = placeholder_value (self, p + 1, end - p - 1);
     if (value == NULL) {
-      set_key_error (error, "ota", key, "unknown placeholder %.*s", (int) (end - p + 1), p);
+      set_key_error (error, group, key, "unknown placeholder %.*s", (int) (end - p + 1), p);
       return NULL;
     }
     g_string_append (topic, value);
     p = end + 1;
   }
-  if (!check_topic (topic, key, error))
+  return g_steal_pointer (&topic);
+}
+
+static char *
+expand_topic (const OtaConfig *self, const char *template, const char *key, GError **error)
+{
+  g_autoptr (GString) topic = expand_template (self, template, "ota", key, error);
+
+  if (topic == NULL || !check_topic (topic, key, error))
     return NULL;
   return g_string_free (g_steal_pointer (&topic), FALSE);
+}
+
+/* [cloud] allowed_topics: a ';'-list of MQTT filters with placeholders;
+ * empty means the default (the device's own namespace). */
+static gboolean
+expand_allowed_topics (OtaConfig *self, GError **error)
+{
+  g_auto (GStrv) items = g_strsplit (self->cloud_allowed_topics_text, ";", -1);
+  g_autoptr (GPtrArray) filters = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; items[i] != NULL; i++) {
+    g_autoptr (GString) filter = NULL;
+    g_autoptr (GError) local_error = NULL;
+
+    g_strstrip (items[i]);
+    if (*items[i] == '\0')
+      continue;
+    filter = expand_template (self, items[i], "cloud", "allowed_topics", error);
+    if (filter == NULL)
+      return FALSE;
+    if (!ota_topic_filter_check (filter->str, &local_error))
+      return set_key_error (error, "cloud", "allowed_topics", "%s", local_error->message);
+    g_ptr_array_add (filters, g_strdup (filter->str));
+  }
+  if (filters->len == 0)
+    return TRUE;
+  g_ptr_array_add (filters, NULL);
+  self->cloud_allowed_topics = (char **) g_ptr_array_free (g_steal_pointer (&filters), FALSE);
+  return TRUE;
 }
 
 static gboolean
@@ -584,7 +625,7 @@ finish (OtaConfig *self, GError **error)
     g_free (self->mqtt_client_id);
     self->mqtt_client_id = g_strconcat (self->product_id, self->device_name, NULL);
   }
-  return expand_topics (self, error);
+  return expand_topics (self, error) && expand_allowed_topics (self, error);
 }
 
 OtaConfig *

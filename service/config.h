@@ -39,6 +39,9 @@ typedef struct {
   char *update_topic;       /* expanded */
   /* [security] */
   char *trusted_keys;       /* default "": ';'-list of absolute paths of Ed25519 public keys (PEM) */
+  /* [cloud] */
+  char *cloud_allowed_topics_text; /* as written, "" by default */
+  char **cloud_allowed_topics;     /* expanded filters; NULL: the device's namespace */
 } OtaConfig;
 
 /* A config with every default and empty product_id/device_name. */

@@ -9,6 +9,7 @@ static const GDBusErrorEntry ota_error_entries[] = {
   { OTA_ERROR_NOT_OWNER, "org.iv.Ota.Error.NotOwner" },
   { OTA_ERROR_NO_SUCH_MODULE, "org.iv.Ota.Error.NoSuchModule" },
   { OTA_ERROR_FAILED, "org.iv.Ota.Error.Failed" },
+  { OTA_ERROR_OFFLINE, "org.iv.Ota.Error.Offline" },
 };
 
 GQuark

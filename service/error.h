@@ -15,6 +15,7 @@ G_BEGIN_DECLS
  * @OTA_ERROR_NOT_OWNER: only the module's owner may do this
  * @OTA_ERROR_NO_SUCH_MODULE: nobody called Init for this module
  * @OTA_ERROR_FAILED: valid request that cannot be carried out now
+ * @OTA_ERROR_OFFLINE: the agent is not connected to the cloud
  *
  * The order matches the D-Bus error names registered by ota_error_quark().
  */
@@ -25,6 +26,7 @@ typedef enum {
   OTA_ERROR_NOT_OWNER,
   OTA_ERROR_NO_SUCH_MODULE,
   OTA_ERROR_FAILED,
+  OTA_ERROR_OFFLINE,
 } OtaError;
 
 /* Registers the D-Bus error names on first use, so a GError of this domain

@@ -4,6 +4,7 @@
  * sent (the outbox is already on disk: it is saved on every change). */
 #include "agent.h"
 #include "bus.h"
+#include "cloud-relay.h"
 #include "config.h"
 #include "downloader.h"
 #include "log-limit.h"
@@ -117,6 +118,7 @@ run (OtaConfig *config, GBusType bus_type)
   g_autoptr (GDBusConnection) connection = NULL;
   g_autoptr (OtaAgent) agent = NULL;
   g_autoptr (OtaBus) bus = NULL;
+  g_autoptr (OtaCloudRelay) relay = NULL;
   g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   Daemon daemon = { loop, EXIT_SUCCESS };
   guint sigterm, sigint;
@@ -127,7 +129,14 @@ run (OtaConfig *config, GBusType bus_type)
     return EXIT_FAILURE;
   }
   connection = g_bus_get_sync (bus_type, NULL, &error);
+  /* The relay is on the bus before the name is: a client that sees the
+   * name finds both interfaces. */
   if (connection != NULL)
+    relay = ota_cloud_relay_new (ota_agent_get_link (agent),
+                                 ota_topic_rules_new (config->product_id, config->device_name,
+                                                      (const char *const *) config->cloud_allowed_topics),
+                                 connection, OTA_BUS_PATH, &error);
+  if (relay != NULL)
     bus = ota_bus_new (agent, connection, &error);
   if (bus == NULL) {
     g_printerr ("iv-otad: cannot use the %s bus: %s\n", bus_type == G_BUS_TYPE_SYSTEM ? "system" : "session",

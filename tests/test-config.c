@@ -277,6 +277,10 @@ typedef struct {
 static const BadConfig bad_configs[] = {
   { "not-a-key-file", "this is not a key file\n", "not a valid key file" },
   { "unknown-group", DEVICE "[foo]\nbar=1\n", "unknown group [foo]" },
+  { "allowed-topics-bad-filter", DEVICE "[cloud]\nallowed_topics=a/#/b\n", "[cloud] allowed_topics: filter \"a/#/b\"" },
+  { "allowed-topics-bad-placeholder", DEVICE "[cloud]\nallowed_topics={product}/x\n",
+    "[cloud] allowed_topics: unknown placeholder {product}" },
+  { "unknown-cloud-key", DEVICE "[cloud]\nallowed=x\n", "unknown key [cloud] allowed" },
   { "unknown-empty-group", DEVICE "[foo]\n", "unknown group [foo]" },
   { "unknown-mqtt-key", DEVICE "[mqtt]\nhots=example.com\n", "unknown key [mqtt] hots" },
   { "duplicate-key", DEVICE "[ota]\nrequire_https=false\nrequire_https=true\n", "duplicate key [ota] require_https" },
@@ -449,7 +453,7 @@ static const char *const design_keys[] = {
   "ota max_retries", "ota stall_timeout", "ota checkpoint_bytes", "ota max_firmware_size", "ota require_https",
   "ota ca_file", "ota report_topic", "ota update_topic", "ota min_download_rate", "ota max_download_rate",
   "ota proxy",
-  "security trusted_keys",
+  "security trusted_keys", "cloud allowed_topics",
 };
 
 /* "#key=value" lines become "key=value" (the device named), and the keys
@@ -536,6 +540,26 @@ test_example_config_shows_every_key_at_its_default (void)
   g_assert_cmpstr (example->proxy, ==, defaults->proxy);
   g_assert_cmpstr (example->report_topic, ==, defaults->report_topic);
   g_assert_cmpstr (example->update_topic, ==, defaults->update_topic);
+  g_assert_null (example->cloud_allowed_topics);
+}
+
+static void
+test_cloud_allowed_topics_expanded (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (OtaConfig) defaults = load (DEVICE, &error);
+  g_autoptr (OtaConfig) config = NULL;
+
+  g_assert_no_error (error);
+  g_assert_null (defaults->cloud_allowed_topics);
+  config = load (DEVICE "[cloud]\nallowed_topics= $thing/+/+/{product_id}/{device_name} ;;"
+                        "{product_id}/{device_name}/#;\n",
+                 &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (config->cloud_allowed_topics);
+  g_assert_cmpuint (g_strv_length (config->cloud_allowed_topics), ==, 2);
+  g_assert_cmpstr (config->cloud_allowed_topics[0], ==, "$thing/+/+/P1/dev1");
+  g_assert_cmpstr (config->cloud_allowed_topics[1], ==, "P1/dev1/#");
 }
 
 /* [security] trusted_keys: a ';'-list of absolute paths (the keys are read when the agent starts). */
@@ -597,6 +621,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/example/shows-every-key-at-its-default",
                    test_example_config_shows_every_key_at_its_default);
   g_test_add_func ("/config/load/reads-the-file", test_load_reads_the_file);
+  g_test_add_func ("/config/cloud/allowed-topics-expanded", test_cloud_allowed_topics_expanded);
   g_test_add_func ("/config/load/prefixes-errors-with-the-path",
                    test_load_prefixes_errors_with_the_path);
   g_test_add_func ("/config/load/missing-file-names-the-path",
