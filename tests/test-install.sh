@@ -79,7 +79,8 @@ check "bus policy is well-formed XML with a policy for root ($out)" grep -qw roo
 out=$(xml_names "$dest$policy" "./policy/allow" "own" 2>&1)
 check "bus policy lets root own org.iv.Ota" test "$out" = "org.iv.Ota"
 out=$(xml_names "$dest$DATADIR/dbus-1/interfaces/org.iv.Ota.xml" "./interface" "name" 2>&1)
-check "interface XML is well-formed and declares org.iv.Ota ($out)" test "$out" = "org.iv.Ota"
+check "interface XML is well-formed and declares org.iv.Ota and org.iv.Ota.Cloud ($out)" \
+  test "$(echo $out)" = "org.iv.Ota org.iv.Ota.Cloud"
 
 # ---- the library through pkg-config, as an application would build ----
 cc=${CC:-cc}
