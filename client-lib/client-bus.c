@@ -671,6 +671,7 @@ module_status_init (iv_ota_module_status_s *m)
   m->path = m->owner = m->result_msg = status_empty;
   m->signing_key = m->signing_key_file = status_empty;
   m->signature_checked = -1; /* the key is absent when the agent checks no signature */
+  m->inhibited = status_empty;
 }
 
 static void
@@ -685,6 +686,7 @@ module_status_clear (iv_ota_module_status_s *m)
   status_free_string (m->result_msg);
   status_free_string (m->signing_key);
   status_free_string (m->signing_key_file);
+  status_free_string (m->inhibited);
 }
 
 void
@@ -736,6 +738,39 @@ static const struct {
   { "signing_key_file", offsetof (iv_ota_module_status_s, signing_key_file) },
 };
 
+/* An as value, joined with "; " (Inhibit reasons); any other type is ignored. */
+static bool
+status_read_joined (DBusMessageIter *value, const char **field)
+{
+  DBusMessageIter array;
+  size_t length = 0;
+  char *joined;
+
+  if (dbus_message_iter_get_arg_type (value) != DBUS_TYPE_ARRAY ||
+      dbus_message_iter_get_element_type (value) != DBUS_TYPE_STRING)
+    return true;
+  dbus_message_iter_recurse (value, &array);
+  for (DBusMessageIter it = array; dbus_message_iter_get_arg_type (&it) == DBUS_TYPE_STRING;
+       dbus_message_iter_next (&it)) {
+    const char *text;
+    dbus_message_iter_get_basic (&it, &text);
+    length += strlen (text) + 2;
+  }
+  if ((joined = calloc (length + 1, 1)) == NULL)
+    return false;
+  for (DBusMessageIter it = array; dbus_message_iter_get_arg_type (&it) == DBUS_TYPE_STRING;
+       dbus_message_iter_next (&it)) {
+    const char *text;
+    dbus_message_iter_get_basic (&it, &text);
+    if (*joined != '\0')
+      strcat (joined, "; ");
+    strcat (joined, text);
+  }
+  status_free_string (*field);
+  *field = joined;
+  return true;
+}
+
 /* One {sv} of a module's status. */
 static bool
 status_read_module_entry (DBusMessageIter *entry, iv_ota_module_status_s *m)
@@ -752,6 +787,8 @@ status_read_module_entry (DBusMessageIter *entry, iv_ota_module_status_s *m)
     if (strcmp (key, status_strings[i].key) == 0)
       return status_read_string (&value, (const char **) ((char *) m + status_strings[i].offset));
   }
+  if (strcmp (key, "inhibited") == 0)
+    return status_read_joined (&value, &m->inhibited);
   if (strcmp (key, "downloaded") == 0) {
     status_read_number (&value, DBUS_TYPE_UINT64, &m->downloaded);
   } else if (strcmp (key, "total") == 0) {

@@ -213,6 +213,9 @@ typedef struct iv_ota_module_status_s {
   const char *signing_key;      /* signature_checked 1: the key id (16 hex digits), else "" */
   const char *signing_key_file; /* signature_checked 1: its public key file on the device, else "" */
   unsigned int security_version; /* signature_checked 1: the image's security version, else 0 */
+  /* Why its downloads wait: the reasons of the Inhibit cookies held for it,
+   * oldest first, joined with "; ", "" when none. */
+  const char *inhibited;
 } iv_ota_module_status_s;
 
 /* The agent and every module it knows, at one moment. */

@@ -2,6 +2,7 @@
 
 #include "downloader.h"
 #include "error.h"
+#include "inhibitions.h"
 #include "module.h"
 #include "mqtt-link.h"
 #include "network.h"
@@ -22,6 +23,7 @@ struct _OtaAgent {
   SoupSession *session;
   GHashTable *modules; /* name → OtaModule */
   OtaKeyring *keyring; /* [security] trusted_keys, NULL when none */
+  OtaInhibitions *inhibitions;
   /* IV_OTAD_TEST_SIGNIN: a fixed connid and expiry, so that a test broker's
    * password file can hold the signed credentials. NULL: fresh ones. */
   char *fixed_connid;
@@ -85,6 +87,19 @@ on_module_firmware_ready (OtaModule *module, const char *version, const char *pa
                  md5);
 }
 
+/* Hands @module the reasons of the cookies held for it (none: it goes on). */
+static void
+agent_apply_inhibitions (OtaAgent *self, const char *module)
+{
+  OtaModule *m = g_hash_table_lookup (self->modules, module);
+  g_auto (GStrv) reasons = NULL;
+
+  if (m == NULL)
+    return;
+  reasons = ota_inhibitions_get_reasons (self->inhibitions, module);
+  ota_module_set_inhibitors (m, (const char *const *) reasons);
+}
+
 static OtaModule *
 agent_add_module (OtaAgent *self, const char *name)
 {
@@ -96,6 +111,7 @@ agent_add_module (OtaAgent *self, const char *name)
   g_signal_connect (module, "progress", G_CALLBACK (on_module_progress), self);
   g_signal_connect (module, "firmware-ready", G_CALLBACK (on_module_firmware_ready), self);
   g_hash_table_insert (self->modules, g_strdup (name), module);
+  agent_apply_inhibitions (self, name);
   return module;
 }
 
@@ -521,6 +537,49 @@ ota_agent_has_owner (OtaAgent *self, const char *owner)
   return FALSE;
 }
 
+gboolean
+ota_agent_inhibit (OtaAgent *self, const char *holder, const char *module, const char *reason, guint32 *cookie,
+                   GError **error)
+{
+  if (!agent_check_module_name (module, error) ||
+      !ota_inhibitions_add (self->inhibitions, holder, module, reason, cookie, error))
+    return FALSE;
+  g_message ("module %s: downloads inhibited by %s (cookie %u): %s", ota_protocol_module_label (module), holder,
+             *cookie, reason);
+  agent_apply_inhibitions (self, module);
+  return TRUE;
+}
+
+gboolean
+ota_agent_uninhibit (OtaAgent *self, const char *holder, guint32 cookie, GError **error)
+{
+  g_autofree char *module = ota_inhibitions_remove (self->inhibitions, holder, cookie, error);
+
+  if (module == NULL)
+    return FALSE;
+  g_message ("module %s: inhibit cookie %u released by %s", ota_protocol_module_label (module), cookie, holder);
+  agent_apply_inhibitions (self, module);
+  return TRUE;
+}
+
+void
+ota_agent_release_holder (OtaAgent *self, const char *holder)
+{
+  g_autoptr (GPtrArray) modules = ota_inhibitions_remove_holder (self->inhibitions, holder);
+
+  for (guint i = 0; i < modules->len; i++) {
+    g_message ("module %s: inhibit cookies of %s released (it left the bus)",
+               ota_protocol_module_label (g_ptr_array_index (modules, i)), holder);
+    agent_apply_inhibitions (self, g_ptr_array_index (modules, i));
+  }
+}
+
+gboolean
+ota_agent_has_holder (OtaAgent *self, const char *holder)
+{
+  return ota_inhibitions_has_holder (self->inhibitions, holder);
+}
+
 static void
 ota_agent_dispose (GObject *object)
 {
@@ -542,6 +601,7 @@ ota_agent_finalize (GObject *object)
   ota_config_free (self->config);
   /* After the modules (dispose) that point to it. */
   ota_keyring_free (self->keyring);
+  ota_inhibitions_free (self->inhibitions);
   g_free (self->fixed_connid);
   G_OBJECT_CLASS (ota_agent_parent_class)->finalize (object);
 }
@@ -572,4 +632,5 @@ static void
 ota_agent_init (OtaAgent *self)
 {
   self->modules = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->inhibitions = ota_inhibitions_new ();
 }

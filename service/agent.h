@@ -63,4 +63,16 @@ void ota_agent_release_owner (OtaAgent *self, const char *owner);
 /* Whether @owner still owns any module. */
 gboolean ota_agent_has_owner (OtaAgent *self, const char *owner);
 
+/* Inhibit (docs/network.md): @holder (unique bus name) holds the downloads
+ * of @module for @reason; sets @cookie. Errors: OTA_ERROR_INVALID_ARGS,
+ * OTA_ERROR_FAILED (too many cookies). */
+gboolean ota_agent_inhibit (OtaAgent *self, const char *holder, const char *module, const char *reason,
+                            guint32 *cookie, GError **error);
+/* Uninhibit; OTA_ERROR_NOT_OWNER unless @holder holds @cookie. */
+gboolean ota_agent_uninhibit (OtaAgent *self, const char *holder, guint32 cookie, GError **error);
+/* @holder left the bus: its cookies end. */
+void ota_agent_release_holder (OtaAgent *self, const char *holder);
+/* TRUE while @holder holds an inhibit cookie. */
+gboolean ota_agent_has_holder (OtaAgent *self, const char *holder);
+
 G_END_DECLS

@@ -55,9 +55,10 @@ on_owner_vanished (GDBusConnection *connection, const char *name, gpointer user_
   OtaBus *self = user_data;
   g_autofree char *owner = g_strdup (name); /* removing the watch may free @name */
 
-  g_info ("client %s left the bus: releasing its modules", owner);
+  g_info ("client %s left the bus: releasing its modules and inhibit cookies", owner);
   g_hash_table_remove (self->watches, owner);
   ota_agent_release_owner (self->agent, owner);
+  ota_agent_release_holder (self->agent, owner);
 }
 
 static void
@@ -76,7 +77,7 @@ bus_watch_owner (OtaBus *self, const char *owner)
 static void
 bus_unwatch_if_unused (OtaBus *self, const char *owner)
 {
-  if (!ota_agent_has_owner (self->agent, owner))
+  if (!ota_agent_has_owner (self->agent, owner) && !ota_agent_has_holder (self->agent, owner))
     g_hash_table_remove (self->watches, owner);
 }
 
@@ -251,6 +252,35 @@ handle_get_status (OtaDBusOta *skeleton, GDBusMethodInvocation *invocation, cons
   return TRUE;
 }
 
+static gboolean
+handle_inhibit (OtaDBusOta *skeleton, GDBusMethodInvocation *invocation, const char *module, const char *reason,
+                OtaBus *self)
+{
+  g_autoptr (GError) error = NULL;
+  const char *sender = g_dbus_method_invocation_get_sender (invocation);
+  guint32 cookie = 0;
+
+  if (!ota_agent_inhibit (self->agent, sender, module, reason, &cookie, &error))
+    return bus_reply_error (invocation, error);
+  /* A holder that leaves the bus releases its cookies. */
+  bus_watch_owner (self, sender);
+  ota_dbus_ota_complete_inhibit (skeleton, invocation, cookie);
+  return TRUE;
+}
+
+static gboolean
+handle_uninhibit (OtaDBusOta *skeleton, GDBusMethodInvocation *invocation, guint32 cookie, OtaBus *self)
+{
+  g_autoptr (GError) error = NULL;
+  const char *sender = g_dbus_method_invocation_get_sender (invocation);
+
+  if (!ota_agent_uninhibit (self->agent, sender, cookie, &error))
+    return bus_reply_error (invocation, error);
+  bus_unwatch_if_unused (self, sender);
+  ota_dbus_ota_complete_uninhibit (skeleton, invocation);
+  return TRUE;
+}
+
 static void
 on_agent_offered (OtaAgent *agent, const char *module, const char *version, guint64 size, OtaBus *self)
 {
@@ -312,6 +342,8 @@ bus_connect_handlers (OtaBus *self)
   g_signal_connect (self->skeleton, "handle-check-now", G_CALLBACK (handle_check_now), self);
   g_signal_connect (self->skeleton, "handle-exit", G_CALLBACK (handle_exit), self);
   g_signal_connect (self->skeleton, "handle-get-status", G_CALLBACK (handle_get_status), self);
+  g_signal_connect (self->skeleton, "handle-inhibit", G_CALLBACK (handle_inhibit), self);
+  g_signal_connect (self->skeleton, "handle-uninhibit", G_CALLBACK (handle_uninhibit), self);
   g_signal_connect_object (self->agent, "offered", G_CALLBACK (on_agent_offered), self, 0);
   g_signal_connect_object (self->agent, "progress", G_CALLBACK (on_agent_progress), self, 0);
   g_signal_connect_object (self->agent, "firmware-ready", G_CALLBACK (on_agent_firmware_ready), self, 0);

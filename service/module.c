@@ -36,7 +36,8 @@ struct _OtaModule {
 
   OtaModuleState state;
   OtaOffer *offer;         /* the cycle's target, NULL when none */
-  OtaDownload *download;
+  OtaDownload *download;    /* NULL in state downloading while inhibited */
+  char **inhibitors;        /* reasons of the Inhibit cookies held for us, NULL: none */
   guint64 downloaded;
   guint64 total;
   char *path;
@@ -426,6 +427,12 @@ on_download_finished (OtaDownload *download, int code, const char *message, OtaM
 }
 
 
+static gboolean
+module_is_inhibited (OtaModule *self)
+{
+  return self->inhibitors != NULL && self->inhibitors[0] != NULL;
+}
+
 static void
 module_start_download (OtaModule *self)
 {
@@ -449,6 +456,11 @@ module_start_download (OtaModule *self)
     .sha256 = self->signed_by != NULL ? self->signed_by->sha256 : NULL,
   };
 
+  if (module_is_inhibited (self)) {
+    g_autofree char *why = g_strjoinv ("; ", self->inhibitors);
+    module_log (self, G_LOG_LEVEL_INFO, "download of %s waits: inhibited (%s)", self->offer->version, why);
+    return;
+  }
   self->download = ota_download_new (self->session, &params);
   g_signal_connect (self->download, "progress", G_CALLBACK (on_download_progress), self);
   g_signal_connect (self->download, "verifying", G_CALLBACK (on_download_verifying), self);
@@ -1287,7 +1299,40 @@ ota_module_get_status (OtaModule *self)
   if (offer != NULL && offer->user_defined != NULL)
     g_variant_builder_add (&builder, "{sv}", "user_defined", g_variant_new_string (offer->user_defined));
   module_add_signature_status (self, &builder);
+  g_variant_builder_add (&builder, "{sv}", "inhibited",
+                         g_variant_new_strv ((const char *const *) self->inhibitors, self->inhibitors != NULL ? -1 : 0));
   return g_variant_builder_end (&builder);
+}
+
+/* The transfer stops; every byte received is written and checkpointed (the
+ * download's cancel), the state stays downloading. */
+static void
+module_pause_download (OtaModule *self)
+{
+  g_autofree char *why = g_strjoinv ("; ", self->inhibitors);
+
+  module_log (self, G_LOG_LEVEL_INFO, "download of %s paused at %" G_GUINT64_FORMAT " bytes: inhibited (%s)",
+              self->offer->version, self->downloaded, why);
+  g_signal_handlers_disconnect_by_data (self->download, self);
+  ota_download_cancel (self->download);
+  g_clear_object (&self->download);
+}
+
+void
+ota_module_set_inhibitors (OtaModule *self, const char *const *reasons)
+{
+  gboolean was = module_is_inhibited (self);
+
+  g_strfreev (self->inhibitors);
+  self->inhibitors = g_strdupv ((char **) reasons);
+  if (!was && module_is_inhibited (self) && self->download != NULL) {
+    module_pause_download (self);
+  } else if (was && !module_is_inhibited (self) && self->state == OTA_MODULE_STATE_DOWNLOADING &&
+             self->download == NULL && self->offer != NULL && self->owner != NULL) {
+    module_log (self, G_LOG_LEVEL_INFO, "no longer inhibited: download of %s goes on", self->offer->version);
+    module_start_download (self);
+  }
+  module_emit_progress (self);
 }
 
 OtaModule *
@@ -1324,6 +1369,7 @@ ota_module_finalize (GObject *object)
   g_clear_pointer (&self->failed_offer, ota_offer_free);
   module_clear_signature (self);
   g_free (self->name);
+  g_strfreev (self->inhibitors);
   g_free (self->owner);
   g_free (self->version);
   g_free (self->firmware_dir);

@@ -84,6 +84,11 @@ gboolean ota_module_report_progress (OtaModule *self, const char *state, int per
 void ota_module_cancel (OtaModule *self);
 gboolean ota_module_check_now (OtaModule *self, GError **error);
 
+/* The reasons of the Inhibit cookies held for this module (NULL or empty:
+ * none; copied). While there are some, no download starts and a running one
+ * pauses, keeping its bytes; when they go, it resumes. */
+void ota_module_set_inhibitors (OtaModule *self, const char *const *reasons);
+
 void ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress);
 /* GetStatus as a floating a{sv}. */
 GVariant *ota_module_get_status (OtaModule *self);

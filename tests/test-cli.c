@@ -254,6 +254,33 @@ test_status_table (Fixture *f, gconstpointer data)
   cli_result_clear (&r);
 }
 
+/* Why a module waits: the reasons of the Inhibit cookies held for it. */
+static void
+test_status_inhibited (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  guint32 first = 0, second = 0;
+  CliResult r;
+
+  ota_test_env_init_published (&f->env, "mcu", "3.1");
+  ota_dbus_ota_call_inhibit_sync (f->env.proxy, "mcu", "flashing over UART", &first, NULL, &error);
+  g_assert_no_error (error);
+  ota_dbus_ota_call_inhibit_sync (f->env.proxy, "mcu", "battery low", &second, NULL, &error);
+  g_assert_no_error (error);
+  r = run_cli ("status");
+  g_assert_cmpint (r.code, ==, CLI_OK);
+  assert_contains (r.out, "mcu: downloads wait, inhibited by: flashing over UART; battery low\n");
+  cli_result_clear (&r);
+  ota_dbus_ota_call_uninhibit_sync (f->env.proxy, first, NULL, &error);
+  g_assert_no_error (error);
+  ota_dbus_ota_call_uninhibit_sync (f->env.proxy, second, NULL, &error);
+  g_assert_no_error (error);
+  r = run_cli ("status");
+  g_assert_cmpint (r.code, ==, CLI_OK);
+  g_assert_null (strstr (r.out, "inhibited"));
+  cli_result_clear (&r);
+}
+
 /* A download under way: state, target version, percent and bytes. */
 static void
 test_status_download (Fixture *f, gconstpointer data)
@@ -479,6 +506,7 @@ main (int argc, char **argv)
 #define ADD(path, fn) g_test_add ("/cli/" path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
   ADD ("status-table", test_status_table);
   ADD ("status-download", test_status_download);
+  ADD ("status-inhibited", test_status_inhibited);
   ADD ("watch-plain-until", test_watch_plain_until);
   ADD ("watch-fail-and-timeout", test_watch_fail_and_timeout);
   ADD ("check", test_check);

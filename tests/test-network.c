@@ -258,6 +258,191 @@ test_no_proxy_environment (OtaTestEnv *env, gconstpointer data)
   environment_proxy (env, TRUE);
 }
 
+/* ---- Inhibit / Uninhibit ---- */
+
+static char **
+status_inhibited (OtaDBusOta *proxy)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) status = NULL;
+  char **reasons = NULL;
+
+  ota_dbus_ota_call_get_status_sync (proxy, "", &status, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_variant_lookup (status, "inhibited", "^as", &reasons));
+  return reasons;
+}
+
+static guint32
+inhibit (OtaDBusOta *proxy, const char *module, const char *reason)
+{
+  g_autoptr (GError) error = NULL;
+  guint32 cookie = 0;
+
+  ota_dbus_ota_call_inhibit_sync (proxy, module, reason, &cookie, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (cookie, !=, 0);
+  return cookie;
+}
+
+static void
+uninhibit (OtaDBusOta *proxy, guint32 cookie)
+{
+  g_autoptr (GError) error = NULL;
+
+  ota_dbus_ota_call_uninhibit_sync (proxy, cookie, NULL, &error);
+  g_assert_no_error (error);
+}
+
+typedef struct {
+  OtaTestCloudTool *tool;
+  guint responses;
+} ResponsesWait;
+
+static gboolean
+cloud_answered (gpointer data)
+{
+  ResponsesWait *wait = data;
+  g_autoptr (GArray) responses = ota_test_cloud_tool_responses (wait->tool);
+
+  return responses->len >= wait->responses;
+}
+
+/* A running download pauses while a cookie is held (no more bytes, no fail,
+ * still "downloading", the reasons in GetStatus), and when the last cookie
+ * goes it resumes from the bytes it had. */
+static void
+test_inhibit_pauses_running_download (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (OtaTestImage) image = { 0 };
+  const char *args[] = { "--rate=2097152", NULL };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autoptr (GDBusConnection) other_connection = ota_test_connection_new ();
+  g_autoptr (OtaDBusOta) other = ota_test_proxy_new (other_connection);
+  g_autoptr (GArray) responses = NULL;
+  g_auto (GStrv) reasons = NULL;
+  g_autofree char *state = NULL;
+  ResponsesWait first = { NULL, 1 };
+  guint64 at_pause, later;
+  guint32 video, call;
+
+  ota_test_image_make (env, FW_SIZE, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
+  first.tool = tool;
+  ota_test_app_init (env, "1.0");
+  g_assert_true (ota_test_wait (downloaded_some, env, OTA_TEST_TIMEOUT_MS));
+  video = inhibit (other, "", "streaming live video");
+  call = inhibit (other, "", "video call");
+  reasons = status_inhibited (env->proxy);
+  g_assert_cmpuint (g_strv_length (reasons), ==, 2);
+  g_assert_cmpstr (reasons[0], ==, "streaming live video");
+  g_assert_cmpstr (reasons[1], ==, "video call");
+  /* The transfer stopped: the server's response ended, and nothing more comes in. */
+  g_assert_true (ota_test_wait (cloud_answered, &first, OTA_TEST_TIMEOUT_MS));
+  ota_test_spin (500);
+  at_pause = ota_test_status_downloaded (env);
+  ota_test_spin (2000);
+  later = ota_test_status_downloaded (env);
+  g_assert_cmpuint (later, ==, at_pause);
+  g_assert_cmpuint (at_pause, <, image.size);
+  state = ota_test_status_get (env->proxy, "", "state");
+  g_assert_cmpstr (state, ==, "downloading");
+  responses = ota_test_cloud_tool_responses (tool);
+  g_assert_cmpuint (responses->len, ==, 1);
+  g_clear_pointer (&responses, g_array_unref);
+
+  uninhibit (other, video);
+  ota_test_spin (1000);
+  g_assert_cmpuint (ota_test_cloud_tool_requests (tool), ==, 1);
+  uninhibit (other, call);
+  assert_ready (env, &image);
+  ota_test_cloud_tool_stop (tool);
+  responses = ota_test_cloud_tool_responses (tool);
+  g_assert_cmpuint (responses->len, ==, 2);
+  /* Resumed from every byte it had counted. */
+  g_assert_cmpint (g_array_index (responses, OtaTestResponse, 1).range_start, >=, (gint64) at_pause);
+  g_assert_cmpuint (g_array_index (responses, OtaTestResponse, 1).status, ==, 206);
+  g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "\"state\":\"fail\""), ==, 0);
+  g_strfreev (reasons);
+  reasons = status_inhibited (env->proxy);
+  g_assert_cmpuint (g_strv_length (reasons), ==, 0);
+}
+
+/* A cookie taken before the module exists holds its first download; the
+ * holder leaving the bus releases it. */
+static void
+test_inhibit_before_start_and_holder_leaves (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (OtaTestImage) image = { 0 };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autoptr (GDBusConnection) other_connection = ota_test_connection_new ();
+  g_autoptr (OtaDBusOta) other = ota_test_proxy_new (other_connection);
+  g_auto (GStrv) reasons = NULL;
+  g_autofree char *state = NULL;
+
+  inhibit (other, "", "battery low");
+  ota_test_image_make (env, 2 * MIB, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, NULL);
+  ota_test_app_init (env, "1.0");
+  g_assert_cmpint (ota_test_signals_wait_state (env->signals, "", "downloading", OTA_TEST_TIMEOUT_MS), >=, 0);
+  ota_test_spin (2000);
+  g_assert_cmpuint (ota_test_cloud_tool_requests (tool), ==, 0);
+  reasons = status_inhibited (env->proxy);
+  g_assert_cmpuint (g_strv_length (reasons), ==, 1);
+  g_assert_cmpstr (reasons[0], ==, "battery low");
+  state = ota_test_status_get (env->proxy, "", "state");
+  g_assert_cmpstr (state, ==, "downloading");
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "waits: inhibited (battery low)"), ==, 1);
+  /* The holder crashes, say. */
+  g_dbus_connection_close_sync (other_connection, NULL, NULL);
+  assert_ready (env, &image);
+  g_strfreev (reasons);
+  reasons = status_inhibited (env->proxy);
+  g_assert_cmpuint (g_strv_length (reasons), ==, 0);
+}
+
+static void
+test_inhibit_bad_requests (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GDBusConnection) other_connection = ota_test_connection_new ();
+  g_autoptr (OtaDBusOta) other = ota_test_proxy_new (other_connection);
+  g_autofree char *long_reason = g_strnfill (257, 'x');
+  g_autoptr (GError) error = NULL;
+  guint32 cookie = 0, mine;
+
+  ota_dbus_ota_call_inhibit_sync (env->proxy, "bad/module", "x", &cookie, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.InvalidArgs");
+  g_clear_error (&error);
+  ota_dbus_ota_call_inhibit_sync (env->proxy, "", "", &cookie, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.InvalidArgs");
+  g_clear_error (&error);
+  ota_dbus_ota_call_inhibit_sync (env->proxy, "", long_reason, &cookie, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.InvalidArgs");
+  g_clear_error (&error);
+  ota_dbus_ota_call_inhibit_sync (env->proxy, "", "a\nb", &cookie, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.InvalidArgs");
+  g_clear_error (&error);
+  ota_dbus_ota_call_uninhibit_sync (env->proxy, 12345, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.NotOwner");
+  g_clear_error (&error);
+  /* Only the holder ends its cookie. */
+  mine = inhibit (env->proxy, "mcu", "flashing the MCU");
+  ota_dbus_ota_call_uninhibit_sync (other, mine, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.NotOwner");
+  g_clear_error (&error);
+  /* At most 32 per client; ending one makes room. */
+  for (guint i = 1; i < 32; i++)
+    inhibit (env->proxy, "mcu", "more");
+  ota_dbus_ota_call_inhibit_sync (env->proxy, "mcu", "one too many", &cookie, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.Failed");
+  g_clear_error (&error);
+  uninhibit (env->proxy, mine);
+  ota_dbus_ota_call_uninhibit_sync (env->proxy, mine, NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.NotOwner");
+  g_clear_error (&error);
+  g_assert_cmpuint (inhibit (env->proxy, "mcu", "room again"), !=, mine);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -272,5 +457,11 @@ main (int argc, char **argv)
               test_http_proxy_environment, ota_test_env_teardown);
   g_test_add ("/network/proxy/no-proxy-environment-goes-direct", OtaTestEnv, fast, ota_test_env_setup,
               test_no_proxy_environment, ota_test_env_teardown);
+  g_test_add ("/network/inhibit/pauses-a-running-download-and-resumes", OtaTestEnv, fast, ota_test_env_setup,
+              test_inhibit_pauses_running_download, ota_test_env_teardown);
+  g_test_add ("/network/inhibit/holds-the-start-until-the-holder-leaves", OtaTestEnv, fast, ota_test_env_setup,
+              test_inhibit_before_start_and_holder_leaves, ota_test_env_teardown);
+  g_test_add ("/network/inhibit/bad-requests", OtaTestEnv, fast, ota_test_env_setup, test_inhibit_bad_requests,
+              ota_test_env_teardown);
   return g_test_run ();
 }

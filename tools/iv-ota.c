@@ -445,6 +445,20 @@ status_print_signatures (const iv_ota_module_status_s *const *rows, size_t n)
   }
 }
 
+/* Why a module's downloads wait, under the table: the Inhibit reasons. */
+static void
+status_print_waits (const iv_ota_module_status_s *const *rows, size_t n)
+{
+  char reasons[512];
+
+  for (size_t r = 0; r < n; r++) {
+    if (*rows[r]->inhibited == '\0')
+      continue;
+    cli_copy_printable (reasons, sizeof reasons, rows[r]->inhibited);
+    printf ("%s: downloads wait, inhibited by: %s\n", cli_module_label (rows[r]->module), reasons);
+  }
+}
+
 static int
 cmd_status (int argc, char **argv)
 {
@@ -480,6 +494,7 @@ cmd_status (int argc, char **argv)
   if (rows != NULL) {
     status_print_table (rows, n);
     status_print_signatures (rows, n);
+    status_print_waits (rows, n);
   }
   free (rows);
   iv_ota_status_free (status);
