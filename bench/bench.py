@@ -47,6 +47,7 @@ TARGETS = {
     "waste_kill_checkpoints": 1.0,
     "waste_cuts_bytes": 0,
     "getstatus_p99_ms": 20.0,
+    "signed_vs_unsigned": 0.95,
 }
 
 
@@ -299,6 +300,8 @@ class Bench:
         self.counter = 0
         self.env = dict(os.environ)
         self.env.pop("G_MESSAGES_DEBUG", None)
+        # Extra config of the agents of a scenario (by device name): [security] for "tp-signed".
+        self.agent_conf = {}
 
     def path(self, *parts):
         return os.path.join(self.tmp, *parts)
@@ -366,8 +369,8 @@ class Bench:
         conf = state_dir + ".conf"
         with open(conf, "w") as f:
             f.write("[mqtt]\nport=%d\n[device]\nproduct_id=%s\ndevice_name=%s\n"
-                    "[ota]\nstate_dir=%s\nrequire_https=false\n"
-                    % (self.broker_port, PRODUCT, device, state_dir))
+                    "[ota]\nstate_dir=%s\nrequire_https=false\n%s"
+                    % (self.broker_port, PRODUCT, device, state_dir, self.agent_conf.get(device, "")))
         log = self.path("logs", os.path.basename(os.path.dirname(state_dir)) + "-iv-otad.log")
         # GLib writes info lines (the protocol events) to stdout: both go to the log.
         exe = self.args.agent or self.exe("service/iv-otad")
@@ -525,6 +528,8 @@ def agent_download(bench, device, size, timeout=300, sample_memory=False, idle_s
         downloading = app.first("progress", lambda a: len(a) > 2 and a[2] == "downloading")
         if ready[3][3] != str(size):
             raise BenchError("FirmwareReady reports size %s, expected %d" % (ready[3][3], size))
+        if device in bench.agent_conf and get_status().get("signature_checked") != "true":
+            raise BenchError("%s: the image was not signature-checked (see the agent log)" % device)
         result["seconds"] = (ready[0] - offered[0]) / 1e6
         result["from_downloading"] = (ready[0] - downloading[0]) / 1e6 if downloading else None
         result["cpu"] = cpu_after - cpu_before
@@ -573,6 +578,7 @@ def bench_throughput(bench, runs, results):
     cloud = bench.clouds["tp"]
     size = cloud.size
     agent_s, agent_dl_s, curl_s, md5_s, agent_cpu, foreign = [], [], [], [], [], []
+    signed_s, signed_cpu = [], []
     expected = None
     # Round 0 warms up and is not counted: in one run the first two rounds
     # after the images were made took twice the agent's usual CPU time on a
@@ -580,21 +586,32 @@ def bench_throughput(bench, runs, results):
     # guest memory are a suspect), and a median of 5 should not rest on them.
     for i in range(runs + 1):
         load = ForeignLoad()
-        r = agent_download(bench, "tp", size)
+        # Signed and unsigned alternate which goes first, so neither always
+        # meets the other's leftovers (writeback, freed page cache).
+        if i % 2 == 1:
+            signed = agent_download(bench, "tp-signed", size)
+            r = agent_download(bench, "tp", size)
+        else:
+            r = agent_download(bench, "tp", size)
+            signed = agent_download(bench, "tp-signed", size)
         os.sync()
         curl_wall, _, md5 = curl_pipeline(cloud.url, bench.path("curl.out"))
         md5_wall, _, out = run_timed(["md5sum", cloud.firmware])
         expected = out.split()[0]
         if md5 != expected:
             raise BenchError("curl pipeline md5 %s != %s" % (md5, expected))
-        line = ("agent %.3f s (%.2f CPU s), curl|tee|md5sum %.3f s, md5sum %.3f s; others used %.2f CPUs"
-                % (r["seconds"], r["cpu"], curl_wall, md5_wall, load.cpus()))
+        line = ("agent %.3f s (%.2f CPU s), signed %.3f s (%.2f CPU s), curl|tee|md5sum %.3f s, "
+                "md5sum %.3f s; others used %.2f CPUs"
+                % (r["seconds"], r["cpu"], signed["seconds"], signed["cpu"], curl_wall, md5_wall,
+                   load.cpus()))
         if i == 0:
             log("  warm-up (not counted): " + line)
             continue
         agent_s.append(r["seconds"])
         agent_dl_s.append(r["from_downloading"])
         agent_cpu.append(r["cpu"])
+        signed_s.append(signed["seconds"])
+        signed_cpu.append(signed["cpu"])
         curl_s.append(curl_wall)
         md5_s.append(md5_wall)
         foreign.append(load.cpus())
@@ -613,6 +630,12 @@ def bench_throughput(bench, runs, results):
         "agent_cpu_seconds": median(agent_cpu),
         "foreign_cpus_per_run": foreign,
     }
+    # Signed images: the same download with [security] trusted_keys and a
+    # statement (signature checked, SHA-256 beside MD5), same rounds.
+    res["agent_signed_seconds"] = signed_s
+    res["agent_signed_mibps"] = mib / median(signed_s)
+    res["agent_signed_cpu_seconds"] = median(signed_cpu)
+    res["signed_vs_unsigned"] = res["agent_signed_mibps"] / res["agent_mibps"]
     res["agent_vs_ceiling"] = res["agent_mibps"] / res["md5sum_mibps"]
     res["agent_vs_curl_pipeline"] = res["agent_mibps"] / res["curl_tee_md5sum_mibps"]
     results["throughput"] = res
@@ -922,6 +945,9 @@ def evaluate(results):
     if t:
         checks["throughput >= 0.9 x MD5 ceiling"] = (
             t["agent_vs_ceiling"] >= TARGETS["throughput_vs_ceiling"])
+        if "signed_vs_unsigned" in t:
+            checks["signed throughput >= 0.95 x unsigned"] = (
+                t["signed_vs_unsigned"] >= TARGETS["signed_vs_unsigned"])
     f = results.get("footprint")
     if f:
         checks["peak private <= 6 MiB"] = f["peak_private"] <= TARGETS["peak_private_mib"] * MIB
@@ -949,6 +975,10 @@ def table_throughput(row, t, v):
     row("   agent / ceiling", "%.2f" % t["agent_vs_ceiling"],
         ">= 0.90 " + v["throughput >= 0.9 x MD5 ceiling"])
     row("   agent / curl pipeline", "%.2f" % t["agent_vs_curl_pipeline"], "(>= 1.4 on 2 cores)")
+    if "signed_vs_unsigned" in t:
+        row("   agent, signed image (same rounds)", "%.0f MiB/s" % t["agent_signed_mibps"])
+        row("   signed / unsigned", "%.3f" % t["signed_vs_unsigned"],
+            ">= 0.95 " + v["signed throughput >= 0.95 x unsigned"])
 
 
 def table_footprint(row, f, v):
@@ -1079,6 +1109,7 @@ def main():
         fan_fw = make_firmware(bench.path("fw-fan.bin"), 1 * MIB)
         bench.start_broker()
         bench.start_cloud("tp", tp_fw)
+        bench.start_cloud("tp-signed", tp_fw, "--user-defined", sign_firmware(bench, tp_fw))
         bench.start_cloud("big", big_fw)
         bench.start_cloud("cut", tp_fw, "--cut-after", str(cut_after(args.tp_size)))
         bench.start_cloud("rate", tp_fw, "--rate", str(args.kill_rate))
@@ -1119,6 +1150,17 @@ def main():
         f.write("\n")
     log("wrote %s" % args.out)
     return 0
+
+
+def sign_firmware(bench, path):
+    """A key pair for the "tp-signed" agents and the statement of @path (version VERSION_NEW)."""
+    sign = bench.exe("tools/iv-ota-sign")
+    key = bench.path("signing-key")
+    subprocess.run([sign, "keygen", key], check=True, stdout=subprocess.DEVNULL)
+    out = subprocess.run([sign, "sign", "--key", key, "--version", VERSION_NEW, "--security-version", "1",
+                          path], check=True, capture_output=True, text=True).stdout.strip()
+    bench.agent_conf["tp-signed"] = "[security]\ntrusted_keys=%s.pub\n" % key
+    return out
 
 
 def make_firmware(path, size):

@@ -380,6 +380,33 @@ test_equal_security_version_installs (Fixture *f, gconstpointer data)
   assert_ready_signed (f, "a", "5");
 }
 
+/* The floor also rises when done comes after a reboot: the agent restarted,
+ * the app registers at the target, the agent reports done by itself and
+ * takes the pending security version recorded at the hand-over. */
+static void
+test_done_after_reboot_raises_the_floor (Fixture *f, gconstpointer data)
+{
+  g_autofree char *signed_text = sign_file (f, "a", "", "2.0", "7", f->image.path);
+  g_autofree char *path = security_file (f);
+  g_autofree char *floor = NULL;
+
+  cloud_offer (f, "2.0", signed_text);
+  ota_test_app_init (&f->env, "1.0");
+  assert_ready_signed (f, "a", "7");
+  ota_test_app_report (&f->env, "rebooting", -1, 0, "");
+  ota_test_agent_stop (f->env.agent);
+  g_assert_true (g_file_get_contents (path, &floor, NULL, NULL));
+  g_assert_nonnull (strstr (floor, "\"installed\":0"));
+  g_assert_nonnull (strstr (floor, "\"pending_version\":\"2.0\""));
+  g_clear_pointer (&floor, g_free);
+  ota_test_agent_start (f->env.agent);
+  ota_test_env_reconnect_app (&f->env);
+  ota_test_app_init (&f->env, "2.0");
+  g_assert_cmpint (ota_test_cloud_wait_report (f->env.cloud, 0, DONE_REPORT, OTA_TEST_TIMEOUT_MS), >=, 0);
+  g_assert_true (g_file_get_contents (path, &floor, NULL, NULL));
+  g_assert_cmpstr (floor, ==, "{\"module\":\"\",\"installed\":7}");
+}
+
 /* Rotation: both keys work; once a key leaves trusted_keys, its signatures
  * stop working at the agent's next start. */
 static void
@@ -634,6 +661,7 @@ main (int argc, char **argv)
        GINT_TO_POINTER (REFUSE_APP_MEMBERS_ONLY));
   ADD ("lower-security-version-is-rollback", fixture_setup, test_lower_security_version_is_rollback, NULL);
   ADD ("equal-security-version-installs", fixture_setup, test_equal_security_version_installs, NULL);
+  ADD ("done-after-reboot-raises-the-floor", fixture_setup, test_done_after_reboot_raises_the_floor, NULL);
   ADD ("two-keys-and-removal-at-restart", fixture_setup_two_keys, test_two_keys_and_removal_at_restart, NULL);
   g_test_add_func ("/signing/bad-key-file-stops-the-agent", test_bad_key_file_stops_the_agent);
   g_test_add_func ("/signing/without-keys-nothing-changes", test_without_keys_nothing_changes);
