@@ -52,8 +52,8 @@ static const struct {
 
 /* Anything not listed (ServiceUnknown, NoReply, Disconnected...) means the
  * agent is not there to answer. */
-static int
-bus_error_code (const DBusError *error)
+int
+client_bus_error_code (const DBusError *error)
 {
   for (size_t i = 0; i < sizeof error_codes / sizeof error_codes[0]; i++) {
     if (dbus_error_has_name (error, error_codes[i].name))
@@ -72,7 +72,7 @@ bus_finish (DBusMessage *reply, DBusError *dbus_error, char *error, size_t error
     dbus_message_unref (reply);
     return IV_ERR_NONE;
   }
-  code = bus_error_code (dbus_error);
+  code = client_bus_error_code (dbus_error);
   client_set_error (error, error_len, "%s (%s)", dbus_error->message ? dbus_error->message : "no message",
                     dbus_error->name);
   dbus_error_free (dbus_error);

@@ -17,7 +17,7 @@ client_event_new (ClientEventKind kind)
   event->kind = kind;
   /* Every string points at the shared "" until set: never NULL, freed only when owned. */
   event->module = event->version = event->state = event->result_msg = empty;
-  event->path = event->md5 = event->owner = empty;
+  event->path = event->md5 = event->owner = event->topic = empty;
   return event;
 }
 
@@ -53,6 +53,8 @@ client_event_free (ClientEvent *event)
   event_free_string (event->path);
   event_free_string (event->md5);
   event_free_string (event->owner);
+  event_free_string (event->topic);
+  free (event->payload);
   free (event);
 }
 

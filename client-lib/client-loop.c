@@ -38,6 +38,8 @@ typedef struct {
   char *agent; /* unique name owning org.iv.Ota, NULL when none */
   iv_ota_module_s *handles;
   iv_ota_observer_s *observers;
+  iv_ota_subscription_s *subscriptions;
+  char *cloud_agent; /* the agent that has our subscriptions, NULL when none */
   ClientEventQueue events;
   int wake_fd;
   bool disconnected; /* the bus went away, seen while dispatching */
@@ -280,6 +282,10 @@ loop_agent_signal (ClientLoop *loop, DBusMessage *message)
   ClientEvent *event;
   iv_ota_module_s *handle;
 
+  if ((event = client_cloud_parse_message (message)) != NULL) {
+    client_event_queue_push (&loop->events, event);
+    return;
+  }
   client_bus_parse_fail_kinds (message, loop_fail_kind_found, loop);
   if ((event = client_bus_parse_signal (message)) == NULL)
     return;
@@ -343,6 +349,9 @@ loop_drop_connection (ClientLoop *loop)
   loop->connection = NULL;
   free (loop->agent);
   loop->agent = NULL;
+  /* The agent dropped what our old connection had subscribed to. */
+  free (loop->cloud_agent);
+  loop->cloud_agent = NULL;
   for (iv_ota_module_s *h = loop->handles; h != NULL; h = h->next)
     handle_unregister (h);
   if (had_agent)
@@ -404,6 +413,73 @@ loop_register_all (ClientLoop *loop, const char *owner)
   return ok;
 }
 
+/* ---- subscriptions ---- */
+
+static bool
+loop_filter_in_use (ClientLoop *loop, const char *filter, const iv_ota_subscription_s *except)
+{
+  for (iv_ota_subscription_s *s = loop->subscriptions; s != NULL; s = s->next) {
+    if (s != except && !s->removed && strcmp (s->filter, filter) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Makes every filter of the process again with @owner, a new agent that
+ * knows nothing of them; false if one failed (retried later). */
+static bool
+loop_resubscribe (ClientLoop *loop, const char *owner)
+{
+  char error[CLIENT_ERROR_LEN];
+
+  if (loop->subscriptions == NULL || loop->connection == NULL ||
+      (loop->cloud_agent != NULL && strcmp (loop->cloud_agent, owner) == 0))
+    return true;
+  for (iv_ota_subscription_s *s = loop->subscriptions; s != NULL; s = s->next) {
+    if (s->removed)
+      continue;
+    if (client_cloud_filter_call (loop->connection, "Subscribe", s->filter, error, sizeof error) != IV_ERR_NONE) {
+      client_log ("cannot subscribe to %s again: %s", s->filter, error);
+      return false;
+    }
+  }
+  free (loop->cloud_agent);
+  loop->cloud_agent = strdup (owner);
+  client_log ("subscriptions made again with %s", owner);
+  return true;
+}
+
+static void
+loop_release_subscription (ClientLoop *loop, iv_ota_subscription_s *subscription)
+{
+  for (iv_ota_subscription_s **link = &loop->subscriptions; *link != NULL; link = &(*link)->next) {
+    if (*link == subscription) {
+      *link = subscription->next;
+      break;
+    }
+  }
+  client_subscription_free (subscription); /* frees its release_event */
+}
+
+/* A subscription added by one of these callbacks is appended after @last: it
+ * gets the messages after this one. */
+static void
+loop_deliver_message (ClientLoop *loop, const ClientEvent *event)
+{
+  iv_ota_subscription_s *last = loop->subscriptions;
+
+  if (last == NULL)
+    return;
+  while (last->next != NULL)
+    last = last->next;
+  for (iv_ota_subscription_s *s = loop->subscriptions;; s = s->next) {
+    if (!s->removed && client_topic_matches (s->filter, event->topic))
+      s->callback (event->topic, event->payload, event->payload_len, s->user_data);
+    if (s == last)
+      break;
+  }
+}
+
 static void
 loop_retry (ClientLoop *loop)
 {
@@ -421,7 +497,7 @@ loop_retry (ClientLoop *loop)
     return;
   }
   loop->retry_ms = 0;
-  if (loop->agent != NULL && !loop_register_all (loop, loop->agent))
+  if (loop->agent != NULL && (!loop_register_all (loop, loop->agent) || !loop_resubscribe (loop, loop->agent)))
     loop_schedule_retry (loop);
 }
 
@@ -561,8 +637,9 @@ loop_agent_changed (ClientLoop *loop, const char *owner)
     return;
   }
   /* A new agent knows nothing of us: register again, same module, version,
-   * directory and options, so the app sees only a pause. */
-  if (!loop_register_all (loop, owner))
+   * directory and options, and the same subscriptions, so the app sees only
+   * a pause. */
+  if (!loop_register_all (loop, owner) || !loop_resubscribe (loop, owner))
     loop_schedule_retry (loop);
 }
 
@@ -603,6 +680,15 @@ loop_deliver (ClientLoop *loop, ClientEvent *event)
   }
   if (event->kind == CLIENT_EVENT_RELEASE) {
     loop_release_observer (loop, event->observer);
+    return;
+  }
+  if (event->kind == CLIENT_EVENT_RELEASE_SUBSCRIPTION) {
+    loop_release_subscription (loop, event->subscription);
+    return;
+  }
+  if (event->kind == CLIENT_EVENT_MESSAGE) {
+    loop_deliver_message (loop, event);
+    client_event_free (event);
     return;
   }
   if (event->kind == CLIENT_EVENT_AGENT && event->observer == NULL)
@@ -900,6 +986,75 @@ request_any_module (ClientLoop *loop, ClientRequest *request)
 }
 
 static void
+request_publish (ClientLoop *loop, ClientRequest *request)
+{
+  char *error = request->error;
+  size_t len = sizeof request->error;
+
+  if (!loop_ensure_connection (loop, error, len))
+    request->result = IV_ERR_OTA_NO_AGENT;
+  else
+    request->result = client_cloud_publish (loop->connection, request->topic, request->payload, request->payload_len,
+                                            request->qos, request->queue, error, len);
+}
+
+static void
+request_subscribe (ClientLoop *loop, ClientRequest *request)
+{
+  iv_ota_subscription_s *subscription = request->subscription;
+  char *error = request->error;
+  size_t len = sizeof request->error;
+
+  if (!loop_ensure_connection (loop, error, len) || loop->agent == NULL) {
+    if (loop->connection != NULL)
+      client_set_error (error, len, "the agent is not on the bus");
+    request->result = IV_ERR_OTA_NO_AGENT;
+    return;
+  }
+  /* Other subscriptions were made with an agent since gone: with this one too. */
+  if (!loop_resubscribe (loop, loop->agent))
+    loop_schedule_retry (loop);
+  request->result = client_cloud_filter_call (loop->connection, "Subscribe", subscription->filter, error, len);
+  if (request->result != IV_ERR_NONE)
+    return;
+  if (loop->subscriptions == NULL) {
+    free (loop->cloud_agent);
+    loop->cloud_agent = strdup (loop->agent);
+  }
+  subscription->next = loop->subscriptions;
+  loop->subscriptions = subscription;
+  *request->subscription_out = subscription; /* before its first callback */
+}
+
+static void
+request_unsubscribe (ClientLoop *loop, ClientRequest *request, bool direct)
+{
+  iv_ota_subscription_s *subscription = request->subscription;
+  ClientEvent *event = subscription->release_event;
+  char error[CLIENT_ERROR_LEN];
+
+  if (subscription->removed) {
+    request->result = IV_ERR_OTA_INVALID_ARG;
+    return;
+  }
+  subscription->removed = true;
+  request->result = IV_ERR_NONE;
+  /* The agent knows one subscription per filter and caller. */
+  if (loop->connection != NULL && loop->agent != NULL && !loop_filter_in_use (loop, subscription->filter, NULL) &&
+      client_cloud_filter_call (loop->connection, "Unsubscribe", subscription->filter, error, sizeof error) !=
+        IV_ERR_NONE)
+    client_log ("Unsubscribe %s: %s", subscription->filter, error);
+  if (direct) {
+    /* The subscription list may be being walked: unlink it later. */
+    event->subscription = subscription;
+    client_event_queue_push (&loop->events, event);
+  } else {
+    loop_release_subscription (loop, subscription);
+  }
+  lib_drop_user ();
+}
+
+static void
 request_run (ClientLoop *loop, ClientRequest *request, bool direct)
 {
   request->error[0] = '\0';
@@ -925,6 +1080,15 @@ request_run (ClientLoop *loop, ClientRequest *request, bool direct)
   case CLIENT_REQUEST_CHECK_MODULE:
   case CLIENT_REQUEST_CANCEL_MODULE:
     request_any_module (loop, request);
+    break;
+  case CLIENT_REQUEST_PUBLISH:
+    request_publish (loop, request);
+    break;
+  case CLIENT_REQUEST_SUBSCRIBE:
+    request_subscribe (loop, request);
+    break;
+  case CLIENT_REQUEST_UNSUBSCRIBE:
+    request_unsubscribe (loop, request, direct);
     break;
   }
 }
@@ -1025,6 +1189,7 @@ loop_finish (ClientLoop *loop)
     client_bus_disconnect (loop->connection);
   }
   free (loop->agent);
+  free (loop->cloud_agent);
   free (loop->settings.bus);
   client_event_queue_clear (&loop->events);
   close (loop->wake_fd);
@@ -1153,13 +1318,15 @@ lib_start_thread_locked (char *error, size_t error_len)
 static bool
 request_adds_user (const ClientRequest *request)
 {
-  return request->kind == CLIENT_REQUEST_OPEN || request->kind == CLIENT_REQUEST_OBSERVER_ADD;
+  return request->kind == CLIENT_REQUEST_OPEN || request->kind == CLIENT_REQUEST_OBSERVER_ADD ||
+         request->kind == CLIENT_REQUEST_SUBSCRIBE;
 }
 
 static bool
 request_drops_user (const ClientRequest *request)
 {
-  return request->kind == CLIENT_REQUEST_EXIT || request->kind == CLIENT_REQUEST_OBSERVER_REMOVE;
+  return request->kind == CLIENT_REQUEST_EXIT || request->kind == CLIENT_REQUEST_OBSERVER_REMOVE ||
+         request->kind == CLIENT_REQUEST_UNSUBSCRIBE;
 }
 
 /* A request that may start the thread only for itself: its caller waits for
@@ -1168,7 +1335,7 @@ static bool
 request_is_transient (const ClientRequest *request)
 {
   return request->kind == CLIENT_REQUEST_STATUS || request->kind == CLIENT_REQUEST_CHECK_MODULE ||
-         request->kind == CLIENT_REQUEST_CANCEL_MODULE;
+         request->kind == CLIENT_REQUEST_CANCEL_MODULE || request->kind == CLIENT_REQUEST_PUBLISH;
 }
 
 /* Queues @request and waits for it; called and returns with the lock held. */

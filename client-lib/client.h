@@ -15,6 +15,7 @@
 #define CLIENT_BUS_NAME "org.iv.Ota"
 #define CLIENT_BUS_PATH "/org/iv/Ota"
 #define CLIENT_BUS_INTERFACE "org.iv.Ota"
+#define CLIENT_BUS_CLOUD_INTERFACE "org.iv.Ota.Cloud"
 /* Room for an error message handed back to the caller of an API function. */
 #define CLIENT_ERROR_LEN 256
 /* Longest state name ("downloading", "verifying"...), NUL included. */
@@ -56,6 +57,16 @@ struct iv_ota_observer {
   struct iv_ota_observer *next;
 };
 
+/* A subscription of this process (the opaque iv_ota_subscription_s). */
+struct iv_ota_subscription {
+  char *filter;
+  iv_ota_message_cb callback;
+  void *user_data;
+  bool removed; /* library thread only */
+  struct ClientEvent *release_event; /* allocated up front, like an observer's */
+  struct iv_ota_subscription *next;
+};
+
 /* ---- events: what the library thread delivers, in order ---- */
 
 typedef enum {
@@ -66,6 +77,8 @@ typedef enum {
   CLIENT_EVENT_AGENT,       /* the owner of org.iv.Ota changed to @owner ("" when none) */
   CLIENT_EVENT_THREAD_EXIT, /* run @handle's thread_exit_cb (flag: mqtt online), then free it */
   CLIENT_EVENT_RELEASE,     /* free @observer, removed from inside a callback */
+  CLIENT_EVENT_MESSAGE,     /* org.iv.Ota.Cloud.Message: @topic, @payload */
+  CLIENT_EVENT_RELEASE_SUBSCRIPTION, /* free @subscription, ended from inside a callback */
 } ClientEventKind;
 
 typedef struct ClientEvent {
@@ -80,6 +93,12 @@ typedef struct ClientEvent {
   iv_ota_module_s *handle;
   /* For a snapshot event: the only observer it is for. */
   iv_ota_observer_s *observer;
+  /* MESSAGE */
+  char *topic;            /* never NULL */
+  unsigned char *payload; /* NULL when empty */
+  size_t payload_len;
+  /* RELEASE_SUBSCRIPTION */
+  iv_ota_subscription_s *subscription;
 } ClientEvent;
 
 typedef struct {
@@ -156,6 +175,24 @@ void client_bus_parse_fail_kinds (DBusMessage *message, void (*found) (const cha
                                                                         void *data),
                                   void *data);
 
+/* The IV_ERR_* code of an error the agent (or the bus) answered. */
+int client_bus_error_code (const DBusError *error);
+
+/* ---- the cloud connection (client-cloud.c; library thread only) ---- */
+
+/* MQTT matching of @topic by the valid filter @filter ('$' topics are not
+ * matched by a leading wildcard). */
+bool client_topic_matches (const char *filter, const char *topic);
+/* Publish: IV_ERR_NONE or an IV_ERR_* code with @error set. */
+int client_cloud_publish (DBusConnection *connection, const char *topic, const void *payload, size_t length, int qos,
+                          bool queue, char *error, size_t error_len);
+/* Subscribe or Unsubscribe (@method) of @filter. */
+int client_cloud_filter_call (DBusConnection *connection, const char *method, const char *filter, char *error,
+                              size_t error_len);
+/* The MESSAGE event of a Message signal, NULL for anything else. */
+ClientEvent *client_cloud_parse_message (DBusMessage *message);
+void client_subscription_free (iv_ota_subscription_s *subscription);
+
 /* ---- the library thread ---- */
 
 typedef enum {
@@ -170,6 +207,10 @@ typedef enum {
   CLIENT_REQUEST_STATUS,
   CLIENT_REQUEST_CHECK_MODULE,
   CLIENT_REQUEST_CANCEL_MODULE,
+  /* The cloud connection: SUBSCRIBE adds a user, UNSUBSCRIBE drops one. */
+  CLIENT_REQUEST_PUBLISH,
+  CLIENT_REQUEST_SUBSCRIBE,
+  CLIENT_REQUEST_UNSUBSCRIBE,
 } ClientRequestKind;
 
 /* A call to carry out on the library thread. Lives on the caller's stack. */
@@ -188,6 +229,15 @@ typedef struct ClientRequest {
   const char *module;
   /* STATUS: set on success */
   iv_ota_status_s **status_out;
+  /* PUBLISH */
+  const char *topic;
+  const void *payload;
+  size_t payload_len;
+  int qos;
+  bool queue;
+  /* SUBSCRIBE (set on success before any callback can run), UNSUBSCRIBE */
+  iv_ota_subscription_s *subscription;
+  iv_ota_subscription_s **subscription_out;
   /* Results */
   int result;
   char error[CLIENT_ERROR_LEN];

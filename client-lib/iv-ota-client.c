@@ -442,6 +442,68 @@ iv_ota_observer_remove (iv_ota_observer_s *observer)
   return request_result (&request, client_submit (&request));
 }
 
+/* ---- iv_ota_ext.h: the device's cloud connection ---- */
+
+IV_OTA_PUBLIC int
+iv_ota_publish (const char *topic, const void *payload, size_t length, int qos, unsigned int flags)
+{
+  ClientRequest request = { .kind = CLIENT_REQUEST_PUBLISH };
+
+  last_error[0] = '\0';
+  if (topic == NULL || (payload == NULL && length > 0))
+    return fail (IV_ERR_OTA_INVALID_ARG, "the topic is NULL, or the payload is NULL with a length");
+  if (length > IV_OTA_PUBLISH_MAX_PAYLOAD)
+    return fail (IV_ERR_OTA_INVALID_ARG, "payload of %zu bytes, over %d", length, IV_OTA_PUBLISH_MAX_PAYLOAD);
+  if (qos != 0 && qos != 1)
+    return fail (IV_ERR_OTA_INVALID_ARG, "qos must be 0 or 1, not %d", qos);
+  if ((flags & ~IV_OTA_PUBLISH_QUEUE) != 0)
+    return fail (IV_ERR_OTA_INVALID_ARG, "unknown flags 0x%x", flags & ~IV_OTA_PUBLISH_QUEUE);
+  request.topic = topic;
+  request.payload = payload;
+  request.payload_len = length;
+  request.qos = qos;
+  request.queue = (flags & IV_OTA_PUBLISH_QUEUE) != 0;
+  return request_result (&request, client_submit (&request));
+}
+
+IV_OTA_PUBLIC int
+iv_ota_subscribe (const char *filter, iv_ota_message_cb callback, void *user_data,
+                  iv_ota_subscription_s **subscription)
+{
+  ClientRequest request = { .kind = CLIENT_REQUEST_SUBSCRIBE };
+  iv_ota_subscription_s *new_subscription;
+  int rc;
+
+  last_error[0] = '\0';
+  if (filter == NULL || callback == NULL || subscription == NULL)
+    return fail (IV_ERR_OTA_INVALID_ARG, "the filter, the callback and the subscription pointer are required");
+  new_subscription = calloc (1, sizeof *new_subscription);
+  if (new_subscription == NULL || (new_subscription->filter = strdup (filter)) == NULL ||
+      (new_subscription->release_event = client_event_new (CLIENT_EVENT_RELEASE_SUBSCRIPTION)) == NULL) {
+    client_subscription_free (new_subscription);
+    return fail (IV_ERR_OTA_NO_RESOURCES, "out of memory");
+  }
+  new_subscription->callback = callback;
+  new_subscription->user_data = user_data;
+  request.subscription = new_subscription;
+  request.subscription_out = subscription;
+  rc = client_submit (&request);
+  if (rc != IV_ERR_NONE)
+    client_subscription_free (new_subscription);
+  return request_result (&request, rc);
+}
+
+IV_OTA_PUBLIC int
+iv_ota_unsubscribe (iv_ota_subscription_s *subscription)
+{
+  ClientRequest request = { .kind = CLIENT_REQUEST_UNSUBSCRIBE, .subscription = subscription };
+
+  last_error[0] = '\0';
+  if (subscription == NULL)
+    return fail (IV_ERR_OTA_INVALID_ARG, "the subscription is NULL");
+  return request_result (&request, client_submit (&request));
+}
+
 /* ---- iv_ota_ext.h: any module, by name ---- */
 
 IV_OTA_PUBLIC int

@@ -260,6 +260,76 @@ int iv_ota_check_module (const char *module);
  * IV_ERR_OTA_NO_SUCH_MODULE, IV_ERR_OTA_NO_AGENT or IV_ERR_OTA_ACCESS_DENIED. */
 int iv_ota_cancel_module (const char *module);
 
+/* ---- the device's cloud connection ---- */
+
+/* The platform lets a device identity hold ONE MQTT connection: a second
+ * client signing in as the device takes it over from the first. The agent
+ * holds it, and these functions let an app publish and subscribe through it
+ * (the agent's org.iv.Ota.Cloud interface) instead of signing in itself.
+ *
+ * Topics and filters: those the agent's [cloud] allowed_topics allows; by
+ * default the device's own namespace (topics whose levels contain the product
+ * id immediately followed by the device name, such as
+ * $thing/up/property/PRODUCT/DEVICE), never the agent's own $ota/... topics,
+ * 1..1024 bytes. A filter must stay within them: "#" is refused. */
+
+/* Largest payload of iv_ota_publish() and of a received message, in bytes. */
+#define IV_OTA_PUBLISH_MAX_PAYLOAD 65536
+
+/* iv_ota_publish() flag: while the agent is offline, it keeps the message
+ * (in memory, at most 256 messages and 4 MiB for the whole device) and
+ * publishes it after the reconnect, in order; the call then returns at once. */
+#define IV_OTA_PUBLISH_QUEUE 0x1u
+
+/* Publishes @length bytes of @payload (any bytes; NULL when @length is 0) on
+ * @topic at QoS @qos (0 or 1) through the agent's connection.
+ *
+ * Blocks until the broker acknowledged the message (QoS 1) or the agent
+ * wrote it to the connection (QoS 0). Thread: any, also inside a callback
+ * (the library thread then waits for the answer).
+ * Returns IV_ERR_NONE; IV_ERR_DEVICE_OFFLINE (the agent is not connected to
+ * the cloud, or the connection was lost before the acknowledgement: see
+ * IV_OTA_PUBLISH_QUEUE); IV_ERR_OTA_ACCESS_DENIED (topic not allowed);
+ * IV_ERR_OTA_INVALID_ARG (NULL or malformed topic, wildcard in it, payload
+ * over IV_OTA_PUBLISH_MAX_PAYLOAD, qos not 0 or 1, unknown flag);
+ * IV_ERR_OTA_REFUSED (the offline queue is full); IV_ERR_OTA_NO_AGENT;
+ * IV_ERR_OTA_NO_RESOURCES. iv_ota_last_error() tells more. */
+int iv_ota_publish (const char *topic, const void *payload, size_t length, int qos, unsigned int flags);
+
+/* Called on the library thread for each message on a topic the
+ * subscription's filter matches. @topic and @payload are valid only during
+ * the call; @payload is the message's bytes, not NUL-terminated. */
+typedef void (*iv_ota_message_cb) (const char *topic, const void *payload, size_t length, void *user_data);
+
+/* A subscription. Opaque. */
+typedef struct iv_ota_subscription iv_ota_subscription_s;
+
+/* Subscribes to @filter (an MQTT filter: '+' a whole level, '#' the whole
+ * last level); *@subscription is set before the first call of @callback
+ * (untouched on failure).
+ *
+ * Each subscription gets each matching message once, also when several
+ * subscriptions of the process (or other apps) use the same or overlapping
+ * filters; an app never receives a message that none of its filters match.
+ * The agent keeps the subscription across its reconnections to the cloud;
+ * if the agent itself restarts, the library subscribes again by itself
+ * (messages published while no agent runs are not received). Like any MQTT
+ * client, an app receives its own publications when its filters match them.
+ *
+ * Blocks until the broker acknowledged the subscription (or, while the agent
+ * is offline, until the agent registered it). Thread: any.
+ * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG (NULL argument, malformed
+ * filter), IV_ERR_OTA_ACCESS_DENIED (the filter reaches beyond the allowed
+ * topics), IV_ERR_OTA_REFUSED (the broker refused it; more than 64 filters),
+ * IV_ERR_OTA_NO_AGENT or IV_ERR_OTA_NO_RESOURCES. */
+int iv_ota_subscribe (const char *filter, iv_ota_message_cb callback, void *user_data,
+                      iv_ota_subscription_s **subscription);
+
+/* Ends @subscription and frees it. From any thread but the library's, no call
+ * of its callback follows the return; from inside a callback, none follows
+ * the current one. Returns IV_ERR_NONE or IV_ERR_OTA_INVALID_ARG. */
+int iv_ota_unsubscribe (iv_ota_subscription_s *subscription);
+
 /* ---- errors ---- */
 
 /* A short English text for any IV_ERR_* code of iv_ota.h and this header

@@ -18,6 +18,7 @@ enum {
   EXIT_NOT_PERMITTED = 4, /* only the module's owner may do this, or the bus policy refused */
   EXIT_NO_SUCH_MODULE = 5, /* the agent knows no such module */
   EXIT_TIMEOUT = 6,      /* watch --timeout ran out */
+  EXIT_OFFLINE = 7,      /* publish: the agent is not connected to the cloud */
   EXIT_INTERRUPTED = 130, /* watch --until stopped by SIGINT/SIGTERM first */
 };
 
@@ -26,6 +27,8 @@ enum {
 #define STATE_LEN 16
 
 extern const char cli_usage_watch[];
+extern const char cli_usage_publish[];
+extern const char cli_usage_subscribe[];
 
 /* "iv-ota: <message>" on stderr. */
 void cli_error (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
@@ -56,3 +59,6 @@ void cli_copy_printable (char *dest, size_t size, const char *source);
 
 /* iv-ota watch ARGS... (@argv[0] is "watch"); returns the exit code. */
 int cli_watch (int argc, char **argv);
+/* iv-ota publish / subscribe ARGS... (iv-ota-pubsub.c); return the exit code. */
+int cli_publish (int argc, char **argv);
+int cli_subscribe (int argc, char **argv);

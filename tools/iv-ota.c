@@ -35,6 +35,9 @@ static const char usage_main[] =
   "                     timestamped lines otherwise\n"
   "  check [MODULE]     ask the agent to report the version to the cloud now\n"
   "  cancel [MODULE]    ask the agent to stop a running download (owner only)\n"
+  "  publish TOPIC PAYLOAD\n"
+  "                     publish on the cloud through the agent's connection\n"
+  "  subscribe FILTER   print the cloud's messages on the topics FILTER matches\n"
   "  help [COMMAND]     this text, or a command's\n"
   "\n"
   "MODULE is a module name; the main firmware is \"\" (an empty argument) or \".\",\n"
@@ -54,6 +57,7 @@ static const char usage_main[] =
   "  4  not permitted: only the module's owner may do this, or the bus policy refused\n"
   "  5  no such module: no application has registered it with the agent\n"
   "  6  watch --timeout ran out\n"
+  "  7  publish: the agent is offline\n"
   "  130  watch --until was interrupted (SIGINT, SIGTERM) first\n";
 
 static const char usage_status[] =
@@ -631,6 +635,8 @@ static const Command commands[] = {
   { "watch", cli_watch, cli_usage_watch },
   { "check", cmd_check, usage_check },
   { "cancel", cmd_cancel, usage_cancel },
+  { "publish", cli_publish, cli_usage_publish },
+  { "subscribe", cli_subscribe, cli_usage_subscribe },
 };
 
 static const Command *
