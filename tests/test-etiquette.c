@@ -139,6 +139,10 @@ test_retained_offer_ignored (OtaTestEnv *env, gconstpointer data)
   g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
   /* Left on the topic while no app owned the module: dropped as such. */
   publish_retained (env, stale);
+  for (int i = 0; i < 200 && ota_test_agent_log_count (env->agent, "update_firmware 1.1 for module (main) dropped") == 0;
+       i++)
+    ota_test_spin (50);
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "update_firmware 1.1 for module (main) dropped"), ==, 1);
   app_init (env, "1.0", TRUE);
   /* A reconnect: the broker replays the retained offer to the new session. */
   again.count = agent_connects (env) + 1;
