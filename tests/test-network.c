@@ -11,6 +11,8 @@
 #define MIB (1024 * 1024)
 #define FW_SIZE (6 * MIB)
 
+static const char *one_retry = "checkpoint_bytes=262144\nmax_retries=1\nstall_timeout=2\nretry_interval=60\n"
+                               "report_interval=600\n";
 static const char *fast = "checkpoint_bytes=262144\nmax_retries=5\nstall_timeout=2\nretry_interval=1\n"
                           "report_interval=600\n";
 
@@ -159,6 +161,29 @@ test_sigstop_keeps_the_request (OtaTestEnv *env, gconstpointer data)
   responses = ota_test_cloud_tool_responses (tool);
   g_assert_cmpuint (responses->len, ==, 1);
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "interrupted at byte"), ==, 0);
+}
+
+/* A link that drops every second (iv-ota-cloud --cut-after-seconds) under a
+ * slow rate: each attempt brings about 512 KiB, far more than 10 % of the
+ * image, so with max_retries=1 the download still finishes, without a
+ * single fail report. */
+static void
+test_link_that_drops_often_finishes (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (OtaTestImage) image = { 0 };
+  const char *args[] = { "--rate=524288", "--cut-after-seconds=1", NULL };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autoptr (GArray) responses = NULL;
+
+  ota_test_image_make (env, 3 * MIB, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, args);
+  ota_test_app_init (env, "1.0");
+  assert_ready (env, &image);
+  ota_test_cloud_tool_stop (tool);
+  responses = ota_test_cloud_tool_responses (tool);
+  g_assert_cmpuint (responses->len, >=, 3);
+  g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "\"state\":\"fail\""), ==, 0);
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "interrupted at byte"), >=, 2);
 }
 
 /* user:password@ and the query (a presigned URL's signature) never reach the log. */
@@ -449,6 +474,8 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/network/stall/sigstop-keeps-the-request", OtaTestEnv, fast, ota_test_env_setup,
               test_sigstop_keeps_the_request, ota_test_env_teardown);
+  g_test_add ("/network/retry/link-that-drops-often-finishes-without-fail", OtaTestEnv, one_retry,
+              ota_test_env_setup, test_link_that_drops_often_finishes, ota_test_env_teardown);
   g_test_add ("/network/log/urls-without-userinfo-or-query", OtaTestEnv, fast, ota_test_env_setup,
               test_logged_urls_hide_secrets, ota_test_env_teardown);
   g_test_add ("/network/proxy/config-proxy-with-credentials-and-resume", OtaTestEnv, fast, ota_test_env_setup,

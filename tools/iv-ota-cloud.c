@@ -43,6 +43,8 @@ typedef struct {
   gboolean cut_once, stall_once;
   int status, status_count;
   gboolean ignore_range, bad_content_range;
+  /* Link faults in time (bench/weak-link); 0: off */
+  int cut_after_seconds, stall_every, stall_for, send_buffer, retry_after;
 } CloudOptions;
 
 static void
@@ -129,6 +131,16 @@ cloud_options_parse (CloudOptions *o, int *argc, char ***argv, GError **error)
       "Fault: answer Range requests with 200 and the whole body", NULL },
     { "bad-content-range", 0, 0, G_OPTION_ARG_NONE, &o->bad_content_range,
       "Fault: answer Range requests with a 206 whose range starts one byte off", NULL },
+    { "retry-after", 0, 0, G_OPTION_ARG_INT, &o->retry_after,
+      "With --status: send Retry-After: SECONDS too", "SECONDS" },
+    { "cut-after-seconds", 0, 0, G_OPTION_ARG_INT, &o->cut_after_seconds,
+      "Fault: close the connection SECONDS after a response's headers (a link that drops)", "SECONDS" },
+    { "stall-every", 0, 0, G_OPTION_ARG_INT, &o->stall_every,
+      "Fault: every SECONDS since start, every response stops sending for --stall-for", "SECONDS" },
+    { "stall-for", 0, 0, G_OPTION_ARG_INT, &o->stall_for, "Length of the --stall-every stalls", "SECONDS" },
+    { "send-buffer", 0, 0, G_OPTION_ARG_INT, &o->send_buffer,
+      "SO_SNDBUF of HTTP connections, so that a stall or a rate is one on the wire, not in a kernel buffer",
+      "BYTES" },
     G_OPTION_ENTRY_NULL,
   };
   g_autoptr (GOptionContext) context = g_option_context_new ("- local stand-in for the OTA cloud");
@@ -155,6 +167,13 @@ cloud_options_check_faults (const CloudOptions *o, GError **error)
   }
   if (o->status != 0 && (o->status < 100 || o->status > 599)) {
     g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--status must be 100..599");
+    return FALSE;
+  }
+  if (o->cut_after_seconds < 0 || o->stall_every < 0 || o->stall_for < 0 || o->send_buffer < 0 ||
+      o->retry_after < 0 || (o->stall_every > 0) != (o->stall_for > 0)) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--cut-after-seconds, --stall-every/--stall-for (together), --send-buffer and --retry-after "
+                 "take a positive number");
     return FALSE;
   }
   if (o->status_count < 0) {
@@ -266,11 +285,14 @@ typedef struct {
   guint requests;
   guint status_served; /* responses replaced by --status so far */
   gboolean cut_used, stall_used;
+  gint64 stalled_until; /* --stall-every: no body byte goes out before this (monotonic) */
+  guint stall_timer;
 } CloudHttp;
 
 static void
 cloud_http_free (CloudHttp *http)
 {
+  g_clear_handle_id (&http->stall_timer, g_source_remove);
   if (http->server != NULL)
     soup_server_disconnect (http->server);
   g_clear_object (&http->server);
@@ -295,6 +317,7 @@ typedef struct {
   guint64 fault_at;
   gint64 started_us;      /* for --rate */
   guint source_id;        /* rate timer, cut idle or stall watch */
+  guint cut_timer;        /* --cut-after-seconds */
   gboolean has_body;      /* a GET answered with image bytes */
   gboolean streaming;
   gboolean done;
@@ -312,6 +335,7 @@ static void
 http_response_free (HttpResponse *resp)
 {
   http_response_clear_source (resp);
+  g_clear_handle_id (&resp->cut_timer, g_source_remove);
   g_free (resp->label);
   g_free (resp);
 }
@@ -437,7 +461,7 @@ http_response_plan_fault (HttpResponse *resp)
     resp->fault_at = (guint64) o->stall_after;
     http->stall_used = TRUE;
   }
-  resp->streaming = resp->fault != FAULT_NONE || o->rate > 0;
+  resp->streaming = resp->fault != FAULT_NONE || o->rate > 0 || o->cut_after_seconds > 0 || o->stall_every > 0;
 }
 
 static void
@@ -559,6 +583,8 @@ http_response_feed (HttpResponse *resp, gboolean resume)
     return;
   }
   delay = http_response_rate_delay (resp);
+  /* --stall-every: nothing goes out until the stall ends. */
+  delay = MAX (delay, resp->http->stalled_until - g_get_monotonic_time ());
   if (delay > 0) {
     resp->source_id = g_timeout_add_full (G_PRIORITY_DEFAULT, (guint) ((delay + 999) / 1000), on_rate_timer,
                                           g_object_ref (resp->msg), g_object_unref);
@@ -566,9 +592,24 @@ http_response_feed (HttpResponse *resp, gboolean resume)
   }
   if (resp->http->opts->rate > 0) /* about 20 chunks per second */
     chunk = CLAMP ((guint64) resp->http->opts->rate / 20, 1, STREAM_CHUNK_SIZE);
+  else if (resp->http->opts->stall_every > 0) /* a stall begins within a small chunk */
+    chunk = 16 * 1024;
   http_response_append (resp, MIN (chunk, limit - resp->queued));
   if (resume)
     soup_server_message_unpause (resp->msg);
+}
+
+static gboolean
+on_cut_timer (gpointer data)
+{
+  HttpResponse *resp = g_object_get_data (data, RESPONSE_KEY);
+
+  resp->cut_timer = 0;
+  if (!resp->done) {
+    http_response_clear_source (resp);
+    http_response_close (resp, " fault=cut-after-seconds");
+  }
+  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -579,6 +620,9 @@ on_wrote_headers (SoupServerMessage *msg, gpointer data)
   resp->status = soup_server_message_get_status (msg);
   if (!resp->streaming)
     return;
+  if (resp->has_body && resp->http->opts->cut_after_seconds > 0)
+    resp->cut_timer = g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, (guint) resp->http->opts->cut_after_seconds,
+                                                  on_cut_timer, g_object_ref (msg), g_object_unref);
   resp->started_us = g_get_monotonic_time ();
   http_response_feed (resp, FALSE);
 }
@@ -639,6 +683,10 @@ http_check_request (CloudHttp *http, SoupServerMessage *msg, const char *path)
   if (o->status != 0 && (o->status_count == 0 || http->status_served < (guint) o->status_count)) {
     http->status_served++;
     http_response_set_empty (msg, (guint) o->status);
+    if (o->retry_after > 0) {
+      g_autofree char *value = g_strdup_printf ("%d", o->retry_after);
+      soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Retry-After", value);
+    }
     return FALSE;
   }
   if (method != SOUP_METHOD_GET && method != SOUP_METHOD_HEAD) {
@@ -679,6 +727,8 @@ http_handle (SoupServer *server, SoupServerMessage *msg, const char *path, GHash
   const char *range = soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Range");
 
   http->requests++;
+  if (http->opts->send_buffer > 0 && soup_server_message_get_socket (msg) != NULL)
+    g_socket_set_option (soup_server_message_get_socket (msg), SOL_SOCKET, SO_SNDBUF, http->opts->send_buffer, NULL);
   /* We answer Range ourselves: SoupServer's own Range support copies the whole
    * body into one buffer per request, and it must not rewrite fault answers. */
   soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
@@ -708,6 +758,17 @@ cloud_http_listen (CloudHttp *http, guint port, GError **error)
   return TRUE;
 }
 
+/* --stall-every: from now on, for --stall-for seconds, no body byte goes out. */
+static gboolean
+on_stall_period (gpointer data)
+{
+  CloudHttp *http = data;
+
+  http->stalled_until = g_get_monotonic_time () + (gint64) http->opts->stall_for * G_USEC_PER_SEC;
+  g_printerr ("http: every response stalls for %d s\n", http->opts->stall_for);
+  return G_SOURCE_CONTINUE;
+}
+
 static CloudHttp *
 cloud_http_new (const CloudOptions *opts, const Firmware *fw, GError **error)
 {
@@ -724,6 +785,8 @@ cloud_http_new (const CloudOptions *opts, const Firmware *fw, GError **error)
   }
   g_printerr ("http: serving %s (%" G_GUINT64_FORMAT " bytes, md5 %s) on http://127.0.0.1:%u/\n",
               opts->firmware, fw->size, fw->md5, http->port);
+  if (opts->stall_every > 0)
+    http->stall_timer = g_timeout_add_seconds ((guint) opts->stall_every, on_stall_period, http);
   return g_steal_pointer (&http);
 }
 
