@@ -24,6 +24,7 @@
 
 #include "downloader.h"
 
+#include "fail-kind.h"
 #include "network.h"
 #include "protocol.h"
 #include "record.h"
@@ -131,6 +132,7 @@ typedef struct {
   /* Results, set by the writer. */
   guint64 offset; /* bytes written and hashed once the job is done */
   int code;
+  OtaFailKind fail_kind; /* with a non-zero @code, or with @error */
   char *message;
   GError *error; /* the first failure of the writer; the files are left alone after it */
 } OtaJob;
@@ -176,6 +178,7 @@ typedef struct {
   guint64 synced;
   gint64 synced_at;
   GError *error;
+  OtaFailKind fail_kind; /* of @error */
 } OtaWriter;
 
 /* The received count at a moment of the stall clock. */
@@ -231,6 +234,7 @@ struct _OtaDownload {
   gint64 retry_after;      /* seconds the server asked for, -1: none */
   gboolean verifying;
   gboolean verifying_emitted;
+  OtaFailKind fail_kind; /* once finished with a failure */
 
   char *attempt_url;       /* where redirects led this attempt */
   guint redirects;
@@ -675,7 +679,7 @@ ota_writer_check_offer (OtaWriter *w, GError **error)
 {
   if (w->record.file_size == 0 || w->record.file_size > w->max_firmware_size ||
       w->record.file_size > G_MAXINT64) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
                  "firmware size %" G_GUINT64_FORMAT " is outside 1..%" G_GUINT64_FORMAT
                  " (max_firmware_size)",
                  w->record.file_size, w->max_firmware_size);
@@ -961,13 +965,14 @@ ota_writer_verify (OtaWriter *w, OtaJob *job, GError **error)
   const char *md5 = job->md5; /* left by the hasher */
 
   if (w->written != w->record.file_size) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                  "size mismatch: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " bytes", w->written,
                  w->record.file_size);
     return FALSE;
   }
   if (strcmp (md5, w->record.md5sum) != 0) {
     job->code = OTA_RESULT_MD5_MISMATCH;
+    job->fail_kind = OTA_FAIL_KIND_CHECKSUM;
     job->message = g_strdup_printf ("md5 mismatch: expected %s got %s", w->record.md5sum, md5);
     return ota_writer_discard (w, error);
   }
@@ -1008,6 +1013,35 @@ ota_writer_do (OtaWriter *w, OtaJob *job, GError **error)
   }
 }
 
+/* What a writer failure is, for the module's fail_kind: from the job that
+ * failed and the error's code, never from its text. */
+static OtaFailKind
+ota_writer_fail_kind (OtaJobKind kind, const GError *error)
+{
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE))
+    return OTA_FAIL_KIND_NO_SPACE;
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
+    return OTA_FAIL_KIND_SIZE;
+  /* An offer the writer refuses to turn into file names. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT))
+    return OTA_FAIL_KIND_OTHER;
+  switch (kind) {
+  case OTA_JOB_PREPARE:
+    return OTA_FAIL_KIND_OPEN;
+  case OTA_JOB_VERIFY:
+    return g_error_matches (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA) ? OTA_FAIL_KIND_SIZE : OTA_FAIL_KIND_WRITE;
+  case OTA_JOB_WRITE:
+  case OTA_JOB_RESTART:
+  case OTA_JOB_CHECKPOINT:
+    return OTA_FAIL_KIND_WRITE;
+  case OTA_JOB_SEED:
+  case OTA_JOB_DISCARD:
+  case OTA_JOB_QUIT:
+  default:
+    return OTA_FAIL_KIND_OTHER;
+  }
+}
+
 static void
 ota_writer_run (OtaWriter *w, OtaJob *job)
 {
@@ -1016,6 +1050,8 @@ ota_writer_run (OtaWriter *w, OtaJob *job)
   /* After a failure the files are left as they are; jobs still come back. */
   if (w->error == NULL && !ota_writer_do (w, job, &error)) {
     w->error = g_error_copy (error);
+    w->fail_kind = ota_writer_fail_kind (job->kind, error);
+    job->fail_kind = w->fail_kind;
     job->error = g_steal_pointer (&error);
   }
   job->offset = w->written;
@@ -1025,6 +1061,7 @@ ota_writer_run (OtaWriter *w, OtaJob *job)
     ota_writer_discard (w, NULL);
   if (job->final && w->error != NULL && job->code == OTA_RESULT_OK) {
     job->code = OTA_RESULT_FAILED;
+    job->fail_kind = w->fail_kind;
     g_free (job->message);
     job->message = g_strdup (w->error->message);
   }
@@ -1427,7 +1464,7 @@ ota_download_end_attempt (OtaDownload *self)
  * once the writer is done with the files, so that a new download of the same
  * module never races with this one's last writes. */
 static void
-ota_download_conclude (OtaDownload *self, OtaJobKind kind, int code, const char *message)
+ota_download_conclude (OtaDownload *self, OtaJobKind kind, int code, OtaFailKind fail_kind, const char *message)
 {
   OtaJob *job = ota_job_new (kind);
 
@@ -1437,15 +1474,25 @@ ota_download_conclude (OtaDownload *self, OtaJobKind kind, int code, const char 
   self->state = OTA_DOWNLOAD_FINISHING;
   job->final = TRUE;
   job->code = code;
+  job->fail_kind = fail_kind;
   job->message = g_strdup (message);
   ota_download_push (self, job);
   ota_download_stop_worker (self);
 }
 
 static void
+ota_download_fail_as (OtaDownload *self, int code, OtaFailKind fail_kind, const char *message)
+{
+  ota_download_conclude (self, OTA_JOB_CHECKPOINT, code, fail_kind, message);
+}
+
+/* A failure of the transfer: -5 there is a network or HTTP failure. */
+static void
 ota_download_fail (OtaDownload *self, int code, const char *message)
 {
-  ota_download_conclude (self, OTA_JOB_CHECKPOINT, code, message);
+  OtaFailKind kind = code == OTA_RESULT_FAILED ? OTA_FAIL_KIND_HTTP : ota_fail_kind_from_result_code (code);
+
+  ota_download_fail_as (self, code, kind, message);
 }
 
 static void
@@ -1461,7 +1508,7 @@ static void
 ota_download_verify (OtaDownload *self)
 {
   self->verifying = TRUE;
-  ota_download_conclude (self, OTA_JOB_VERIFY, OTA_RESULT_OK, NULL);
+  ota_download_conclude (self, OTA_JOB_VERIFY, OTA_RESULT_OK, OTA_FAIL_KIND_NONE, NULL);
   ota_download_emit_verifying (self);
 }
 
@@ -1594,7 +1641,7 @@ ota_download_too_long (OtaDownload *self, guint64 size)
   msg = g_strdup_printf ("size mismatch: the server sends more than %" G_GUINT64_FORMAT
                          " bytes (%" G_GUINT64_FORMAT ")",
                          self->file_size, size);
-  ota_download_conclude (self, OTA_JOB_DISCARD, OTA_RESULT_MD5_MISMATCH, msg);
+  ota_download_conclude (self, OTA_JOB_DISCARD, OTA_RESULT_MD5_MISMATCH, OTA_FAIL_KIND_SIZE, msg);
 }
 
 static void
@@ -1720,7 +1767,7 @@ ota_download_receive_full (OtaDownload *self, SoupMessageHeaders *headers)
     g_autofree char *msg = g_strdup_printf ("size mismatch: the server's file has %" G_GINT64_FORMAT
                                             " bytes, the offer %" G_GUINT64_FORMAT,
                                             (gint64) length, self->file_size);
-    ota_download_conclude (self, OTA_JOB_DISCARD, OTA_RESULT_MD5_MISMATCH, msg);
+    ota_download_conclude (self, OTA_JOB_DISCARD, OTA_RESULT_MD5_MISMATCH, OTA_FAIL_KIND_SIZE, msg);
     return;
   }
   ota_download_restart (self);
@@ -1847,7 +1894,7 @@ ota_download_follow_redirect (OtaDownload *self)
   if (g_ascii_strcasecmp (g_uri_get_scheme (base), "https") == 0 &&
       g_ascii_strcasecmp (g_uri_get_scheme (target), "https") != 0) {
     msg = g_strdup_printf ("redirected from https to plain http (%s): refused, nothing sent there", shown);
-    ota_download_fail (self, OTA_RESULT_FAILED, msg);
+    ota_download_fail_as (self, OTA_RESULT_FAILED, OTA_FAIL_KIND_REFUSED, msg);
     return;
   }
   if (++self->redirects > OTA_MAX_REDIRECTS) {
@@ -1901,7 +1948,7 @@ ota_download_request (OtaDownload *self, const char *url)
   g_autoptr(SoupMessage) msg = soup_message_new (SOUP_METHOD_GET, url);
 
   if (msg == NULL) {
-    ota_download_fail (self, OTA_RESULT_FAILED, "invalid download URL");
+    ota_download_fail_as (self, OTA_RESULT_FAILED, OTA_FAIL_KIND_OTHER, "invalid download URL");
     return;
   }
   soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
@@ -1932,9 +1979,13 @@ ota_download_send (OtaDownload *self)
 /* ---- replies from the writer (creator's context) ---- */
 
 static void
-ota_download_emit_finished (OtaDownload *self, int code, const char *message)
+ota_download_emit_finished (OtaDownload *self, int code, OtaFailKind fail_kind, const char *message)
 {
   self->state = OTA_DOWNLOAD_DONE;
+  /* A failure always has a kind, if only "other". */
+  self->fail_kind = code == OTA_RESULT_OK              ? OTA_FAIL_KIND_NONE
+                    : fail_kind != OTA_FAIL_KIND_NONE ? fail_kind
+                                                      : ota_fail_kind_from_result_code (code);
   ota_download_destroy_source (&self->stall_source);
   ota_download_free_pool (self);
   if (code == OTA_RESULT_OK)
@@ -1950,13 +2001,14 @@ ota_download_written (OtaDownload *self, OtaJob *job)
   g_autoptr(GError) error = g_steal_pointer (&job->error);
   gboolean current = job->generation == self->generation;
   guint64 offset = job->offset;
+  OtaFailKind fail_kind = job->fail_kind;
 
   ota_download_recycle (self, job);
   if (ota_download_is_over (self) || (self->state == OTA_DOWNLOAD_FINISHING && !self->verifying))
     return;
   if (error != NULL) {
     if (self->state != OTA_DOWNLOAD_FINISHING)
-      ota_download_fail (self, OTA_RESULT_FAILED, error->message);
+      ota_download_fail_as (self, OTA_RESULT_FAILED, fail_kind, error->message);
     return;
   }
   if (current)
@@ -1992,9 +2044,9 @@ ota_download_handle_control (OtaDownload *self, OtaJob *job)
     if (job->code == OTA_RESULT_OK)
       ota_download_emit_verifying (self);
     if (!ota_download_is_over (self))
-      ota_download_emit_finished (self, job->code, job->message);
+      ota_download_emit_finished (self, job->code, job->fail_kind, job->message);
   } else if (job->error != NULL && self->state != OTA_DOWNLOAD_FINISHING) {
-    ota_download_fail (self, OTA_RESULT_FAILED, job->error->message);
+    ota_download_fail_as (self, OTA_RESULT_FAILED, job->fail_kind, job->error->message);
   } else if (job->error == NULL && job->kind == OTA_JOB_PREPARE) {
     ota_download_prepared (self, job);
   }
@@ -2084,7 +2136,7 @@ ota_download_start (OtaDownload *self)
     g_atomic_int_dec_and_test (&ota_workers_running);
     ota_writer_leave_line (self->writer);
     g_prefix_error (&error, "cannot start the download threads: ");
-    ota_download_fail (self, OTA_RESULT_FAILED, error->message);
+    ota_download_fail_as (self, OTA_RESULT_FAILED, OTA_FAIL_KIND_OTHER, error->message);
     return;
   }
   ota_download_push_kind (self, OTA_JOB_PREPARE);
@@ -2138,6 +2190,13 @@ ota_download_get_path (OtaDownload *self)
 {
   g_return_val_if_fail (OTA_IS_DOWNLOAD (self), NULL);
   return self->path;
+}
+
+OtaFailKind
+ota_download_get_fail_kind (OtaDownload *self)
+{
+  g_return_val_if_fail (OTA_IS_DOWNLOAD (self), OTA_FAIL_KIND_OTHER);
+  return self->fail_kind;
 }
 
 guint64

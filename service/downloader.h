@@ -2,6 +2,8 @@
  * retried with backoff; hashing and writing off the main loop. */
 #pragma once
 
+#include "fail-kind.h"
+
 #include <libsoup/soup.h>
 #include <sys/types.h>
 
@@ -71,6 +73,9 @@ gint64 ota_download_parse_retry_after (const char *value, gint64 now_unix);
 /* Absolute path of the image. */
 const char *ota_download_get_path (OtaDownload *self);
 guint64 ota_download_get_downloaded (OtaDownload *self);
+/* What failed, once "finished" was emitted with a non-zero code (never
+ * OTA_FAIL_KIND_NONE then); OTA_FAIL_KIND_NONE before and after a success. */
+OtaFailKind ota_download_get_fail_kind (OtaDownload *self);
 /* Where this attempt resumed from (0: from the start). */
 guint64 ota_download_get_resumed_from (OtaDownload *self);
 

@@ -3,6 +3,7 @@
 #include "downloader.h"
 #include "network.h"
 #include "error.h"
+#include "fail-kind.h"
 #include "rollback.h"
 #include "state-store.h"
 #include "util.h"
@@ -43,6 +44,7 @@ struct _OtaModule {
   char *path;
   int result_code;
   char *result_msg;
+  OtaFailKind fail_kind;   /* what failed, in state fail */
 
   guint report_timer;      /* every report_interval while owned */
   guint retry_timer;       /* one-shot report after a deferral or a refused report */
@@ -111,9 +113,11 @@ module_set_state (OtaModule *self, OtaModuleState state)
   module_emit_progress (self);
 }
 
+/* Also clears the failure kind: failures set theirs after this. */
 static void
 module_set_result (OtaModule *self, int code, const char *msg)
 {
+  self->fail_kind = OTA_FAIL_KIND_NONE;
   self->result_code = code;
   g_free (self->result_msg);
   self->result_msg = g_strdup (msg != NULL ? msg : "");
@@ -368,7 +372,7 @@ module_forget_cycle (OtaModule *self)
 
 /* A cycle ended: the cloud learns the version again, which drives the next offer. */
 static void
-module_cycle_failed (OtaModule *self, int code, const char *msg)
+module_cycle_failed (OtaModule *self, int code, OtaFailKind kind, const char *msg)
 {
   if (offers_equal (self->failed_offer, self->offer)) {
     self->fail_streak++;
@@ -378,6 +382,7 @@ module_cycle_failed (OtaModule *self, int code, const char *msg)
     self->fail_streak = 1;
   }
   module_set_result (self, code, msg);
+  self->fail_kind = kind;
   module_report_progress (self, "fail", -1, code, msg, TRUE);
   module_forget_cycle (self);
   module_set_state (self, OTA_MODULE_STATE_FAIL);
@@ -420,7 +425,7 @@ on_download_finished (OtaDownload *download, int code, const char *message, OtaM
   if (code != 0) {
     module_log (self, G_LOG_LEVEL_WARNING, "download of %s failed (%d): %s", self->offer->version,
                 code, message);
-    module_cycle_failed (self, code, message);
+    module_cycle_failed (self, code, ota_download_get_fail_kind (done), message);
     return;
   }
   module_hand_over (self, ota_download_get_path (done));
@@ -619,6 +624,10 @@ module_reuse_ready_image (OtaModule *self)
   g_autofree char *expected = NULL;
   ReadyCheck *check;
 
+  /* Signed images are checked against their SHA-256 as they are written:
+   * with trusted keys a kept image is downloaded again instead. */
+  if (self->keyring != NULL)
+    return FALSE;
   if (!ota_cycle_record_load (self->config->state_dir, self->name, &record, &error)) {
     if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
       module_log (self, G_LOG_LEVEL_WARNING, "ignoring the cycle record: %s", error->message);
@@ -662,15 +671,21 @@ module_accept (OtaModule *self)
 /* Why this agent will not take a well-formed offer, by its own rules; NULL
  * when it will. */
 static char *
-module_offer_refusal (OtaModule *self, const OtaOffer *offer)
+module_offer_refusal (OtaModule *self, const OtaOffer *offer, OtaFailKind *kind)
 {
-  if (offer->file_size > self->config->max_firmware_size)
+  if (offer->file_size > self->config->max_firmware_size) {
+    *kind = OTA_FAIL_KIND_SIZE;
     return g_strdup_printf ("file_size %" G_GUINT64_FORMAT " exceeds max_firmware_size %" G_GUINT64_FORMAT,
                             offer->file_size, self->config->max_firmware_size);
-  if (self->config->require_https && g_ascii_strncasecmp (offer->url, "https:", 6) != 0)
+  }
+  if (self->config->require_https && g_ascii_strncasecmp (offer->url, "https:", 6) != 0) {
+    *kind = OTA_FAIL_KIND_REFUSED;
     return g_strdup ("plain http URL while require_https=true");
-  if (self->keyring != NULL)
+  }
+  if (self->keyring != NULL) {
+    *kind = OTA_FAIL_KIND_REFUSED;
     return module_signature_refusal (self, offer, NULL);
+  }
   return NULL;
 }
 
@@ -704,7 +719,8 @@ module_take_signature (OtaModule *self)
 static void
 module_begin_offer (OtaModule *self)
 {
-  g_autofree char *refusal = module_offer_refusal (self, self->offer);
+  OtaFailKind kind = OTA_FAIL_KIND_NONE;
+  g_autofree char *refusal = module_offer_refusal (self, self->offer, &kind);
 
   module_clear_signature (self);
   g_clear_pointer (&self->path, g_free);
@@ -715,7 +731,7 @@ module_begin_offer (OtaModule *self)
   if (refusal != NULL) {
     module_log (self, G_LOG_LEVEL_WARNING, "cloud message rejected: update_firmware %s: %s", self->offer->version,
                 refusal);
-    module_cycle_failed (self, OTA_RESULT_FAILED, refusal);
+    module_cycle_failed (self, OTA_RESULT_FAILED, kind, refusal);
     return;
   }
   module_set_result (self, 0, "");
@@ -776,6 +792,7 @@ void
 ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
 {
   g_autofree char *refusal = NULL;
+  OtaFailKind kind = OTA_FAIL_KIND_NONE;
   guint delay;
 
   if (self->owner == NULL)
@@ -791,7 +808,7 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
   /* An offer this agent refuses must not end a cycle that is under way: it
    * is only logged then (otherwise it fails like any other, see
    * module_begin_offer()). */
-  refusal = module_offer_refusal (self, offer);
+  refusal = module_offer_refusal (self, offer, &kind);
   if (refusal != NULL && module_cycle_under_way (self)) {
     module_log (self, G_LOG_LEVEL_WARNING, "cloud message rejected: update_firmware %s: %s (%s of %s goes on)",
                 offer->version, refusal, ota_module_state_to_string (self->state), self->offer->version);
@@ -915,6 +932,7 @@ module_settle (OtaModule *self, const char *phase)
   msg = g_strdup_printf ("version after %s is %s, expected %s", phase, self->version, self->offer->version);
   module_log (self, G_LOG_LEVEL_INFO, "Init %s: fail", msg);
   module_set_result (self, OTA_RESULT_FAILED, msg);
+  self->fail_kind = OTA_FAIL_KIND_VERSION;
   module_report_progress (self, "fail", -1, OTA_RESULT_FAILED, msg, TRUE);
   module_forget_cycle (self);
   module_set_state (self, OTA_MODULE_STATE_FAIL);
@@ -1193,7 +1211,7 @@ ota_module_report_progress (OtaModule *self, const char *state, int percent, int
     module_finish_done (self);
   } else {
     module_stop_download (self);
-    module_cycle_failed (self, result_code < 0 ? result_code : OTA_RESULT_FAILED, result_msg);
+    module_cycle_failed (self, result_code < 0 ? result_code : OTA_RESULT_FAILED, OTA_FAIL_KIND_APP, result_msg);
   }
   return TRUE;
 }
@@ -1255,6 +1273,15 @@ ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress)
   progress->result_msg = self->result_msg != NULL ? self->result_msg : "";
 }
 
+/* fail_kind of GetStatus: "" unless in state fail, where there always is one. */
+static const char *
+module_fail_kind (OtaModule *self)
+{
+  if (self->state != OTA_MODULE_STATE_FAIL)
+    return "";
+  return ota_fail_kind_to_string (self->fail_kind != OTA_FAIL_KIND_NONE ? self->fail_kind : OTA_FAIL_KIND_OTHER);
+}
+
 /* Only agents with trusted keys show these. */
 static void
 module_add_signature_status (OtaModule *self, GVariantBuilder *builder)
@@ -1294,6 +1321,8 @@ ota_module_get_status (OtaModule *self)
   g_variant_builder_add (&builder, "{sv}", "owner", g_variant_new_string (self->owner ? self->owner : ""));
   g_variant_builder_add (&builder, "{sv}", "result_code", g_variant_new_int32 (self->result_code));
   g_variant_builder_add (&builder, "{sv}", "result_msg", g_variant_new_string (self->result_msg ? self->result_msg : ""));
+  g_variant_builder_add (&builder, "{sv}", "fail_kind",
+                         g_variant_new_string (module_fail_kind (self)));
   if (offer != NULL && offer->task_id != NULL)
     g_variant_builder_add (&builder, "{sv}", "task_id", g_variant_new_string (offer->task_id));
   if (offer != NULL && offer->user_defined != NULL)

@@ -531,12 +531,30 @@ on_offered (OtaDBusOta *proxy, const char *module, const char *version, guint64 
   g_ptr_array_add (sig->offered, g_variant_ref_sink (g_variant_new ("(sst)", module, version, size)));
 }
 
+/* fail_kind of @module in the Modules property as the proxy has it now: the
+ * agent updates the property before it sends Progress. "(none)" when the
+ * property or the key is missing. */
+static char *
+modules_fail_kind (OtaDBusOta *proxy, const char *module)
+{
+  GVariant *modules = ota_dbus_ota_get_modules (proxy);
+  g_autoptr (GVariant) status = NULL;
+  const char *kind = NULL;
+
+  if (modules == NULL || !g_variant_lookup (modules, module, "@a{sv}", &status) ||
+      !g_variant_lookup (status, "fail_kind", "&s", &kind))
+    return g_strdup ("(none)");
+  return g_strdup (kind);
+}
+
 static void
 on_progress (OtaDBusOta *proxy, const char *module, const char *version, const char *state, guint percent,
              guint64 downloaded, guint64 total, int code, const char *msg, OtaTestSignals *sig)
 {
   g_ptr_array_add (sig->progress, g_variant_ref_sink (g_variant_new ("(sssuttis)", module, version, state, percent,
                                                                      downloaded, total, code, msg)));
+  if (g_str_equal (state, "fail"))
+    g_ptr_array_add (sig->fail_kinds, modules_fail_kind (proxy, module));
 }
 
 static void
@@ -554,6 +572,7 @@ ota_test_signals_new (OtaDBusOta *proxy)
   sig->offered = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   sig->progress = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   sig->ready = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  sig->fail_kinds = g_ptr_array_new_with_free_func (g_free);
   g_signal_connect (proxy, "update-offered", G_CALLBACK (on_offered), sig);
   g_signal_connect (proxy, "progress", G_CALLBACK (on_progress), sig);
   g_signal_connect (proxy, "firmware-ready", G_CALLBACK (on_ready), sig);
@@ -592,6 +611,12 @@ ota_test_signals_wait_state (OtaTestSignals *sig, const char *module, const char
   return w.found;
 }
 
+const char *
+ota_test_signals_last_fail_kind (OtaTestSignals *sig)
+{
+  return sig->fail_kinds->len > 0 ? g_ptr_array_index (sig->fail_kinds, sig->fail_kinds->len - 1) : "(no fail)";
+}
+
 void
 ota_test_signals_free (OtaTestSignals *sig)
 {
@@ -600,6 +625,7 @@ ota_test_signals_free (OtaTestSignals *sig)
   g_ptr_array_unref (sig->offered);
   g_ptr_array_unref (sig->progress);
   g_ptr_array_unref (sig->ready);
+  g_ptr_array_unref (sig->fail_kinds);
   g_free (sig);
 }
 

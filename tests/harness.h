@@ -114,11 +114,16 @@ typedef struct {
   GPtrArray *offered;   /* GVariant (ssst) */
   GPtrArray *progress;  /* GVariant (sssuttis) */
   GPtrArray *ready;     /* GVariant (sssts) */
+  /* For each Progress in state "fail", the module's fail_kind in the Modules
+   * property as it stood when that signal arrived (char *). */
+  GPtrArray *fail_kinds;
 } OtaTestSignals;
 
 OtaTestSignals *ota_test_signals_new (OtaDBusOta *proxy);
 /* Waits for a Progress of @module with @state; returns its index or -1. */
 int ota_test_signals_wait_state (OtaTestSignals *sig, const char *module, const char *state, guint timeout_ms);
+/* The fail_kind that came with the last Progress in state "fail". */
+const char *ota_test_signals_last_fail_kind (OtaTestSignals *sig);
 void ota_test_signals_free (OtaTestSignals *sig);
 
 /* Init with ask_before_download = @ask. */

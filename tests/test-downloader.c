@@ -670,6 +670,13 @@ wait_finished (Fixture *f)
   g_source_remove (guard);
 }
 
+/* The kind the finished download tells, as GetStatus would show it. */
+static void
+assert_fail_kind (Fixture *f, const char *kind)
+{
+  g_assert_cmpstr (ota_fail_kind_to_string (ota_download_get_fail_kind (f->download)), ==, kind);
+}
+
 static int
 run_download (Fixture *f, const OtaDownloadParams *params)
 {
@@ -857,6 +864,7 @@ test_not_found_fails_at_once (Fixture *f, gconstpointer data)
   f->http.fail_count = 100;
   f->http.fail_status = SOUP_STATUS_NOT_FOUND;
   g_assert_cmpint (run_download (f, &params), ==, -2);
+  assert_fail_kind (f, "not-found");
   g_assert_cmpuint (f->seen.requests, ==, 1);
   /* Nothing was received: no empty image is left behind. */
   g_assert_false (file_exists (f, BIN_NAME));
@@ -871,6 +879,7 @@ test_forbidden_fails_at_once (Fixture *f, gconstpointer data)
   f->http.fail_count = 100;
   f->http.fail_status = SOUP_STATUS_FORBIDDEN;
   g_assert_cmpint (run_download (f, &params), ==, -3);
+  assert_fail_kind (f, "forbidden");
   g_assert_cmpuint (f->seen.requests, ==, 1);
 }
 
@@ -882,6 +891,7 @@ test_unexpected_status_fails_at_once (Fixture *f, gconstpointer data)
   f->http.fail_count = 100;
   f->http.fail_status = SOUP_STATUS_UNAUTHORIZED;
   g_assert_cmpint (run_download (f, &params), ==, -5);
+  assert_fail_kind (f, "http");
   g_assert_cmpuint (f->seen.requests, ==, 1);
   g_assert_nonnull (strstr (f->message, "401"));
 }
@@ -907,6 +917,7 @@ test_retries_run_out (Fixture *f, gconstpointer data)
   f->http.fail_count = 100;
   f->http.fail_status = SOUP_STATUS_SERVICE_UNAVAILABLE;
   g_assert_cmpint (run_download (f, &params), ==, -5);
+  assert_fail_kind (f, "http");
   g_assert_cmpuint (f->seen.requests, ==, 2);
   g_assert_nonnull (strstr (f->message, "503"));
 }
@@ -922,6 +933,7 @@ test_stall_is_a_timeout (Fixture *f, gconstpointer data)
   params.stall_timeout = 1;
   params.max_retries = 0;
   g_assert_cmpint (run_download (f, &params), ==, -1);
+  assert_fail_kind (f, "timeout");
   g_assert_cmpuint (f->seen.requests, ==, 1);
 }
 
@@ -969,6 +981,7 @@ test_md5_mismatch_deletes_files (Fixture *f, gconstpointer data)
 
   params.md5sum = WRONG_MD5;
   g_assert_cmpint (run_download (f, &params), ==, -4);
+  assert_fail_kind (f, "checksum");
   g_assert_nonnull (strstr (f->message, "md5 mismatch"));
   g_assert_nonnull (strstr (f->message, f->md5));
   g_assert_false (file_exists (f, BIN_NAME));
@@ -983,6 +996,7 @@ test_longer_body_is_a_mismatch (Fixture *f, gconstpointer data)
   /* The server's file is bigger than offered: not the offered image. */
   params.file_size = FW_SIZE - 1000;
   g_assert_cmpint (run_download (f, &params), ==, -4);
+  assert_fail_kind (f, "size");
   g_assert_false (file_exists (f, BIN_NAME));
   g_assert_false (file_exists (f, RECORD_NAME));
 }
@@ -997,6 +1011,7 @@ test_longer_body_without_length_is_a_mismatch (Fixture *f, gconstpointer data)
   raw_server_start (f);
   params.url = f->raw.url;
   g_assert_cmpint (run_download (f, &params), ==, -4);
+  assert_fail_kind (f, "size");
   g_assert_nonnull (strstr (f->message, "more than"));
   g_assert_false (file_exists (f, BIN_NAME));
   g_assert_false (file_exists (f, RECORD_NAME));
@@ -1009,11 +1024,30 @@ test_encoded_body_is_refused (Fixture *f, gconstpointer data)
 
   f->http.content_encoding = "gzip";
   g_assert_cmpint (run_download (f, &params), ==, -5);
+  assert_fail_kind (f, "http");
   g_assert_nonnull (strstr (f->message, "Content-Encoding: gzip"));
   g_assert_cmpuint (f->seen.requests, ==, 1);
 }
 
 /* RLIMIT_FSIZE makes pwrite() fail with EFBIG past 1 MiB, like a full disk would. */
+/* The image's name is taken by a directory the agent cannot remove: the
+ * image cannot be created. */
+static void
+test_open_error_fails (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autofree char *dir = g_build_filename (f->dir, BIN_NAME, NULL);
+  g_autofree char *inside = g_build_filename (dir, "keep", NULL);
+
+  g_assert_cmpint (g_mkdir (dir, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (inside, "x", 1, NULL));
+  g_assert_cmpint (run_download (f, &params), ==, -5);
+  assert_fail_kind (f, "open");
+  g_assert_cmpuint (f->seen.requests, ==, 0);
+  g_assert_cmpint (g_unlink (inside), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 static void
 test_write_error_fails (Fixture *f, gconstpointer data)
 {
@@ -1031,6 +1065,7 @@ test_write_error_fails (Fixture *f, gconstpointer data)
   signal (SIGXFSZ, SIG_DFL);
   g_assert_cmpint (code, ==, -5);
   g_assert_nonnull (strstr (f->message, "cannot write " BIN_NAME));
+  assert_fail_kind (f, "write");
 }
 
 static void
@@ -1040,6 +1075,7 @@ test_too_big_fails_before_request (Fixture *f, gconstpointer data)
 
   params.max_firmware_size = FW_SIZE - 1;
   g_assert_cmpint (run_download (f, &params), ==, -5);
+  assert_fail_kind (f, "size");
   g_assert_nonnull (strstr (f->message, "max_firmware_size"));
   g_assert_cmpuint (f->seen.requests, ==, 0);
   g_assert_false (file_exists (f, BIN_NAME));
@@ -1054,6 +1090,7 @@ test_no_space_fails_before_request (Fixture *f, gconstpointer data)
   params.file_size = G_GUINT64_CONSTANT (1) << 50;
   params.max_firmware_size = G_MAXUINT64;
   g_assert_cmpint (run_download (f, &params), ==, -5);
+  assert_fail_kind (f, "no-space");
   g_assert_nonnull (strstr (f->message, "not enough space in"));
   g_assert_nonnull (strstr (f->message, f->dir));
   g_assert_cmpuint (f->seen.requests, ==, 0);
@@ -1070,6 +1107,7 @@ test_invalid_version_touches_nothing (Fixture *f, gconstpointer data)
 
   params.version = "../x";
   g_assert_cmpint (run_download (f, &params), ==, -5);
+  assert_fail_kind (f, "other");
   g_assert_cmpuint (f->seen.requests, ==, 0);
   g_assert_false (g_file_test (escaped, G_FILE_TEST_EXISTS));
 }
@@ -1226,6 +1264,7 @@ test_untrusted_certificate_fails_at_once (Fixture *f, gconstpointer data)
   params.url = f->https_url;
   g_assert_cmpint (run_download (f, &params), ==, -5);
   g_assert_nonnull (strstr (f->message, "TLS certificate"));
+  assert_fail_kind (f, "http");
   g_assert_cmpuint (f->seen.requests, ==, 0);
 }
 
@@ -1269,6 +1308,7 @@ test_redirect_to_http_is_refused (Fixture *f, gconstpointer data)
   params.url = f->https_url;
   g_assert_cmpint (run_download (f, &params), ==, -5);
   g_assert_nonnull (strstr (f->message, "redirected from https"));
+  assert_fail_kind (f, "refused");
   g_assert_false (file_exists (f, BIN_NAME));
   /* Refused before anything went to the plain http server: only the redirect was asked for. */
   g_assert_cmpuint (f->seen.requests, ==, 1);
@@ -1534,6 +1574,7 @@ main (int argc, char **argv)
   ADD ("/download/verify/longer-body-without-length-is-a-mismatch",
        test_longer_body_without_length_is_a_mismatch, NULL);
   ADD ("/download/http/encoded-body-is-refused", test_encoded_body_is_refused, NULL);
+  ADD ("/download/limits/open-error-fails", test_open_error_fails, NULL);
   ADD ("/download/limits/write-error-fails", test_write_error_fails, NULL);
   ADD ("/download/files-belong-to-owner", test_files_belong_to_owner, NULL);
   ADD ("/download/limits/too-big-fails-before-request", test_too_big_fails_before_request, NULL);

@@ -62,8 +62,10 @@ assert_status (OtaTestEnv *env, const char *state, int result_code)
 /* Progress(fail) with @code (and @msg unless NULL). Not GetStatus: the failed
  * cycle reports the version, the cloud offers again at once and the module
  * shows the next attempt (state "downloading", result reset) from then on. */
+/* Progress(fail) with @code (and @msg unless NULL); the Modules property
+ * said @kind as its fail_kind when the signal came. */
 static void
-assert_fail_signal (OtaTestEnv *env, int code, const char *msg)
+assert_fail_signal (OtaTestEnv *env, int code, const char *msg, const char *kind)
 {
   int idx = ota_test_signals_wait_state (env->signals, "", "fail", OTA_TEST_TIMEOUT_MS);
   const char *version, *got_msg;
@@ -76,6 +78,7 @@ assert_fail_signal (OtaTestEnv *env, int code, const char *msg)
   g_assert_cmpint (got, ==, code);
   if (msg != NULL)
     g_assert_cmpstr (got_msg, ==, msg);
+  g_assert_cmpstr (ota_test_signals_last_fail_kind (env->signals), ==, kind);
 }
 
 /* FirmwareReady("", "2.0", fw_dir/FW_2.0.bin, size, md5), the image byte for
@@ -277,7 +280,7 @@ test_cycle_fail (OtaTestEnv *env, gconstpointer data)
   g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, (guint) fail + 1, REPORT_VERSION ("1.0"),
                                                OTA_TEST_TIMEOUT_MS),
                    >, fail);
-  assert_fail_signal (env, -5, "flash error");
+  assert_fail_signal (env, -5, "flash error", "app");
 }
 
 /* ready -> burning -> rebooting: the agent remembers it; nothing goes to the cloud. */
@@ -339,6 +342,7 @@ test_rebooting_then_other_version (OtaTestEnv *env, gconstpointer data)
                    "2.0");
   g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "rebooting"), ==, 0);
   g_assert_cmpuint (ota_test_cloud_count_reports (env->cloud, "\"state\":\"done\""), ==, 0);
+  assert_fail_signal (env, -5, "version after reboot is 1.0, expected 2.0", "version");
 }
 
 /* ---- 3. task_id ---- */
@@ -439,7 +443,7 @@ agent_log_has_retry_wait (gpointer data)
 }
 
 static void
-fault_fails (OtaTestEnv *env, const char *const *args, const char *code, guint requests)
+fault_fails (OtaTestEnv *env, const char *const *args, const char *code, const char *kind, guint requests)
 {
   g_autofree char *state = NULL;
   g_autofree char *result = NULL;
@@ -451,7 +455,7 @@ fault_fails (OtaTestEnv *env, const char *const *args, const char *code, guint r
   tool = cloud_start (env, &image, args);
   ota_test_app_init (env, "1.0");
   g_assert_cmpint (wait_fail_report (env, code), >=, 0);
-  assert_fail_signal (env, (int) g_ascii_strtoll (code, NULL, 10), NULL);
+  assert_fail_signal (env, (int) g_ascii_strtoll (code, NULL, 10), NULL, kind);
   g_assert_cmpuint (env->signals->ready->len, ==, 0);
   /* The cloud re-offers at once; the next attempt waits for retry_interval and
    * meanwhile GetStatus still tells the failure. */
@@ -471,7 +475,7 @@ test_status_404 (OtaTestEnv *env, gconstpointer data)
   const char *args[] = { "--status=404", NULL };
 
   /* No retry loop: one request, -2 at once. */
-  fault_fails (env, args, "-2", 1);
+  fault_fails (env, args, "-2", "not-found", 1);
 }
 
 static void
@@ -479,7 +483,7 @@ test_status_403 (OtaTestEnv *env, gconstpointer data)
 {
   const char *args[] = { "--status=403", NULL };
 
-  fault_fails (env, args, "-3", 1);
+  fault_fails (env, args, "-3", "forbidden", 1);
 }
 
 static void
@@ -506,7 +510,7 @@ test_status_500_always (OtaTestEnv *env, gconstpointer data)
   const char *args[] = { "--status=500", NULL };
 
   /* max_retries=2: the first request and two retries. */
-  fault_fails (env, args, "-5", 3);
+  fault_fails (env, args, "-5", "http", 3);
 }
 
 static void
@@ -536,7 +540,7 @@ test_stall_always_times_out (OtaTestEnv *env, gconstpointer data)
   const char *args[] = { stall, NULL };
 
   /* max_retries=1: the first request and one retry, each given up after stall_timeout. */
-  fault_fails (env, args, "-1", 2);
+  fault_fails (env, args, "-1", "timeout", 2);
 }
 
 /* A 200 to a Range request: what we had is dropped and the body taken from byte 0. */
@@ -590,7 +594,7 @@ test_wrong_md5 (OtaTestEnv *env, gconstpointer data)
   g_autofree char *bin = ota_test_fw_path (env, "bin");
   g_autofree char *record = ota_test_fw_path (env, "json");
 
-  fault_fails (env, args, "-4", 1);
+  fault_fails (env, args, "-4", "checksum", 1);
   g_assert_false (g_file_test (bin, G_FILE_TEST_EXISTS));
   g_assert_false (g_file_test (record, G_FILE_TEST_EXISTS));
 }
@@ -615,6 +619,8 @@ test_max_firmware_size (OtaTestEnv *env, gconstpointer data)
                             "\"result_msg\":\"file_size 2097152 exceeds max_firmware_size 1048576\""));
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "cloud message rejected"), >, 0);
   assert_status (env, "fail", -5);
+  g_assert_cmpint (ota_test_signals_wait_state (env->signals, "", "fail", OTA_TEST_TIMEOUT_MS), >=, 0);
+  g_assert_cmpstr (ota_test_signals_last_fail_kind (env->signals), ==, "size");
   g_assert_cmpuint (env->signals->offered->len, ==, 0);
   ota_test_cloud_tool_stop (tool);
   responses = ota_test_cloud_tool_responses (tool);

@@ -457,6 +457,7 @@ test_full_disk_during_download (OtaTestEnv *env, gconstpointer data)
   g_test_message ("fail when the disk filled up: %d %s", code, msg);
   g_assert_cmpint (code, ==, -5);
   g_assert_nonnull (strstr (msg, g_strerror (ENOSPC)));
+  g_assert_cmpstr (ota_test_signals_last_fail_kind (env->signals), ==, "no-space");
   g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0,
                                                           "{\"state\":\"fail\",\"result_code\":\"-5\"",
                                                           OTA_TEST_TIMEOUT_MS),

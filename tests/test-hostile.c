@@ -156,7 +156,8 @@ assert_rejected (OtaTestEnv *env, const char *name, const void *payload, gsize l
  * (@reason): one rejection log line, no UpdateOffered, and a failed cycle:
  * fail -5 naming @reason, to the cloud (for @version) and on the bus. */
 static void
-assert_refused_with_fail (OtaTestEnv *env, const char *payload, const char *version, const char *reason)
+assert_refused_with_fail (OtaTestEnv *env, const char *payload, const char *version, const char *reason,
+                          const char *kind)
 {
   guint before = ota_test_agent_log_count (env->agent, REJECTED);
   guint offered = env->signals->offered->len;
@@ -176,6 +177,7 @@ assert_refused_with_fail (OtaTestEnv *env, const char *payload, const char *vers
   g_assert_cmpstr (state, ==, "fail");
   msg = ota_test_status_get (env->proxy, "", "result_msg");
   g_assert_nonnull (strstr (msg, reason));
+  g_assert_cmpstr (ota_test_signals_last_fail_kind (env->signals), ==, kind);
   g_assert_cmpuint (env->signals->offered->len, ==, offered);
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, REJECTED), ==, before + 1);
   g_assert_true (ota_test_process_is_running (env->agent->proc));
@@ -194,7 +196,8 @@ test_over_max_firmware_size (OtaTestEnv *env, gconstpointer data)
   guint rejected;
 
   init_main (env, "1.0");
-  assert_refused_with_fail (env, big, "1.1", "file_size 1048577 exceeds max_firmware_size 1048576");
+  assert_refused_with_fail (env, big, "1.1", "file_size 1048577 exceeds max_firmware_size 1048576",
+                            "size");
   ota_test_cloud_publish (env->cloud, fits, strlen (fits));
   assert_offered (env, 0, "1.2", MAX_SIZE);
 
@@ -442,9 +445,10 @@ test_require_https (OtaTestEnv *env, gconstpointer data)
   g_autofree char *tls = ota_test_offer_json (NULL, "1.2", "https://127.0.0.1:9/fw.bin", GOOD_MD5, GOOD_SIZE);
 
   init_main (env, "1.0");
-  assert_refused_with_fail (env, plain, "1.1", "plain http URL while require_https=true");
+  assert_refused_with_fail (env, plain, "1.1", "plain http URL while require_https=true", "refused");
   /* The same offer again (another URL): refused again, after retry_interval. */
-  assert_refused_with_fail (env, plain_upper, "1.1", "plain http URL while require_https=true");
+  assert_refused_with_fail (env, plain_upper, "1.1", "plain http URL while require_https=true",
+                            "refused");
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "require_https"), >=, 2);
   ota_test_cloud_publish (env->cloud, tls, strlen (tls));
   assert_offered (env, 0, "1.2", GOOD_SIZE);

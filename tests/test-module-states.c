@@ -175,6 +175,7 @@ test_burning_app_crash_old_version_fails_then_reoffer (OtaTestEnv *env, gconstpo
   cycle_to_burning (env, &c);
   app_crashes (env);
   init_settles (env, "1.0", FAIL_BURNING_1_0, "fail");
+  g_assert_cmpstr (ota_test_signals_last_fail_kind (env->signals), ==, "version");
   g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
   g_assert_true (ota_test_agent_log_count (env->agent, "after burning is 1.0, expected 2.0") > 0);
 }
