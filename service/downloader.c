@@ -954,6 +954,7 @@ ota_writer_check_sha256 (OtaWriter *w, OtaJob *job)
   if (strcmp (sha256, w->sha256->expected) == 0)
     return TRUE;
   job->code = OTA_RESULT_MD5_MISMATCH;
+  job->fail_kind = OTA_FAIL_KIND_CHECKSUM;
   job->message = g_strdup_printf ("sha256 mismatch: the image is not the signed one (signed %s, got %s)",
                                   w->sha256->expected, sha256);
   return FALSE;

@@ -495,7 +495,6 @@ typedef struct {
   char *name;
   guint64 size;
   char *md5sum;
-  char *sha256; /* the signed SHA-256, NULL when the offer needs no signature */
 } ReadyCheck;
 
 static void
@@ -507,17 +506,14 @@ ready_check_free (gpointer data)
     close (check->dir_fd);
   g_free (check->name);
   g_free (check->md5sum);
-  g_free (check->sha256);
   g_free (check);
 }
 
-/* The MD5 of the regular file @fd, which must have @size bytes and, if
- * @sha256 is not NULL, that SHA-256 (the signed one; same read). */
+/* The MD5 of the regular file @fd, which must have @size bytes. */
 static char *
-ready_check_hash (int fd, guint64 size, const char *sha256, GCancellable *cancellable, GError **error)
+ready_check_hash (int fd, guint64 size, GCancellable *cancellable, GError **error)
 {
   g_autoptr (GChecksum) checksum = g_checksum_new (G_CHECKSUM_MD5);
-  g_autoptr (GChecksum) signed_sum = sha256 != NULL ? g_checksum_new (G_CHECKSUM_SHA256) : NULL;
   g_autofree guint8 *buf = g_malloc (1024 * 1024);
   guint64 total = 0;
   ssize_t n;
@@ -532,16 +528,10 @@ ready_check_hash (int fd, guint64 size, const char *sha256, GCancellable *cancel
     if (g_cancellable_set_error_if_cancelled (cancellable, error))
       return NULL;
     g_checksum_update (checksum, buf, (gsize) n);
-    if (signed_sum != NULL)
-      g_checksum_update (signed_sum, buf, (gsize) n);
     total += (guint64) n;
   }
   if (total != size) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "read %" G_GUINT64_FORMAT " bytes", total);
-    return NULL;
-  }
-  if (signed_sum != NULL && g_ascii_strcasecmp (g_checksum_get_string (signed_sum), sha256) != 0) {
-    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "its SHA-256 is not the signed one");
     return NULL;
   }
   return g_strdup (g_checksum_get_string (checksum));
@@ -569,7 +559,7 @@ ready_check_thread (GTask *task, gpointer source, gpointer data, GCancellable *c
                              " bytes any more", check->size);
     return;
   }
-  md5 = ready_check_hash (fd, check->size, check->sha256, cancellable, &error);
+  md5 = ready_check_hash (fd, check->size, cancellable, &error);
   close (fd);
   if (md5 == NULL)
     g_task_return_error (task, g_steal_pointer (&error));
@@ -649,7 +639,6 @@ module_reuse_ready_image (OtaModule *self)
   check->name = g_steal_pointer (&name);
   check->size = record.file_size;
   check->md5sum = g_strdup (record.md5sum);
-  check->sha256 = self->signed_by != NULL ? g_strdup (self->signed_by->sha256) : NULL;
   self->verifying = g_cancellable_new ();
   task = g_task_new (self, self->verifying, on_ready_checked, g_strdup (record.path));
   g_task_set_task_data (task, check, ready_check_free);

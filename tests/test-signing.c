@@ -182,12 +182,15 @@ assert_refused_before_download (Fixture *f, const char *reason)
 {
   g_autofree char *msg = NULL;
   g_autofree char *cli = NULL;
+  g_autofree char *kind = NULL;
   int code = 0;
 
   wait_fail (f, &code, &msg);
   g_test_message ("refused: %s", msg);
   g_assert_cmpint (code, ==, -5);
   g_assert_nonnull (strstr (msg, reason));
+  kind = ota_test_status_get (f->env.proxy, "", "fail_kind");
+  g_assert_cmpstr (kind, ==, "refused");
   g_assert_cmpuint (ota_test_cloud_tool_requests (f->cloud), ==, 0);
   g_assert_cmpuint (f->env.signals->offered->len, ==, 0);
   g_assert_cmpuint (f->env.signals->ready->len, ==, 0);
@@ -279,6 +282,7 @@ test_tampered_image_with_matching_md5_fails_4 (Fixture *f, gconstpointer data)
   g_autofree char *content = NULL;
   g_autofree char *msg = NULL;
   g_autofree char *checked = NULL;
+  g_autofree char *kind = NULL;
   gsize length = 0;
   int code = 0;
 
@@ -292,6 +296,9 @@ test_tampered_image_with_matching_md5_fails_4 (Fixture *f, gconstpointer data)
   g_test_message ("failed: %s", msg);
   g_assert_cmpint (code, ==, -4);
   g_assert_nonnull (strstr (msg, "sha256 mismatch"));
+  /* The next attempt waits retry_interval (60 s): the module stays in fail meanwhile. */
+  kind = ota_test_status_get (f->env.proxy, "", "fail_kind");
+  g_assert_cmpstr (kind, ==, "checksum");
   g_assert_cmpuint (f->env.signals->ready->len, ==, 0);
   g_assert_false (g_file_test (bin, G_FILE_TEST_EXISTS));
   g_assert_false (g_file_test (record, G_FILE_TEST_EXISTS));
