@@ -997,14 +997,16 @@ module_resume_cycle_record (OtaModule *self)
 }
 
 /* Init while the image of a cycle is with its app, or was: a new owner (the
- * app restarted, or the device rebooted) or one at the target version ends
- * the cycle by the version it runs; the same app registering again (its
- * repeated Init, or after an agent restart) goes on with it. */
+ * app restarted, or the device rebooted), one at the target version, or the
+ * owner that said "rebooting" (the reboot did not happen, or the module was
+ * restarted under the running app) ends the cycle by the version it runs;
+ * the same app registering again while burning (its repeated Init, or after
+ * an agent restart) goes on with it. */
 static void
 module_resolve_handed_over (OtaModule *self, gboolean fresh)
 {
   if (self->state == OTA_MODULE_STATE_BURNING || self->state == OTA_MODULE_STATE_REBOOTING) {
-    if (fresh || g_strcmp0 (self->version, self->offer->version) == 0)
+    if (fresh || self->state == OTA_MODULE_STATE_REBOOTING || g_strcmp0 (self->version, self->offer->version) == 0)
       module_settle (self, self->state == OTA_MODULE_STATE_BURNING ? "burning" : "reboot");
     return;
   }

@@ -213,6 +213,27 @@ test_burning_same_owner_init_at_target_done (OtaTestEnv *env, gconstpointer data
   init_settles (env, "2.0", DONE_2_0, "done");
 }
 
+/* The owner repeats its Init at the old version while burning: its cycle
+ * goes on (nothing reported); once it said "rebooting", the same Init tells
+ * the reboot did not bring the target: fail -5. */
+static void
+test_same_owner_repeated_init (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (Cycle) c = { 0 };
+
+  cycle_to_burning (env, &c);
+  ota_test_app_init (env, "1.0");
+  assert_state (env, "burning");
+  ota_test_spin (300);
+  g_assert_cmpuint (terminal_reports (env), ==, 0);
+  ota_test_app_report (env, "rebooting", -1, 0, "");
+  init_settles (env, "1.0",
+                "\"state\":\"fail\",\"result_code\":\"-5\",\"result_msg\":\"version after reboot is 1.0, "
+                "expected 2.0\"",
+                "fail");
+  g_assert_cmpstr (ota_test_signals_last_fail_kind (env->signals), ==, "version");
+}
+
 /* ---- the same app registering again after an agent restart ---- */
 
 static void
@@ -401,6 +422,7 @@ main (int argc, char **argv)
   ADD ("burning/agent-restart-target-reports-done", test_burning_agent_restart_target_reports_done);
   ADD ("burning/agent-restart-old-version-fails-then-reoffer", test_burning_agent_restart_old_version_fails);
   ADD ("burning/same-owner-init-at-target-reports-done", test_burning_same_owner_init_at_target_done);
+  ADD ("burning/same-owner-repeated-init-goes-on-rebooting-settles", test_same_owner_repeated_init);
   ADD ("agent-restart/same-app-burning-goes-on", test_same_app_burning_goes_on_after_agent_restart);
   ADD ("agent-restart/same-app-rebooting-goes-on", test_same_app_rebooting_survives_agent_restart);
   ADD ("agent-restart/same-app-ready-goes-on-without-download", test_same_app_ready_goes_on_after_agent_restart);
