@@ -3,8 +3,10 @@
 it directly: bench/weak-link creates a network namespace whose loopback is
 shaped with tc tbf, and starts this inside it, inside its own dbus-run-session.
 
-Two scenarios, each with a fresh broker-connected agent (iv-otad), the cloud
+Three scenarios, each with a fresh broker-connected agent (iv-otad), the cloud
 stand-in (iv-ota-cloud) and bench/ota-bench-app as the device app:
+  clean: the same image over the same shaped link without faults: the
+        baseline measured in the same run (what TCP over tbf achieves);
   weak: the whole image over the shaped link while the cloud cuts every
         response after --cut-seconds and stalls every response for
         --stall-for seconds every --stall-every seconds. Reported: time from
@@ -19,6 +21,7 @@ Every process started here is killed by PID on exit (bench.py's Procs).
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -60,28 +63,39 @@ def count_lines(path, needle):
         return sum(1 for line in f if needle in line)
 
 
-def run_weak(bench, args, cloud, size):
-    fw_dir, state_dir = B.scenario_dirs(bench, "weak")
-    agent = start_agent(bench, "weak", state_dir)
+def stall_seconds(cloud, start_us, end_us, length):
+    """Seconds of the cloud's stalls that fell inside [start_us, end_us]."""
+    total = 0.0
+    with open(cloud.stderr) as f:
+        for m in re.finditer(r"every response stalls for \d+ s \(monotonic (\d+)\)", f.read()):
+            t0 = int(m.group(1))
+            t1 = t0 + length * 1e6
+            total += max(0.0, min(t1, end_us) - max(t0, start_us)) / 1e6
+    return total
+
+
+def run_weak(bench, args, cloud, size, device="weak"):
+    fw_dir, state_dir = B.scenario_dirs(bench, device)
+    agent = start_agent(bench, device, state_dir)
     try:
         app = bench.start_app(fw_dir)
         ready = app.wait_ready(args.timeout)
         offered = app.first("offered")
         seconds = (ready[0] - offered[0]) / 1e6
+        stalled = stall_seconds(cloud, offered[0], ready[0], args.stall_for)
         bench.procs.stop(app.proc)
     finally:
         bench.stop_agent(agent)
     ideal = size / args.link_bytes
-    stalls = count_lines(cloud.stderr, "every response stalls")
     requests = len(cloud.http_lines())
     return {
         "size": size,
         "seconds": round(seconds, 1),
         "ideal_seconds": round(ideal, 1),
         "ratio_to_ideal": round(seconds / ideal, 3),
-        "stalls_injected": stalls,
-        "floor_seconds": round(ideal + stalls * args.stall_for, 1),
-        "ratio_to_floor": round(seconds / (ideal + stalls * args.stall_for), 3),
+        "stalled_seconds": round(stalled, 1),
+        "floor_seconds": round(ideal + stalled, 1),
+        "ratio_to_floor": round(seconds / (ideal + stalled), 3),
         "cuts": count_lines(cloud.stderr, "fault=cut-after-seconds"),
         "requests": requests,
         "server_bytes_beyond_image": cloud.total_sent() - size,
@@ -145,7 +159,7 @@ def main():
     p.add_argument("--stall-for", type=int, default=10)
     p.add_argument("--cap", type=int, default=16000)
     p.add_argument("--cap-size", type=int, default=2500000)
-    p.add_argument("--only", default="weak,cap")
+    p.add_argument("--only", default="clean,weak,cap")
     p.add_argument("--timeout", type=float, default=1800)
     args = p.parse_args()
     args.agent, args.fw_root = None, None
@@ -157,14 +171,25 @@ def main():
     try:
         bench.start_broker()
         only = args.only.split(",")
+        image = bench.path("weak.bin")
+        make_image(image, args.size)
+        if "clean" in only:
+            cloud = bench.start_cloud("clean", image, "--send-buffer=16384")
+            bench.wait_clouds()
+            results["clean"] = run_weak(bench, args, cloud, args.size, "clean")
+            print("clean link:", json.dumps(results["clean"]), flush=True)
+            bench.procs.stop(cloud.proc)
+            bench.clouds.clear()
         if "weak" in only:
-            image = bench.path("weak.bin")
-            make_image(image, args.size)
             cloud = bench.start_cloud("weak", image, "--cut-after-seconds=%d" % args.cut_seconds,
                                       "--stall-every=%d" % args.stall_every, "--stall-for=%d" % args.stall_for,
                                       "--send-buffer=16384")
             bench.wait_clouds()
             results["weak"] = run_weak(bench, args, cloud, args.size)
+            if "clean" in results:
+                results["weak"]["ratio_to_clean"] = round(results["weak"]["seconds"] / results["clean"]["seconds"], 3)
+                results["weak"]["ratio_to_clean_plus_stalls"] = round(
+                    results["weak"]["seconds"] / (results["clean"]["seconds"] + results["weak"]["stalled_seconds"]), 3)
             print("weak link:", json.dumps(results["weak"]), flush=True)
             bench.procs.stop(cloud.proc)
             bench.clouds.clear()

@@ -1345,7 +1345,8 @@ ota_module_set_inhibitors (OtaModule *self, const char *const *reasons)
 
   g_strfreev (self->inhibitors);
   self->inhibitors = g_strdupv ((char **) reasons);
-  if (!was && module_is_inhibited (self) && self->download != NULL) {
+  /* Only a transfer pauses: once verifying, the bytes are all here. */
+  if (!was && module_is_inhibited (self) && self->download != NULL && self->state == OTA_MODULE_STATE_DOWNLOADING) {
     module_pause_download (self);
   } else if (was && !module_is_inhibited (self) && self->state == OTA_MODULE_STATE_DOWNLOADING &&
              self->download == NULL && self->offer != NULL && self->owner != NULL) {

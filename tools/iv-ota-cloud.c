@@ -765,7 +765,8 @@ on_stall_period (gpointer data)
   CloudHttp *http = data;
 
   http->stalled_until = g_get_monotonic_time () + (gint64) http->opts->stall_for * G_USEC_PER_SEC;
-  g_printerr ("http: every response stalls for %d s\n", http->opts->stall_for);
+  g_printerr ("http: every response stalls for %d s (monotonic %" G_GINT64_FORMAT ")\n", http->opts->stall_for,
+              g_get_monotonic_time ());
   return G_SOURCE_CONTINUE;
 }
 
