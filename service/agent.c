@@ -3,6 +3,7 @@
 #include "downloader.h"
 #include "error.h"
 #include "inhibitions.h"
+#include "installer.h"
 #include "module.h"
 #include "mqtt-link.h"
 #include "network.h"
@@ -24,6 +25,7 @@ struct _OtaAgent {
   GHashTable *modules; /* name → OtaModule */
   OtaKeyring *keyring; /* [security] trusted_keys, NULL when none */
   OtaInhibitions *inhibitions;
+  GPtrArray *installers; /* OtaInstaller of the [install] groups */
   /* IV_OTAD_TEST_SIGNIN: a fixed connid and expiry, so that a test broker's
    * password file can hold the signed credentials. NULL: fresh ones. */
   char *fixed_connid;
@@ -317,6 +319,9 @@ ota_agent_new (OtaConfig *config, GError **error)
   ota_mqtt_link_add_subscription (self->link, config->update_topic, 1);
   g_signal_connect (self->link, "message", G_CALLBACK (on_link_message), self);
   g_signal_connect (self->link, "connection-changed", G_CALLBACK (on_link_connection_changed), self);
+  /* From now on, an app's Init of an installer's module is refused. */
+  for (guint i = 0; i < config->installers->len; i++)
+    g_ptr_array_add (self->installers, ota_installer_new (config->installers->pdata[i], config, self));
   return g_steal_pointer (&self);
 }
 
@@ -333,6 +338,8 @@ ota_agent_start (OtaAgent *self)
                                                        : "anonymous",
              config->report_topic, config->update_topic);
   ota_mqtt_link_start (self->link);
+  for (guint i = 0; i < self->installers->len; i++)
+    ota_installer_start (self->installers->pdata[i]);
 }
 
 void
@@ -341,6 +348,8 @@ ota_agent_stop (OtaAgent *self)
   GHashTableIter iter;
   gpointer module;
 
+  for (guint i = 0; i < self->installers->len; i++)
+    ota_installer_stop (self->installers->pdata[i]);
   g_hash_table_iter_init (&iter, self->modules);
   while (g_hash_table_iter_next (&iter, NULL, &module))
     ota_module_cancel (module);
@@ -418,6 +427,43 @@ agent_make_room (OtaAgent *self)
   return FALSE;
 }
 
+static OtaInstaller *
+agent_lookup_installer (OtaAgent *self, const char *module)
+{
+  for (guint i = 0; i < self->installers->len; i++) {
+    if (g_str_equal (ota_installer_get_module (self->installers->pdata[i]), module))
+      return self->installers->pdata[i];
+  }
+  return NULL;
+}
+
+/* The module of an installer is the installer's alone, even while it
+ * cannot register it. */
+static gboolean
+agent_check_installer (OtaAgent *self, const char *owner, const char *module, GError **error)
+{
+  OtaInstaller *installer = agent_lookup_installer (self, module);
+
+  if (installer == NULL || g_str_equal (ota_installer_get_owner (installer), owner))
+    return TRUE;
+  g_set_error (error, OTA_ERROR, OTA_ERROR_BUSY,
+               "module \"%s\" is installed by the agent itself (%s, [install%s%s] in its configuration)", module,
+               ota_installer_get_owner (installer), *module != '\0' ? "." : "", module);
+  return FALSE;
+}
+
+void
+ota_agent_set_module_problem (OtaAgent *self, const char *module, const char *problem)
+{
+  OtaModule *m = g_hash_table_lookup (self->modules, module);
+
+  if (m == NULL && problem == NULL)
+    return;
+  if (m == NULL)
+    m = agent_add_module (self, module);
+  ota_module_set_problem (m, problem);
+}
+
 gboolean
 ota_agent_init_module (OtaAgent *self, const char *owner, uid_t uid, gid_t gid, const char *module,
                        const char *version, const char *firmware_dir, gboolean ask_before_download,
@@ -426,7 +472,7 @@ ota_agent_init_module (OtaAgent *self, const char *owner, uid_t uid, gid_t gid, 
   OtaModule *m;
   gboolean created;
 
-  if (!agent_check_module_name (module, error))
+  if (!agent_check_module_name (module, error) || !agent_check_installer (self, owner, module, error))
     return FALSE;
   m = g_hash_table_lookup (self->modules, module);
   created = m == NULL;
@@ -585,7 +631,9 @@ ota_agent_dispose (GObject *object)
 {
   OtaAgent *self = OTA_AGENT (object);
 
-  /* Modules first: they hold the session and emit into the reporter. */
+  /* Installers first: they act on modules. Modules next: they hold the
+   * session and emit into the reporter. */
+  g_clear_pointer (&self->installers, g_ptr_array_unref);
   g_clear_pointer (&self->modules, g_hash_table_unref);
   g_clear_object (&self->reporter);
   g_clear_object (&self->link);
@@ -633,4 +681,5 @@ ota_agent_init (OtaAgent *self)
 {
   self->modules = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->inhibitions = ota_inhibitions_new ();
+  self->installers = g_ptr_array_new_with_free_func (g_object_unref);
 }

@@ -58,6 +58,11 @@ GVariant *ota_agent_get_status (OtaAgent *self, const char *module, GError **err
 /* a{sa{sv}}, floating. */
 GVariant *ota_agent_get_modules (OtaAgent *self);
 
+/* The agent's own installer of @module cannot register it now (RAUC absent,
+ * version_command failing...): the module is listed with @problem as its
+ * result (fail -5) until it can; NULL clears it. */
+void ota_agent_set_module_problem (OtaAgent *self, const char *module, const char *problem);
+
 /* @owner left the bus: every module it owned is released. */
 void ota_agent_release_owner (OtaAgent *self, const char *owner);
 /* Whether @owner still owns any module. */

@@ -142,6 +142,7 @@ ota_config_new_defaults (void)
   self->update_topic = g_strdup (DEFAULT_UPDATE_TOPIC);
   self->trusted_keys = g_strdup ("");
   self->cloud_allowed_topics_text = g_strdup ("");
+  self->installers = g_ptr_array_new_with_free_func ((GDestroyNotify) ota_install_config_free);
   return self;
 }
 
@@ -156,6 +157,7 @@ ota_config_free (OtaConfig *self)
       g_free (G_STRUCT_MEMBER (char *, self, key_specs[i].offset));
   }
   g_strfreev (self->cloud_allowed_topics);
+  g_clear_pointer (&self->installers, g_ptr_array_unref);
   g_free (self);
 }
 
@@ -644,6 +646,9 @@ ota_config_load_from_data (const char *data, gsize length, GError **error)
     if (!consume_key (key_file, self, &key_specs[i], error))
       return NULL;
   }
+  /* After [ota]: an installer's firmware_dir defaults to one under state_dir. */
+  if (!ota_install_config_consume (key_file, self->state_dir, self->installers, error))
+    return NULL;
   if (!check_nothing_left (key_file, error) || !finish (self, error))
     return NULL;
   return g_steal_pointer (&self);

@@ -1,6 +1,8 @@
 /* The agent's key-file configuration (docs/configuration.md): strict, every key consumed. */
 #pragma once
 
+#include "install-config.h"
+
 #include <glib.h>
 
 G_BEGIN_DECLS
@@ -42,6 +44,8 @@ typedef struct {
   /* [cloud] */
   char *cloud_allowed_topics_text; /* as written, "" by default */
   char **cloud_allowed_topics;     /* expanded filters; NULL: the device's namespace */
+  /* [install], [install.<module>]: OtaInstallConfig*, never NULL */
+  GPtrArray *installers;
 } OtaConfig;
 
 /* A config with every default and empty product_id/device_name. */

@@ -1253,6 +1253,13 @@ ota_module_get_owner (OtaModule *self)
 }
 
 void
+ota_module_set_problem (OtaModule *self, const char *problem)
+{
+  module_set_result (self, problem != NULL ? OTA_RESULT_FAILED : 0, problem);
+  module_emit_progress (self);
+}
+
+void
 ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress)
 {
   progress->version = self->offer != NULL ? self->offer->version : (self->version ? self->version : "");

@@ -89,6 +89,11 @@ gboolean ota_module_check_now (OtaModule *self, GError **error);
  * pauses, keeping its bytes; when they go, it resumes. */
 void ota_module_set_inhibitors (OtaModule *self, const char *const *reasons);
 
+/* For a module that cannot be activated now (the agent's own installer of it
+ * is unavailable): GetStatus and Progress show result -5 with @problem;
+ * NULL clears it. */
+void ota_module_set_problem (OtaModule *self, const char *problem);
+
 void ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress);
 /* GetStatus as a floating a{sv}. */
 GVariant *ota_module_get_status (OtaModule *self);
