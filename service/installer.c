@@ -3,6 +3,7 @@
 #include "error.h"
 #include "protocol.h"
 #include "state-store.h"
+#include "util.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -47,8 +48,8 @@ ota_installer_log (OtaInstaller *self, GLogLevelFlags level, const char *format,
   text = g_strdup_vprintf (format, args);
   va_end (args);
   g_log_structured (G_LOG_DOMAIN, level, "IV_OTA_MODULE", priv->install->module, "MESSAGE", "module %s: %s installer: %s",
-                    *priv->install->module == '\0' ? "(main)" : priv->install->module,
-                    OTA_INSTALLER_GET_CLASS (self)->method_name, text);
+                    ota_protocol_module_label (priv->install->module), OTA_INSTALLER_GET_CLASS (self)->method_name,
+                    text);
 }
 
 char *
@@ -263,8 +264,10 @@ ota_installer_report_percent (OtaInstaller *self, int percent)
 static void
 installer_remove_image (OtaInstaller *self, const char *path)
 {
-  if (g_unlink (path) != 0 && errno != ENOENT)
-    ota_installer_log (self, G_LOG_LEVEL_WARNING, "cannot remove %s: %s", path, g_strerror (errno));
+  g_autoptr (GError) error = NULL;
+
+  if (!ota_remove_file (path, &error))
+    ota_installer_log (self, G_LOG_LEVEL_WARNING, "%s", error->message);
 }
 
 static void
