@@ -7,7 +7,8 @@ packages=(meson ninja-build pkg-config gcc libc6-dev
   libglib2.0-dev libglib2.0-bin libsoup-3.0-dev libjson-glib-dev
   libmosquitto-dev mosquitto mosquitto-clients libdbus-1-dev dbus dbus-bin
   libssl-dev ca-certificates curl openssl systemd python3
-  clang libclang-rt-14-dev tinyproxy iproute2)
+  clang libclang-rt-14-dev tinyproxy iproute2
+  rauc squashfs-tools util-linux)
 
 missing=()
 for p in "${packages[@]}"; do

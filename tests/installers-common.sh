@@ -19,6 +19,7 @@ cleanup_processes() {
 
 bail() {
   echo "Bail out! $*"
+  failures=$((failures + 1)) # keeps the files for the reader
   for log in "$tmp"/*.log "$tmp"/*/*.log; do
     [ -f "$log" ] || continue
     echo "# --- $log"
