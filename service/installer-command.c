@@ -235,6 +235,17 @@ command_install_finish (OtaInstaller *installer, GAsyncResult *result, GError **
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* The command died with the previous agent (see command_child_setup()):
+ * whether it had finished cannot be known. */
+static void
+command_resume (OtaInstaller *installer, const char *version, GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) task = g_task_new (installer, NULL, callback, user_data);
+
+  g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                           "the install command of %s was interrupted: the agent stopped while it ran", version);
+}
+
 /* The agent stops: the command goes with it (see command_child_setup()). */
 static void
 command_stop (OtaInstaller *installer)
@@ -281,6 +292,7 @@ ota_installer_command_class_init (OtaInstallerCommandClass *klass)
   installer_class->query_version_finish = command_query_version_finish;
   installer_class->install = command_install;
   installer_class->install_finish = command_install_finish;
+  installer_class->resume = command_resume;
   installer_class->stop = command_stop;
   installer_class->needs_reboot = FALSE;
   installer_class->method_name = "command";

@@ -340,6 +340,92 @@ rauc_install_finish (OtaInstaller *installer, GAsyncResult *result, GError **err
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* ---- an installation the previous agent started ---- */
+
+/* The slot RAUC boots next is another than the booted one and holds @version:
+ * the installation completed while no agent was listening. */
+static gboolean
+slots_show_installed (GVariant *slots, const char *primary, const char *version)
+{
+  GVariantIter iter;
+  const char *name;
+  GVariant *status;
+
+  g_variant_iter_init (&iter, slots);
+  while (g_variant_iter_loop (&iter, "(&s@a{sv})", &name, &status)) {
+    const char *state = NULL;
+    const char *installed = NULL;
+
+    if (!g_str_equal (name, primary))
+      continue;
+    g_variant_lookup (status, "state", "&s", &state);
+    g_variant_lookup (status, "bundle.version", "&s", &installed);
+    g_variant_unref (status); /* leaving g_variant_iter_loop early */
+    return g_strcmp0 (state, "booted") != 0 && g_strcmp0 (installed, version) == 0;
+  }
+  return FALSE;
+}
+
+static void
+on_resume_slot_status (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  OtaInstallerRauc *self = g_task_get_source_object (task);
+  const char *version = g_task_get_task_data (task);
+  const char *primary = g_object_get_data (G_OBJECT (task), "primary");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
+  g_autoptr (GVariant) slots = NULL;
+
+  if (reply == NULL) {
+    rauc_prefix_error (self, &error, "does not answer GetSlotStatus");
+    g_task_return_error (task, g_steal_pointer (&error));
+    return;
+  }
+  slots = g_variant_get_child_value (reply, 0);
+  if (slots_show_installed (slots, primary, version)) {
+    ota_installer_log (OTA_INSTALLER (self), G_LOG_LEVEL_INFO, "RAUC completed %s into slot %s meanwhile", version,
+                       primary);
+    g_task_return_boolean (task, TRUE);
+    return;
+  }
+  g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                           "the installation of %s was interrupted (the agent stopped) and RAUC's next slot %s "
+                           "does not hold it", version, primary);
+}
+
+static void
+on_resume_primary (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GTask *task = user_data;
+  OtaInstallerRauc *self = g_task_get_source_object (task);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
+  const char *primary = NULL;
+
+  if (reply == NULL) {
+    rauc_prefix_error (self, &error, "does not answer GetPrimary");
+    g_task_return_error (task, g_steal_pointer (&error));
+    g_object_unref (task);
+    return;
+  }
+  g_variant_get (reply, "(&s)", &primary);
+  g_object_set_data_full (G_OBJECT (task), "primary", g_strdup (primary), g_free);
+  rauc_call (self, "GetSlotStatus", g_variant_new ("()"), "(a(sa{sv}))", task, on_resume_slot_status);
+}
+
+/* RAUC's installations outlive the agent: by the time the module is
+ * registered again RAUC answers calls, so it is idle, and its slots tell
+ * whether the installation completed. */
+static void
+rauc_resume (OtaInstaller *installer, const char *version, GAsyncReadyCallback callback, gpointer user_data)
+{
+  GTask *task = g_task_new (installer, NULL, callback, user_data);
+
+  g_task_set_task_data (task, g_strdup (version), g_free);
+  rauc_call (OTA_INSTALLER_RAUC (installer), "GetPrimary", g_variant_new ("()"), "(s)", task, on_resume_primary);
+}
+
 /* The agent stops: RAUC goes on by itself, the next start reads the outcome. */
 static void
 rauc_stop (OtaInstaller *installer)
@@ -373,6 +459,7 @@ ota_installer_rauc_class_init (OtaInstallerRaucClass *klass)
   installer_class->confirm_finish = rauc_confirm_finish;
   installer_class->install = rauc_install;
   installer_class->install_finish = rauc_install_finish;
+  installer_class->resume = rauc_resume;
   installer_class->stop = rauc_stop;
   installer_class->needs_reboot = TRUE;
   installer_class->method_name = "rauc";

@@ -36,6 +36,7 @@ G_DEFINE_TYPE_WITH_PRIVATE (OtaInstaller, ota_installer, G_TYPE_OBJECT)
 #define PRIV(self) ((OtaInstallerPrivate *) ota_installer_get_instance_private (self))
 
 static void installer_attempt (OtaInstaller *self);
+static void installer_resume_cycle (OtaInstaller *self);
 
 void
 ota_installer_log (OtaInstaller *self, GLogLevelFlags level, const char *format, ...)
@@ -147,6 +148,7 @@ installer_register (OtaInstaller *self, const char *version)
     ota_installer_log (self, G_LOG_LEVEL_INFO, "available again");
   g_clear_pointer (&priv->problem, g_free);
   priv->registered = TRUE;
+  installer_resume_cycle (self);
 }
 
 typedef struct {
@@ -348,7 +350,8 @@ on_installed (GObject *source, GAsyncResult *result, gpointer user_data)
   priv->installing = FALSE;
   if (!priv->running)
     return; /* the agent stops: the next start resolves this install */
-  installer_remove_image (self, data->path);
+  if (*data->path != '\0')
+    installer_remove_image (self, data->path);
   if (ok) {
     installer_succeeded (self, data->version);
     return;
@@ -358,25 +361,64 @@ on_installed (GObject *source, GAsyncResult *result, gpointer user_data)
   installer_report (self, "fail", -1, OTA_RESULT_FAILED, msg);
 }
 
+static InstallData *
+install_data_new (OtaInstaller *self, const char *path, const char *version)
+{
+  InstallData *data = g_new0 (InstallData, 1);
+
+  data->self = g_object_ref (self);
+  data->path = g_strdup (path);
+  data->version = g_strdup (version);
+  return data;
+}
+
 static void
-on_firmware_ready (OtaAgent *agent, const char *module, const char *version, const char *path, guint64 size,
-                   const char *md5, OtaInstaller *self)
+installer_install (OtaInstaller *self, const char *version, const char *path)
 {
   OtaInstallerPrivate *priv = PRIV (self);
-  InstallData *data;
 
-  if (!g_str_equal (module, priv->install->module) || !priv->registered || priv->installing)
-    return;
   ota_installer_log (self, G_LOG_LEVEL_INFO, "installing %s from %s", version, path);
   priv->installing = TRUE;
   priv->last_percent = 0;
   priv->last_percent_time = g_get_monotonic_time ();
   installer_report (self, "burning", 0, 0, "");
-  data = g_new0 (InstallData, 1);
-  data->self = g_object_ref (self);
-  data->path = g_strdup (path);
-  data->version = g_strdup (version);
-  OTA_INSTALLER_GET_CLASS (self)->install (self, path, version, on_installed, data);
+  OTA_INSTALLER_GET_CLASS (self)->install (self, path, version, on_installed, install_data_new (self, path, version));
+}
+
+static void
+on_firmware_ready (OtaAgent *agent, const char *module, const char *version, const char *path, guint64 size,
+                   const char *md5, OtaInstaller *self)
+{
+  OtaInstallerPrivate *priv = PRIV (self);
+
+  if (g_str_equal (module, priv->install->module) && priv->registered && !priv->installing)
+    installer_install (self, version, path);
+}
+
+/* The module went on with a cycle of this installer's from before the agent
+ * restarted (in this boot): an image handed over but not installed yet is
+ * installed now; an install that was under way is looked at again. */
+static void
+installer_resume_cycle (OtaInstaller *self)
+{
+  OtaInstallerPrivate *priv = PRIV (self);
+  g_autoptr (GVariant) status = ota_agent_get_status (priv->agent, priv->install->module, NULL);
+  const char *state = "", *target = "", *path = "";
+
+  if (status == NULL)
+    return;
+  g_variant_ref_sink (status);
+  g_variant_lookup (status, "state", "&s", &state);
+  g_variant_lookup (status, "target_version", "&s", &target);
+  g_variant_lookup (status, "path", "&s", &path);
+  if (g_str_equal (state, "ready") && *path != '\0') {
+    installer_install (self, target, path);
+  } else if (g_str_equal (state, "burning")) {
+    ota_installer_log (self, G_LOG_LEVEL_INFO, "the agent stopped while %s was being installed: how did it end?",
+                       target);
+    priv->installing = TRUE;
+    OTA_INSTALLER_GET_CLASS (self)->resume (self, target, on_installed, install_data_new (self, path, target));
+  }
 }
 
 /* ---- version_command ---- */

@@ -40,6 +40,12 @@ struct _OtaInstallerClass {
                    gpointer user_data);
   gboolean (*install_finish) (OtaInstaller *self, GAsyncResult *result, GError **error);
 
+  /* An install of @version started before the agent restarted (the module
+   * went on in burning): completes like install (install_finish reads the
+   * result), TRUE when it finished by itself and the reboot may follow,
+   * else the reason it did not. */
+  void (*resume) (OtaInstaller *self, const char *version, GAsyncReadyCallback callback, gpointer user_data);
+
   /* Optional: the agent stops; an install under way is abandoned. */
   void (*stop) (OtaInstaller *self);
 
