@@ -6,6 +6,7 @@
 
 #include "error.h"
 
+#include <gio/gunixinputstream.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -16,9 +17,10 @@
 struct _OtaInstallerCommand {
   OtaInstaller parent_instance;
   GTask *task;          /* the install under way */
-  GSubprocess *process;
   GCancellable *cancellable;
-  GPid pgid;
+  GPid pgid;            /* the command's pid, leader of its process group */
+  guint child_watch;
+  int wait_status;
   guint timer;
   gboolean timed_out;
   guint open_streams;   /* stdout and stderr until EOF */
@@ -76,26 +78,28 @@ command_maybe_finish (OtaInstallerCommand *self)
   if (self->timed_out)
     g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "install command timed out after %u s%s%s",
                              install->timeout, *reason ? ": " : "", reason);
-  else if (!g_subprocess_get_if_exited (self->process))
-    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED, "%s%sinstall command killed by signal %d",
-                             reason, *reason ? " (" : "", g_subprocess_get_term_sig (self->process));
-  else if (g_subprocess_get_exit_status (self->process) != 0 && *reason != '\0')
+  else if (!WIFEXITED (self->wait_status))
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED, "%s%sinstall command killed by signal %d%s",
+                             reason, *reason ? " (" : "", WTERMSIG (self->wait_status), *reason ? ")" : "");
+  else if (WEXITSTATUS (self->wait_status) != 0 && *reason != '\0')
     g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED, "%s", reason);
-  else if (g_subprocess_get_exit_status (self->process) != 0)
+  else if (WEXITSTATUS (self->wait_status) != 0)
     g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED, "install command exited with status %d",
-                             g_subprocess_get_exit_status (self->process));
+                             WEXITSTATUS (self->wait_status));
   else
     g_task_return_boolean (task, TRUE);
-  g_clear_object (&self->process);
   self->pgid = 0;
 }
 
 static void
-on_exited (GObject *source, GAsyncResult *result, gpointer user_data)
+on_exited (GPid pid, int wait_status, gpointer user_data)
 {
   g_autoptr (OtaInstallerCommand) self = user_data;
 
-  g_subprocess_wait_finish (G_SUBPROCESS (source), result, NULL);
+  g_spawn_close_pid (pid);
+  self->child_watch = 0;
+  self->wait_status = wait_status;
+  ota_installer_log (OTA_INSTALLER (self), G_LOG_LEVEL_DEBUG, "install command exited");
   self->exited = TRUE;
   command_maybe_finish (self);
 }
@@ -149,6 +153,9 @@ on_line (GObject *source, GAsyncResult *result, gpointer user_data)
     return;
   }
   if (line == NULL) {
+    ota_installer_log (OTA_INSTALLER (self), G_LOG_LEVEL_DEBUG, "install command's %s closed%s%s",
+                       reader->is_stderr ? "stderr" : "stdout", error != NULL ? ": " : "",
+                       error != NULL ? error->message : "");
     self->open_streams--;
     command_maybe_finish (self);
     g_object_unref (self);
@@ -169,8 +176,9 @@ read_next_line (GDataInputStream *stream, LineReader *reader)
 }
 
 static void
-command_read_lines (OtaInstallerCommand *self, GInputStream *pipe, gboolean is_stderr)
+command_read_lines (OtaInstallerCommand *self, int fd, gboolean is_stderr)
 {
+  g_autoptr (GInputStream) pipe = g_unix_input_stream_new (fd, TRUE);
   g_autoptr (GDataInputStream) stream = g_data_input_stream_new (pipe);
   LineReader *reader = g_new0 (LineReader, 1);
 
@@ -202,30 +210,29 @@ command_install (OtaInstaller *installer, const char *path, const char *version,
   OtaInstallerCommand *self = OTA_INSTALLER_COMMAND (installer);
   const OtaInstallConfig *install = ota_installer_get_install_config (installer);
   g_autoptr (GTask) task = g_task_new (self, NULL, callback, user_data);
-  g_autoptr (GSubprocessLauncher) launcher = NULL;
   g_autoptr (GError) error = NULL;
   g_auto (GStrv) argv = ota_install_config_expand_command (install->command, path, version, install->module);
   g_autofree char *line = g_strjoinv (" ", argv);
+  int out_fd = -1, err_fd = -1;
 
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
-  g_subprocess_launcher_set_child_setup (launcher, command_child_setup, NULL, NULL);
   ota_installer_log (installer, G_LOG_LEVEL_INFO, "running %s", line);
-  self->process = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv, &error);
-  if (self->process == NULL) {
+  /* Not GSubprocess: its pid is gone once the child is reaped, which may
+   * happen before it can be read; this one stays until the watch fires. */
+  if (!g_spawn_async_with_pipes (NULL, argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
+                                 command_child_setup, NULL, &self->pgid, NULL, &out_fd, &err_fd, &error)) {
     g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot run the install command: %s",
                              error->message);
     return;
   }
-  self->pgid = atoi (g_subprocess_get_identifier (self->process));
   self->task = g_steal_pointer (&task);
-  self->exited = FALSE;
   self->timed_out = FALSE;
   g_clear_pointer (&self->last_stderr, g_free);
   g_clear_object (&self->cancellable);
   self->cancellable = g_cancellable_new ();
-  command_read_lines (self, g_subprocess_get_stdout_pipe (self->process), FALSE);
-  command_read_lines (self, g_subprocess_get_stderr_pipe (self->process), TRUE);
-  g_subprocess_wait_async (self->process, self->cancellable, on_exited, g_object_ref (self));
+  command_read_lines (self, out_fd, FALSE);
+  command_read_lines (self, err_fd, TRUE);
+  self->exited = FALSE;
+  self->child_watch = g_child_watch_add (self->pgid, on_exited, g_object_ref (self));
   self->timer = g_timeout_add_seconds (install->timeout, command_timeout_cb, self);
 }
 
@@ -274,7 +281,6 @@ ota_installer_command_finalize (GObject *object)
   OtaInstallerCommand *self = OTA_INSTALLER_COMMAND (object);
 
   g_clear_object (&self->task);
-  g_clear_object (&self->process);
   g_clear_object (&self->cancellable);
   g_free (self->last_stderr);
   G_OBJECT_CLASS (ota_installer_command_parent_class)->finalize (object);

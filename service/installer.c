@@ -27,8 +27,10 @@ typedef struct {
   char *problem;        /* why the module cannot be registered now, NULL when it can */
   guint retry_timer;
   gulong ready_handler;
-  int last_percent;
+  int last_percent;     /* the last burning percent reported */
   gint64 last_percent_time;
+  int pending_percent;  /* a newer one, held back until progress_interval passed */
+  guint percent_timer;
 } OtaInstallerPrivate;
 
 G_DEFINE_TYPE_WITH_PRIVATE (OtaInstaller, ota_installer, G_TYPE_OBJECT)
@@ -246,21 +248,49 @@ installer_report (OtaInstaller *self, const char *state, int percent, int code, 
     ota_installer_log (self, G_LOG_LEVEL_WARNING, "cannot report %s: %s", state, error->message);
 }
 
+static void
+installer_send_percent (OtaInstaller *self, int percent)
+{
+  OtaInstallerPrivate *priv = PRIV (self);
+
+  priv->last_percent = percent;
+  priv->last_percent_time = g_get_monotonic_time ();
+  installer_report (self, "burning", percent, 0, "");
+}
+
+static gboolean
+installer_percent_timer_cb (gpointer user_data)
+{
+  OtaInstaller *self = user_data;
+  OtaInstallerPrivate *priv = PRIV (self);
+
+  priv->percent_timer = 0;
+  if (priv->installing && priv->pending_percent != priv->last_percent)
+    installer_send_percent (self, priv->pending_percent);
+  return G_SOURCE_REMOVE;
+}
+
 void
 ota_installer_report_percent (OtaInstaller *self, int percent)
 {
   OtaInstallerPrivate *priv = PRIV (self);
-  gint64 now = g_get_monotonic_time ();
+  gint64 interval = (gint64) priv->config->progress_interval * G_USEC_PER_SEC;
+  gint64 wait = priv->last_percent_time + interval - g_get_monotonic_time ();
 
   percent = CLAMP (percent, 0, 100);
-  /* Every burning report is a reliable message: at most one per
-   * progress_interval, and the last one. */
-  if (!priv->installing || percent == priv->last_percent ||
-      (percent < 100 && now - priv->last_percent_time < (gint64) priv->config->progress_interval * G_USEC_PER_SEC))
+  if (!priv->installing || percent == priv->last_percent)
     return;
-  priv->last_percent = percent;
-  priv->last_percent_time = now;
-  installer_report (self, "burning", percent, 0, "");
+  /* Every burning report is a reliable message: at most one per
+   * progress_interval; one held back goes out when the interval is over
+   * (100 at once: it is the last). */
+  if (percent == 100 || wait <= 0) {
+    g_clear_handle_id (&priv->percent_timer, g_source_remove);
+    installer_send_percent (self, percent);
+    return;
+  }
+  priv->pending_percent = percent;
+  if (priv->percent_timer == 0)
+    priv->percent_timer = g_timeout_add ((guint) (wait / 1000) + 1, installer_percent_timer_cb, self);
 }
 
 static void
@@ -348,6 +378,7 @@ on_installed (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *msg = NULL;
 
   priv->installing = FALSE;
+  g_clear_handle_id (&priv->percent_timer, g_source_remove);
   if (!priv->running)
     return; /* the agent stops: the next start resolves this install */
   if (*data->path != '\0')
@@ -379,9 +410,7 @@ installer_install (OtaInstaller *self, const char *version, const char *path)
 
   ota_installer_log (self, G_LOG_LEVEL_INFO, "installing %s from %s", version, path);
   priv->installing = TRUE;
-  priv->last_percent = 0;
-  priv->last_percent_time = g_get_monotonic_time ();
-  installer_report (self, "burning", 0, 0, "");
+  installer_send_percent (self, 0);
   OTA_INSTALLER_GET_CLASS (self)->install (self, path, version, on_installed, install_data_new (self, path, version));
 }
 
@@ -556,6 +585,7 @@ ota_installer_stop (OtaInstaller *self)
     return;
   priv->running = FALSE;
   g_clear_handle_id (&priv->retry_timer, g_source_remove);
+  g_clear_handle_id (&priv->percent_timer, g_source_remove);
   if (priv->installing && klass->stop != NULL)
     klass->stop (self);
 }

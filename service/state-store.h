@@ -68,7 +68,9 @@ gboolean ota_cycle_record_parse (const char *data, gsize length, OtaCycleRecord 
 /* Removes it, durably (directory fsync); no error when there is none. */
 gboolean ota_cycle_record_delete (const char *state_dir, const char *module, GError **error);
 
-/* This boot's id (/proc/sys/kernel/random/boot_id), "" when unknown. Never NULL. */
+/* This boot's id (/proc/sys/kernel/random/boot_id), "" when unknown. Never NULL.
+ * The environment variable IV_OTAD_TEST_BOOT_ID replaces it, so that tests
+ * can play a reboot (the agent warns in its log when it is set). */
 const char *ota_state_boot_id (void);
 
 G_END_DECLS

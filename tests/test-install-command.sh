@@ -9,8 +9,8 @@
 #  - a script that hangs past its timeout: fail -5, its process group killed;
 #  - a script followed by reboot_command: rebooting, and the start after the
 #    "reboot" reports done exactly once;
-#  - the agent killed while the script runs: after the restart exactly one
-#    terminal report for the target;
+#  - the agent killed while the script runs: the script dies with it, and
+#    after the restart exactly one terminal report (fail) for the target;
 #  - an app's Init of the module is refused (Busy), status shows the module;
 #  - a version_command that fails: a clear error in GetStatus, other modules served.
 #
@@ -145,6 +145,28 @@ wait_for has_report "$dir" '"state":"done"' || bail "no done after the reboot"
 check "reboot: the installed image is the cloud's" cmp -s "$dir/installed.bin" "$dir/image.bin"
 check "reboot: exactly one done after the restart" test "$(reports "$dir" done)" = 1 -a "$(reports "$dir" fail)" = 0
 check "reboot: the marker is gone" test ! -e "$dir/state/rebooting_mcu.json"
+stop_agent
+stop_pid "$cloud_pid"
+
+# ---- the agent killed while the script runs ----
+new_case killed
+write_script "$dir/install.sh" "
+echo \$\$ >'$dir/script.pid'
+echo progress 30
+while [ ! -e '$dir/never' ]; do sleep 0.1; done"
+write_agent_config "$dir" "$(install_group "$dir" "")"
+start_cloud "$dir" mcu 2.0.0 "$dir/image.bin" --offer-once
+start_agent "$dir"
+wait_for test -s "$dir/script.pid" || bail "the install script did not start"
+kill_agent
+script=$(cat "$dir/script.pid")
+check "killed: the script died with the agent (pid $script)" wait_for sh -c "! kill -0 $script 2>/dev/null"
+start_agent "$dir"
+wait_for has_report "$dir" '"state":"fail"' || bail "no terminal report after the agent's restart"
+check "killed: exactly one terminal report after the restart, fail -5 naming the interruption" \
+  has_report "$dir" '"result_code":"-5","result_msg":"the install command of 2.0.0 was interrupted: the agent stopped while it ran"'
+check "killed: nothing else" test "$(reports "$dir" fail)$(reports "$dir" done)" = 10
+check "killed: the image is removed" test -z "$(ls "$dir/state/images")"
 stop_agent
 stop_pid "$cloud_pid"
 

@@ -12,7 +12,9 @@
 #    and the restarted agent report done, and the slot is marked good;
 #  - a bundle signed by a stranger's key, and one for another compatible:
 #    fail -5 with RAUC's LastError, image removed, no reboot;
-#  - a "reboot" that comes back on the old slot: fail -5 naming both versions.
+#  - a "reboot" that comes back on the old slot: fail -5 naming both versions;
+#  - the agent killed during InstallBundle: RAUC completes it, the restarted
+#    agent reboots, and exactly one terminal report (done) follows.
 # Loop devices and mounts are tracked and removed in the EXIT trap, also when
 # a case fails. Needs root, rauc, squashfs-tools, losetup and openssl;
 # otherwise every case is skipped with the reason (and not counted as passed).
@@ -26,7 +28,7 @@ source "$here/installers-common.sh"
 WAIT_SECONDS=40
 
 cases=("rauc absent" "install and reboot into the new slot" "stranger's signature refused"
-  "other compatible refused" "reboot back on the old slot")
+  "other compatible refused" "reboot back on the old slot" "agent killed during InstallBundle")
 skip_all() {
   for what in "${cases[@]}"; do skip "$what" "$1"; done
   echo "1..$n"
@@ -78,6 +80,7 @@ make_bundle good 2.0.0 iv-ota-test signer
 make_bundle stranger 3.0.0 iv-ota-test stranger
 make_bundle other 3.1.0 another-product signer
 make_bundle fallback 3.2.0 iv-ota-test signer
+make_bundle killed 3.3.0 iv-ota-test signer
 
 # ---- two raw slots on loop devices ----
 for slot in A B; do
@@ -252,6 +255,25 @@ check "reboot back on the old slot: exactly one terminal report" \
   test "$(reports "$cloud_dir" done)$(reports "$cloud_dir" fail)" = 01
 check "reboot back on the old slot: the old slot is not marked good again" \
   test "$(grep -c "set-state B good" "$tmp/boot/backend.log")" = 1
+
+# ---- the agent killed during InstallBundle ----
+touch "$tmp/hold"
+offer killed 3.3.0
+wait_for rauc_installing || bail "RAUC is not installing 3.3.0"
+wait_for has_report "$cloud_dir" '"state":"burning"' || bail "no burning report for 3.3.0"
+check "agent killed during InstallBundle: RAUC's percent while it works" \
+  wait_for grep -qE '"state":"burning","percent":"([1-9]|[1-9][0-9])"' "$cloud_dir/cloud.out"
+kill_agent
+rm -f "$tmp/hold"
+start_agent "$agent_dir"
+wait_for rebooted_times 3 || bail "no reboot after the interrupted installation completed"
+check "agent killed during InstallBundle: RAUC finished the install into slot A" slot_holds "$dev_A" "$tmp/killed.img"
+reboot_into "$(cat "$tmp/boot/primary")"
+wait_for has_report "$cloud_dir" '"state":"done"' || bail "no done for 3.3.0 after the reboot"
+check "agent killed during InstallBundle: exactly one terminal report, done" \
+  test "$(reports "$cloud_dir" done)$(reports "$cloud_dir" fail)" = 10
+check "agent killed during InstallBundle: slot A is marked good" grep -qx "set-state A good" "$tmp/boot/backend.log"
+
 
 stop_agent
 check "no sanitizer report in the agent's log" sh -c "! grep -q Sanitizer '$agent_dir/iv-otad.log'"
