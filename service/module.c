@@ -224,12 +224,27 @@ module_commit_security_version (OtaModule *self)
     module_log (self, G_LOG_LEVEL_INFO, "highest installed security version: %u", installed);
 }
 
+/* What a queued report may be superseded by (ota_outbox_push()): a fail by
+ * the module's next fail, which is about a newer offer (the cloud's target
+ * moved on); a burning by a later burning of the same target. The others
+ * (done) are never coalesced. */
+static char *
+module_coalesce_key (OtaModule *self, const char *state)
+{
+  if (g_str_equal (state, "fail"))
+    return g_strconcat ("fail:", self->name, NULL);
+  if (g_str_equal (state, "burning"))
+    return g_strconcat ("burning:", self->name, ":", self->offer->version, NULL);
+  return NULL;
+}
+
 /* A report_progress about the current target. */
 static void
 module_report_progress (OtaModule *self, const char *state, int percent, int code, const char *msg,
                         gboolean reliable)
 {
   g_autofree char *payload = NULL;
+  g_autofree char *key = module_coalesce_key (self, state);
   OtaProgressReport report = {
     .module = self->name,
     .version = self->offer->version,
@@ -249,7 +264,7 @@ module_report_progress (OtaModule *self, const char *state, int percent, int cod
                 self->offer->version, code, msg != NULL && *msg ? ": " : "", msg != NULL ? msg : "");
   else
     module_log (self, G_LOG_LEVEL_DEBUG, "report %s of %s (%d %%)", state, self->offer->version, percent);
-  g_signal_emit (self, signals[SIGNAL_REPORT], 0, payload, reliable, NULL);
+  g_signal_emit (self, signals[SIGNAL_REPORT], 0, payload, reliable, key);
 }
 
 static gboolean

@@ -225,32 +225,30 @@ ota_outbox_free (OtaOutbox *self)
   g_free (self);
 }
 
-/* Only the newest entry may be replaced: anything queued after an entry must
- * stay after it, and the head may already be in flight. */
-static GList *
-outbox_find_coalescable (OtaOutbox *self, const char *key)
+/* Removes the entries @key supersedes. Never the head: it may be in flight,
+ * and its acknowledgement pops the head. */
+static void
+outbox_remove_superseded (OtaOutbox *self, const char *key)
 {
-  GList *tail = self->entries.tail;
+  GList *l = self->entries.head != NULL ? self->entries.head->next : NULL;
 
-  if (tail == NULL || tail == self->entries.head)
-    return NULL;
-  return g_strcmp0 (((OutboxEntry *) tail->data)->key, key) == 0 ? tail : NULL;
+  while (l != NULL) {
+    GList *next = l->next;
+
+    if (g_str_equal (((OutboxEntry *) l->data)->key, key)) {
+      outbox_entry_free (l->data);
+      g_queue_delete_link (&self->entries, l);
+    }
+    l = next;
+  }
 }
 
-/* Makes room by dropping the oldest coalescable entry (a version report that
- * will be repeated anyway), else the oldest entry. Never the head: it may be
- * in flight, and its acknowledgement pops the head. */
+/* Only reachable by reports without end: the oldest after the head goes. */
 static void
 outbox_make_room (OtaOutbox *self)
 {
   GList *victim = self->entries.head->next;
 
-  for (GList *l = victim; l != NULL; l = l->next) {
-    if (*((OutboxEntry *) l->data)->key != '\0') {
-      victim = l;
-      break;
-    }
-  }
   g_warning ("outbox full (%d reports): dropping %s", OTA_OUTBOX_MAX_ENTRIES,
              ((OutboxEntry *) victim->data)->payload);
   outbox_entry_free (victim->data);
@@ -260,19 +258,11 @@ outbox_make_room (OtaOutbox *self)
 gboolean
 ota_outbox_push (OtaOutbox *self, const char *payload, const char *coalesce_key, GError **error)
 {
-  GList *same = NULL;
-
   if (coalesce_key != NULL && *coalesce_key != '\0')
-    same = outbox_find_coalescable (self, coalesce_key);
-  if (same != NULL) {
-    OutboxEntry *entry = same->data;
-    g_free (entry->payload);
-    entry->payload = g_strdup (payload);
-  } else {
-    if (self->entries.length >= OTA_OUTBOX_MAX_ENTRIES)
-      outbox_make_room (self);
-    outbox_append (self, payload, coalesce_key);
-  }
+    outbox_remove_superseded (self, coalesce_key);
+  if (self->entries.length >= OTA_OUTBOX_MAX_ENTRIES)
+    outbox_make_room (self);
+  outbox_append (self, payload, coalesce_key);
   return outbox_save (self, error);
 }
 

@@ -262,6 +262,73 @@ test_big_message_mqtt311_costs_libmosquitto_only (OtaTestEnv *env, gconstpointer
   g_assert_cmpuint (growth, <, 5 * (BIG_MESSAGE >> 10) / 2);
 }
 
+/* ---- a storm of refused offers ---- */
+
+static const char *storm_keys = "report_interval=600\nretry_interval=1\nmax_firmware_size=1000\n";
+#define STORM 500
+
+static void
+on_report_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  ota_dbus_ota_call_report_progress_finish (OTA_DBUS_OTA (source), result, &error);
+  g_assert_no_error (error);
+  *(gboolean *) data = TRUE;
+}
+
+static gboolean
+flag_set (gpointer data)
+{
+  return *(gboolean *) data;
+}
+
+/* Before: the outbox filled at 256 and dropped reports, terminal ones too.
+ * The agent is paused while the offers and the app's fail arrive, so that it
+ * meets them all at once, as under a real storm: no acknowledgement of a
+ * report can come back before it has read every offer. */
+static void
+test_storm_of_refused_offers_loses_no_terminal_report (OtaTestEnv *env, gconstpointer data)
+{
+  g_autofree char *main_offer = ota_test_offer_json (NULL, "2.0", DUMMY_URL, DUMMY_MD5, 500);
+  g_autoptr (GError) error = NULL;
+  gboolean reported = FALSE;
+  int last_fail, main_fail;
+  guint mcu_fails;
+
+  app_init (env, "1.0", TRUE);
+  g_assert_true (ota_test_init (env->proxy, "mcu", "1.0", env->fw_dir, FALSE, &error));
+  g_assert_no_error (error);
+  ota_test_cloud_publish (env->cloud, main_offer, strlen (main_offer));
+  g_assert_cmpint (ota_test_signals_wait_state (env->signals, "", "offered", OTA_TEST_TIMEOUT_MS), >=, 0);
+
+  g_assert_cmpint (kill (env->agent->proc->pid, SIGSTOP), ==, 0);
+  for (guint i = 0; i < STORM; i++) {
+    g_autofree char *version = g_strdup_printf ("3.%u", i);
+    g_autofree char *offer = ota_test_offer_json ("mcu", version, DUMMY_URL, DUMMY_MD5, 2000);
+    ota_test_cloud_publish (env->cloud, offer, strlen (offer));
+    if (i == STORM / 2)
+      ota_dbus_ota_call_report_progress (env->proxy, "", "fail", -1, -5, "app failed", NULL, on_report_done,
+                                         &reported);
+  }
+  ota_test_spin (200);
+  g_assert_cmpint (kill (env->agent->proc->pid, SIGCONT), ==, 0);
+  g_assert_true (ota_test_wait (flag_set, &reported, OTA_TEST_TIMEOUT_MS));
+
+  /* The storm's last refusal and the app's fail reach the cloud... */
+  last_fail = ota_test_cloud_wait_report_containing (env->cloud, 0, "\"version\":\"3.499\"", 3 * OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (last_fail, >=, 0);
+  g_assert_nonnull (strstr (g_ptr_array_index (env->cloud->reports, last_fail), "\"state\":\"fail\""));
+  main_fail = ota_test_cloud_wait_report_containing (env->cloud, 0, "app failed", OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (main_fail, >=, 0);
+  g_assert_nonnull (strstr (g_ptr_array_index (env->cloud->reports, main_fail), "\"version\":\"2.0\""));
+  /* ...and nothing was dropped on the way: superseded fails were coalesced. */
+  mcu_fails = ota_test_cloud_count_reports (env->cloud, "\"fw_type\":\"mcu\"");
+  g_test_message ("%u reports of mcu reached the cloud for %d refused offers", mcu_fails, STORM);
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "outbox full"), ==, 0);
+  g_assert_cmpuint (mcu_fails, <, STORM);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -271,6 +338,8 @@ main (int argc, char **argv)
   ADD ("retained-offer/ignored", test_retained_offer_ignored);
   ADD ("log/repeated-warnings-rate-limited", test_repeated_warnings_rate_limited);
   ADD ("big-message/mqtt5-never-reaches-agent", test_big_message_never_reaches_agent);
+  g_test_add ("/etiquette/storm/refused-offers-lose-no-terminal-report", OtaTestEnv, storm_keys, ota_test_env_setup,
+              test_storm_of_refused_offers_loses_no_terminal_report, ota_test_env_teardown);
   g_test_add ("/etiquette/big-message/mqtt311-costs-libmosquitto-only", OtaTestEnv, fast_loop, env_setup_mqtt311,
               test_big_message_mqtt311_costs_libmosquitto_only, ota_test_env_teardown);
   return g_test_run ();

@@ -92,10 +92,11 @@ test_pop_is_persisted (Fixture *f, gconstpointer data)
   g_assert_cmpstr (ota_outbox_peek (again), ==, "b");
 }
 
-/* Only the newest entry coalesces, never the head (it may be in flight),
- * never across another entry. */
+/* A report supersedes the queued ones of its key wherever they are (never
+ * the head: it may be in flight) and goes at the tail; other entries keep
+ * their order. */
 static void
-test_coalesce_only_the_tail (Fixture *f, gconstpointer data)
+test_coalesce_supersedes_same_key (Fixture *f, gconstpointer data)
 {
   g_autoptr (OtaOutbox) outbox = open_outbox (f);
 
@@ -105,39 +106,52 @@ test_coalesce_only_the_tail (Fixture *f, gconstpointer data)
   push (outbox, "v3", "version:");  /* replaces v2 */
   g_assert_cmpuint (ota_outbox_get_length (outbox), ==, 2);
   push (outbox, "done", NULL);
-  push (outbox, "v4", "version:");  /* after done: appended */
-  g_assert_cmpuint (ota_outbox_get_length (outbox), ==, 4);
+  push (outbox, "v4", "version:");  /* replaces v3, after done */
+  g_assert_cmpuint (ota_outbox_get_length (outbox), ==, 3);
   push (outbox, "m1", "version:mcu");  /* another key: appended */
-  g_assert_cmpuint (ota_outbox_get_length (outbox), ==, 5);
-  const char *expected[] = { "v1", "v3", "done", "v4", "m1" };
+  g_assert_cmpuint (ota_outbox_get_length (outbox), ==, 4);
+  const char *expected[] = { "v1", "done", "v4", "m1" };
   for (guint i = 0; i < G_N_ELEMENTS (expected); i++) {
     g_assert_cmpstr (ota_outbox_peek (outbox), ==, expected[i]);
     g_assert_true (ota_outbox_pop (outbox, NULL));
   }
 }
 
-/* When full, the oldest coalescable report goes first; reliable ones stay. */
+/* The storm that lost reports: 500 refused offers of one module in a second,
+ * each answered with a fail (and a version report), while another module's
+ * terminal reports wait in the queue. Before, the outbox filled at 256 and
+ * dropped them. Now every terminal report stays: the other module's burning
+ * and done, the storm's last fail, the latest version of each module. */
 static void
-test_bounded (Fixture *f, gconstpointer data)
+test_storm_keeps_terminal_reports (Fixture *f, gconstpointer data)
 {
   g_autoptr (OtaOutbox) outbox = open_outbox (f);
+  g_autoptr (GPtrArray) sent = g_ptr_array_new_with_free_func (g_free);
 
-  push (outbox, "done", NULL);
-  /* One entry ("done") plus MAX + 10 pushes: 11 drops, all of version reports. */
-  for (int i = 0; i < 11; i++)
-    g_test_expect_message ("iv-ota", G_LOG_LEVEL_WARNING, "outbox full*");
-  for (int i = 0; i < OTA_OUTBOX_MAX_ENTRIES + 10; i++) {
-    g_autofree char *p = g_strdup_printf ("v%d", i);
-    g_autofree char *key = g_strdup_printf ("k%d", i % 2);
-    push (outbox, p, key);
+  push (outbox, "rv main 1.0", "report_version:");
+  push (outbox, "burning main 2.0", "burning::2.0");
+  for (int i = 0; i < 500; i++) {
+    g_autofree char *fail = g_strdup_printf ("fail mcu %d", i);
+    g_autofree char *version = g_strdup_printf ("rv mcu 1.%d", i % 2);
+    push (outbox, fail, "fail:mcu");
+    push (outbox, version, "report_version:mcu");
+    if (i == 250)
+      push (outbox, "done main 2.0", NULL);
   }
-  g_test_assert_expected_messages ();
-  g_assert_cmpuint (ota_outbox_get_length (outbox), ==, OTA_OUTBOX_MAX_ENTRIES);
-  g_assert_cmpstr (ota_outbox_peek (outbox), ==, "done");
+  /* Persisted as it is now. */
+  g_clear_pointer (&outbox, ota_outbox_free);
+  outbox = open_outbox (f);
+  while (ota_outbox_peek (outbox) != NULL) {
+    g_ptr_array_add (sent, g_strdup (ota_outbox_peek (outbox)));
+    g_assert_true (ota_outbox_pop (outbox, NULL));
+  }
+  const char *expected[] = { "rv main 1.0", "burning main 2.0", "done main 2.0", "fail mcu 499", "rv mcu 1.1" };
+  g_assert_cmpuint (sent->len, ==, G_N_ELEMENTS (expected));
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    g_assert_cmpstr (g_ptr_array_index (sent, i), ==, expected[i]);
 }
 
-/* Full of reliable reports: the oldest after the head goes, never the head,
- * which may be in flight (its acknowledgement pops the head). */
+/* Only reports without end fill it: then the oldest after the head go. */
 static void
 test_bounded_keeps_head (Fixture *f, gconstpointer data)
 {
@@ -250,9 +264,10 @@ main (int argc, char **argv)
   g_test_add ("/outbox/fifo-order-survives-reopen", Fixture, NULL, fixture_setup, test_fifo_order_survives_reopen,
               fixture_teardown);
   g_test_add ("/outbox/pop-is-persisted", Fixture, NULL, fixture_setup, test_pop_is_persisted, fixture_teardown);
-  g_test_add ("/outbox/coalesce-only-the-tail", Fixture, NULL, fixture_setup, test_coalesce_only_the_tail,
+  g_test_add ("/outbox/coalesce-supersedes-same-key", Fixture, NULL, fixture_setup, test_coalesce_supersedes_same_key,
               fixture_teardown);
-  g_test_add ("/outbox/bounded", Fixture, NULL, fixture_setup, test_bounded, fixture_teardown);
+  g_test_add ("/outbox/storm-keeps-terminal-reports", Fixture, NULL, fixture_setup, test_storm_keeps_terminal_reports,
+              fixture_teardown);
   g_test_add ("/outbox/bounded-keeps-head", Fixture, NULL, fixture_setup, test_bounded_keeps_head, fixture_teardown);
   g_test_add ("/outbox/corrupt-file-quarantined", Fixture, NULL, fixture_setup, test_corrupt_file_quarantined,
               fixture_teardown);
