@@ -226,15 +226,12 @@ module_commit_security_version (OtaModule *self)
 
 /* What a queued report may be superseded by (ota_outbox_push()): a fail by
  * the module's next fail, which is about a newer offer (the cloud's target
- * moved on); a burning by a later burning of the same target. The others
- * (done) are never coalesced. */
+ * moved on). burning and done are never coalesced. */
 static char *
 module_coalesce_key (OtaModule *self, const char *state)
 {
   if (g_str_equal (state, "fail"))
     return g_strconcat ("fail:", self->name, NULL);
-  if (g_str_equal (state, "burning"))
-    return g_strconcat ("burning:", self->name, ":", self->offer->version, NULL);
   return NULL;
 }
 

@@ -9,9 +9,9 @@ G_BEGIN_DECLS
 typedef struct _OtaOutbox OtaOutbox;
 
 /* Bounds the file. Coalescing keeps the outbox far below it (per module one
- * report_version, one fail, one burning per target, and the done reports of
- * cycles finished offline); only an app reporting without end can reach it,
- * and then the oldest reports after the head go. */
+ * report_version, one fail, and the burning and done reports the app made
+ * while offline); only an app reporting without end can reach it, and then
+ * the oldest reports after the head go. */
 #define OTA_OUTBOX_MAX_ENTRIES 1024
 
 /* Opens (or creates) the outbox file @path. A corrupt or truncated file is
@@ -26,9 +26,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (OtaOutbox, ota_outbox_free)
  * key are superseded by this one: they are removed (except the oldest entry,
  * which may be in flight) and @payload goes at the tail. The keys say what
  * supersedes what (module.c): "report_version:M" (the version M reports now),
- * "fail:M" (a fail of M is about an offer that M's newer offer replaced),
- * "burning:M:V" (progress of burning V). Reports without a key (done) are
- * never coalesced. On a write error the entry is still queued in memory and
+ * "fail:M" (a fail of M is about an offer that M's newer offer replaced).
+ * Reports without a key (burning, done) are never coalesced. On a write error the entry is still queued in memory and
  * @error says why it is not persisted. */
 gboolean ota_outbox_push (OtaOutbox *self, const char *payload, const char *coalesce_key, GError **error);
 
