@@ -62,7 +62,7 @@ make_key (Fixture *f, const char *name)
 {
   g_autofree char *path = key_path (f, name);
   const char *args[] = { "keygen", path, NULL };
-  g_autofree char *out = run_sign_tool (args, 0);
+  g_free (run_sign_tool (args, 0)); /* made for its files, its output is not needed */
 }
 
 /* The user_defined text for @file as @module/@version, by key @key. */
@@ -324,7 +324,7 @@ test_refused_before_any_request (Fixture *f, gconstpointer data)
 {
   Refusal kind = GPOINTER_TO_INT (data);
   g_autofree char *other = g_build_filename (f->env.dir, "other.bin", NULL);
-  g_autofree char *other_md5 = ota_test_make_file (other, FW_SIZE + 1);
+  G_GNUC_UNUSED g_autofree char *other_md5 = ota_test_make_file (other, FW_SIZE + 1);
   g_autofree char *text = NULL;
   const char *reason = NULL;
 
@@ -463,7 +463,7 @@ test_bad_key_file_stops_the_agent (void)
   g_autofree char *missing = g_build_filename (dir, "missing.pub", NULL);
   const char *cases[] = { bad, missing };
   const char *keygen[] = { "keygen", bad, NULL };
-  g_autofree char *out = run_sign_tool (keygen, 0);
+  g_free (run_sign_tool (keygen, 0));
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
     g_autofree char *text = g_strdup_printf ("[device]\nproduct_id=P\ndevice_name=d\n[ota]\nstate_dir=%s/state\n"
@@ -583,7 +583,7 @@ test_sign_tool_sign_and_verify (void)
   g_autofree char *other_pub = g_build_filename (dir, "o.pub", NULL);
   g_autofree char *image = g_build_filename (dir, "image.bin", NULL);
   g_autofree char *empty = g_build_filename (dir, "empty.bin", NULL);
-  g_autofree char *md5 = ota_test_make_file (image, 100000);
+  G_GNUC_UNUSED g_autofree char *md5 = ota_test_make_file (image, 100000);
   const char *keygen[] = { "keygen", key, NULL };
   const char *keygen_other[] = { "keygen", other, NULL };
   const char *sign[] = { "sign", "--key", key, "--version", "2.0", "--module", "mcu", "--security-version", "7",
