@@ -129,7 +129,8 @@ stop_agent() {
 # ---- the bus policy ----
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then
   for what in "outsider reads properties" "outsider introspects" "outsider receives signals" \
-    "outsider cannot call methods" "outsider cannot own the name" "group member calls methods"; do
+    "outsider cannot call methods" "outsider cannot own the name" "group member calls methods" \
+    "group member calls org.iv.Ota.Cloud"; do
     skip "$what" "needs root and setpriv to run clients as another user"
   done
   stop_agent
@@ -150,6 +151,7 @@ out=$(as_outsider gdbus call --session --dest org.iv.Ota --object-path /org/iv/O
 check "outsider reads properties: GetAll" grep -q "DaemonVersion" <<<"$out"
 out=$(as_outsider gdbus introspect --session --dest org.iv.Ota --object-path /org/iv/Ota 2>&1)
 check "outsider introspects" grep -q "interface org.iv.Ota" <<<"$out"
+check "outsider introspects org.iv.Ota.Cloud" grep -q "interface org.iv.Ota.Cloud" <<<"$out"
 
 # Signals: an outsider's monitor sees the Progress that root's Init causes.
 # "is owned by" is printed after its match rule is in place (same connection, in order).
@@ -168,6 +170,14 @@ for method in GetStatus CheckNow Exit; do
   check "outsider cannot call methods: $method is refused by the bus" \
     grep -q "org.freedesktop.DBus.Error.AccessDenied" <<<"$out"
 done
+out=$(as_outsider gdbus call --session --dest org.iv.Ota --object-path /org/iv/Ota \
+  --method org.iv.Ota.Cloud.Subscribe 'PROD1/dev1/#' 2>&1)
+check "outsider cannot call methods: Cloud.Subscribe is refused by the bus" \
+  grep -q "org.freedesktop.DBus.Error.AccessDenied" <<<"$out"
+out=$(as_outsider gdbus call --session --dest org.iv.Ota --object-path /org/iv/Ota \
+  --method org.iv.Ota.Cloud.Publish 'PROD1/dev1/x' "@ay [120]" 0 "@a{sv} {}" 2>&1)
+check "outsider cannot call methods: Cloud.Publish is refused by the bus" \
+  grep -q "org.freedesktop.DBus.Error.AccessDenied" <<<"$out"
 out=$(as_outsider gdbus call --session --dest org.freedesktop.DBus --object-path /org/freedesktop/DBus \
   --method org.freedesktop.DBus.RequestName org.iv.Ota 0 2>&1)
 check "outsider cannot own the name" grep -q "AccessDenied" <<<"$out"
@@ -179,6 +189,16 @@ else
   out=$(setpriv --reuid="$nobody_uid" --regid="$nobody_gid" --groups="$gid" -- \
     gdbus call --session --dest org.iv.Ota --object-path /org/iv/Ota --method org.iv.Ota.GetStatus "" 2>&1)
   check "group member (group $group) calls methods: GetStatus" grep -q "'state'" <<<"$out"
+  # The agent has no broker here: the subscription is taken, made at the connect.
+  out=$(setpriv --reuid="$nobody_uid" --regid="$nobody_gid" --groups="$gid" -- \
+    gdbus call --session --dest org.iv.Ota --object-path /org/iv/Ota --method org.iv.Ota.Cloud.Subscribe \
+    'PROD1/dev1/#' 2>&1)
+  check "group member (group $group) calls org.iv.Ota.Cloud: Subscribe ($out)" test "$out" = "()"
+  out=$(setpriv --reuid="$nobody_uid" --regid="$nobody_gid" --groups="$gid" -- \
+    gdbus call --session --dest org.iv.Ota --object-path /org/iv/Ota --method org.iv.Ota.Cloud.Publish \
+    'PROD1/dev1/x' "@ay [120]" 1 "@a{sv} {}" 2>&1)
+  check "group member (group $group) calls org.iv.Ota.Cloud: Publish offline is Offline" \
+    grep -q "org.iv.Ota.Error.Offline" <<<"$out"
 fi
 
 stop_agent
