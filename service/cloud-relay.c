@@ -3,6 +3,7 @@
 #include "error.h"
 #include "ota-dbus-generated.h"
 
+#include <mosquitto.h>
 #include <string.h>
 
 /* A caller with subscriptions. */
@@ -21,6 +22,12 @@ typedef struct {
   gboolean queue;
   guint64 seq; /* order of sending, to requeue in order */
 } Outgoing;
+
+/* A message the link reported published while relay_send() was running. */
+typedef struct {
+  int mid;
+  int reason;
+} Published;
 
 /* A Subscribe waiting for the broker's SUBACK. */
 typedef struct {
@@ -46,7 +53,7 @@ struct _OtaCloudRelay {
   /* libmosquitto writes a QoS 0 message at once when it can, and reports it
    * published before ota_mqtt_link_publish() has returned its mid. */
   gboolean publishing;
-  GArray *published_during_publish; /* of int mid */
+  GArray *published_during_publish; /* of Published */
 };
 
 G_DEFINE_TYPE (OtaCloudRelay, ota_cloud_relay, G_TYPE_OBJECT)
@@ -400,15 +407,24 @@ check_publish_args (OtaCloudRelay *self, const char *topic, gsize size, guint qo
   return TRUE;
 }
 
+/* @reason: the PUBACK's reason code (MQTT 5); 0x80 and above, the broker
+ * refused the message: the caller learns it, it is not sent again. */
 static void
-relay_published (OtaCloudRelay *self, int mid)
+relay_published (OtaCloudRelay *self, int mid, int reason)
 {
   Outgoing *out = NULL;
 
   if (!g_hash_table_steal_extended (self->in_flight, GINT_TO_POINTER (mid), NULL, (gpointer *) &out))
     return;
-  if (out->invocation != NULL)
+  if (reason >= 0x80) {
+    g_warning ("cloud relay: the broker refused a message on %s: %s", out->topic, mosquitto_reason_string (reason));
+    if (out->invocation != NULL)
+      g_dbus_method_invocation_return_error (g_steal_pointer (&out->invocation), OTA_ERROR, OTA_ERROR_FAILED,
+                                             "the broker refused the message on %s: %s", out->topic,
+                                             mosquitto_reason_string (reason));
+  } else if (out->invocation != NULL) {
     ota_dbus_ota_cloud_complete_publish (self->skeleton, g_steal_pointer (&out->invocation));
+  }
   outgoing_free (out);
 }
 
@@ -435,8 +451,10 @@ relay_send (OtaCloudRelay *self, Outgoing *out, GError **error)
   }
   /* Those written during the call (this one, or earlier ones in the socket's
    * queue) are answered now that their mids are known. */
-  for (guint i = 0; i < self->published_during_publish->len; i++)
-    relay_published (self, g_array_index (self->published_during_publish, int, i));
+  for (guint i = 0; i < self->published_during_publish->len; i++) {
+    Published *p = &g_array_index (self->published_during_publish, Published, i);
+    relay_published (self, p->mid, p->reason);
+  }
   g_array_set_size (self->published_during_publish, 0);
   return sent;
 }
@@ -496,10 +514,12 @@ handle_publish (OtaDBusOtaCloud *skeleton, GDBusMethodInvocation *invocation, co
 static void
 on_link_published (OtaMqttLink *link, int mid, OtaCloudRelay *self)
 {
+  Published p = { mid, ota_mqtt_link_get_publish_reason (link) };
+
   if (self->publishing)
-    g_array_append_val (self->published_during_publish, mid);
+    g_array_append_val (self->published_during_publish, p);
   else
-    relay_published (self, mid);
+    relay_published (self, mid, p.reason);
 }
 
 /* The queue in order, as long as the session takes it. */
@@ -678,5 +698,5 @@ ota_cloud_relay_init (OtaCloudRelay *self)
   self->sub_waits = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) g_ptr_array_unref);
   self->in_flight = g_hash_table_new_full (NULL, NULL, NULL, outgoing_free);
   g_queue_init (&self->queue);
-  self->published_during_publish = g_array_new (FALSE, FALSE, sizeof (int));
+  self->published_during_publish = g_array_new (FALSE, FALSE, sizeof (Published));
 }

@@ -56,6 +56,7 @@ struct _OtaMqttLink {
   guint short_sessions;    /* consecutive sessions that died soon after CONNACK */
   guint connect_count;
   gboolean message_retained; /* of the message being emitted */
+  int publish_reason;        /* of the PUBACK being emitted */
 };
 
 G_DEFINE_TYPE (OtaMqttLink, ota_mqtt_link, G_TYPE_OBJECT)
@@ -357,7 +358,10 @@ static void
 on_publish (struct mosquitto *mosq, void *obj, int mid, int reason_code, const mosquitto_property *props_in)
 {
   OtaMqttLink *self = obj;
+
+  self->publish_reason = reason_code;
   g_signal_emit (self, signals[SIGNAL_PUBLISHED], 0, mid);
+  self->publish_reason = 0;
 }
 
 /* Forgets the current session: a new instance is made for the next attempt,
@@ -664,6 +668,12 @@ gboolean
 ota_mqtt_link_get_message_retained (OtaMqttLink *self)
 {
   return self->message_retained;
+}
+
+int
+ota_mqtt_link_get_publish_reason (OtaMqttLink *self)
+{
+  return self->publish_reason;
 }
 
 guint

@@ -82,6 +82,11 @@ void ota_mqtt_link_unsubscribe (OtaMqttLink *self, const char *topic);
  * the broker replayed on subscription (not a live publish). */
 gboolean ota_mqtt_link_get_message_retained (OtaMqttLink *self);
 
+/* During a "published" emission: the broker's reason code of a QoS 1
+ * message's PUBACK (MQTT 5; 0 with MQTT 3.1.1 and for QoS 0). 0x80 and above:
+ * the broker refused the message (not authorised, quota exceeded...). */
+int ota_mqtt_link_get_publish_reason (OtaMqttLink *self);
+
 /* Connection attempts the link made (CONNECT sent), for tests and logs. */
 guint ota_mqtt_link_get_connect_count (OtaMqttLink *self);
 

@@ -37,7 +37,13 @@ on_published (OtaMqttLink *link, int mid, OtaReporter *self)
 
   if (mid != self->inflight_mid)
     return;
-  g_debug ("report delivered: %s", ota_outbox_peek (self->outbox));
+  /* MQTT 5 says when the broker refused it (an ACL): sending it again would
+   * be refused again, forever; the refusal is logged and the report goes. */
+  if (ota_mqtt_link_get_publish_reason (link) >= 0x80)
+    g_warning ("the broker refused report %s (reason code 0x%02x)", ota_outbox_peek (self->outbox),
+               (guint) ota_mqtt_link_get_publish_reason (link));
+  else
+    g_debug ("report delivered: %s", ota_outbox_peek (self->outbox));
   self->inflight_mid = -1;
   if (!ota_outbox_pop (self->outbox, &error))
     g_warning ("delivered report may be sent again after a restart: %s", error->message);

@@ -385,6 +385,52 @@ test_publish_offline (Fixture *f, gconstpointer data)
   wait_count (f->cloud_log, queued + 1);
 }
 
+/* A broker whose ACL lets the device read PROD1/dev1/readonly only. */
+static void
+fixture_setup_acl (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *acl = NULL;
+  g_autofree char *conf = NULL;
+  OtaTestEnv *env = &f->env;
+
+  env->dir = g_dir_make_tmp ("iv-ota-test-XXXXXX", &error);
+  g_assert_no_error (error);
+  env->fw_dir = g_build_filename (env->dir, "fw", NULL);
+  g_assert_cmpint (g_mkdir (env->fw_dir, 0755), ==, 0);
+  acl = g_build_filename (env->dir, "acl", NULL);
+  g_assert_true (g_file_set_contents (acl,
+                                      "topic readwrite $ota/#\ntopic readwrite $thing/#\n"
+                                      "topic read " NS "/readonly\ntopic readwrite " NS "/ok/#\n",
+                                      -1, NULL));
+  conf = g_strdup_printf ("acl_file %s\n", acl);
+  env->broker = ota_test_broker_start_with (env->dir, conf);
+  env->cloud = ota_test_cloud_new (env->broker->port);
+  env->agent = ota_test_agent_new (env->dir, env->broker->port, data);
+  ota_test_agent_start (env->agent);
+  env->connection = ota_test_connection_new ();
+  env->proxy = ota_test_proxy_new (env->connection);
+  env->signals = ota_test_signals_new (env->proxy);
+  f->cloud_log = g_ptr_array_new_with_free_func (received_free);
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
+}
+
+/* MQTT 5: the broker answers a refused QoS 1 message with a PUBACK that says
+ * so, and the app learns it (before, it heard "delivered"). */
+static void
+test_broker_refusal_reaches_the_app (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (App) app = app_new ();
+
+  g_assert_false (app_publish (app, NS "/readonly", "x", 1, 1, FALSE, &error));
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.Failed");
+  g_assert_nonnull (strstr (error->message, "refused"));
+  g_clear_error (&error);
+  g_assert_true (app_publish (app, NS "/ok/x", "x", 1, 1, FALSE, &error));
+  g_assert_no_error (error);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -395,5 +441,7 @@ main (int argc, char **argv)
   ADD ("relay/app-gone-releases-subscriptions", test_app_gone_releases_subscriptions);
   ADD ("relay/broker-restart-restores-subscriptions", test_broker_restart_restores_subscriptions);
   ADD ("publish/offline-with-and-without-queue", test_publish_offline);
+  g_test_add ("/cloud/publish/broker-refusal-reaches-the-app", Fixture, fast_loop, fixture_setup_acl,
+              test_broker_refusal_reaches_the_app, fixture_teardown);
   return g_test_run ();
 }
