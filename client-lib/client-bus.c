@@ -9,6 +9,10 @@
 
 /* The agent answers in milliseconds; this only bounds a hung agent. */
 #define CALL_TIMEOUT_MS 25000
+/* Questions about any module (status, check, cancel by name) come from people
+ * and scripts (iv-ota): a frozen agent (SIGSTOP, a debugger) must not hold them
+ * for CALL_TIMEOUT_MS, and its silence is an answer of its own. */
+#define QUERY_TIMEOUT_MS 5000
 #define ERROR_PREFIX "org.iv.Ota.Error."
 
 static const char *const match_rules[] = {
@@ -79,6 +83,22 @@ bus_finish (DBusMessage *reply, DBusError *dbus_error, char *error, size_t error
   return code;
 }
 
+/* As bus_finish(), for questions sent with QUERY_TIMEOUT_MS: an agent that
+ * owns the name but does not answer is told apart from no agent at all. */
+static int
+bus_finish_query (DBusMessage *reply, DBusError *dbus_error, char *error, size_t error_len)
+{
+  if (reply != NULL || (!dbus_error_has_name (dbus_error, DBUS_ERROR_NO_REPLY) &&
+                        !dbus_error_has_name (dbus_error, DBUS_ERROR_TIMEOUT)))
+    return bus_finish (reply, dbus_error, error, error_len);
+  client_set_error (error, error_len,
+                    "the agent owns " CLIENT_BUS_NAME " but did not answer within %d s: it is stopped (SIGSTOP, a "
+                    "debugger) or overloaded (%s)",
+                    QUERY_TIMEOUT_MS / 1000, dbus_error->name);
+  dbus_error_free (dbus_error);
+  return IV_ERR_OTA_AGENT_NOT_ANSWERING;
+}
+
 /* ---- connection ---- */
 
 static DBusConnection *
@@ -141,9 +161,9 @@ bus_method (const char *method)
   return dbus_message_new_method_call (CLIENT_BUS_NAME, CLIENT_BUS_PATH, CLIENT_BUS_INTERFACE, method);
 }
 
-/* Sends @message (consumed) and waits for the reply. */
+/* Sends @message (consumed) and waits up to @timeout_ms for the reply. */
 static DBusMessage *
-bus_send (DBusConnection *connection, DBusMessage *message, DBusError *error)
+bus_send_within (DBusConnection *connection, DBusMessage *message, int timeout_ms, DBusError *error)
 {
   DBusMessage *reply;
 
@@ -151,9 +171,15 @@ bus_send (DBusConnection *connection, DBusMessage *message, DBusError *error)
     dbus_set_error_const (error, DBUS_ERROR_NO_MEMORY, "out of memory");
     return NULL;
   }
-  reply = dbus_connection_send_with_reply_and_block (connection, message, CALL_TIMEOUT_MS, error);
+  reply = dbus_connection_send_with_reply_and_block (connection, message, timeout_ms, error);
   dbus_message_unref (message);
   return reply;
+}
+
+static DBusMessage *
+bus_send (DBusConnection *connection, DBusMessage *message, DBusError *error)
+{
+  return bus_send_within (connection, message, CALL_TIMEOUT_MS, error);
 }
 
 char *
@@ -267,13 +293,14 @@ client_bus_report (DBusConnection *connection, const char *module, const char *s
 }
 
 static DBusMessage *
-bus_module_send (DBusConnection *connection, const char *method, const char *module, DBusError *dbus_error)
+bus_module_send (DBusConnection *connection, const char *method, const char *module, int timeout_ms,
+                 DBusError *dbus_error)
 {
   DBusMessage *message = bus_method (method);
 
   if (message != NULL && !dbus_message_append_args (message, DBUS_TYPE_STRING, &module, DBUS_TYPE_INVALID))
     dbus_clear_message (&message);
-  return bus_send (connection, message, dbus_error);
+  return bus_send_within (connection, message, timeout_ms, dbus_error);
 }
 
 int
@@ -283,7 +310,8 @@ client_bus_module_call (DBusConnection *connection, const char *method, const ch
   DBusError dbus_error;
 
   dbus_error_init (&dbus_error);
-  return bus_finish (bus_module_send (connection, method, module, &dbus_error), &dbus_error, error, error_len);
+  return bus_finish (bus_module_send (connection, method, module, CALL_TIMEOUT_MS, &dbus_error), &dbus_error, error,
+                     error_len);
 }
 
 int
@@ -295,7 +323,7 @@ client_bus_module_request (DBusConnection *connection, const char *method, const
   int code;
 
   dbus_error_init (&dbus_error);
-  reply = bus_module_send (connection, method, module, &dbus_error);
+  reply = bus_module_send (connection, method, module, QUERY_TIMEOUT_MS, &dbus_error);
   for (size_t i = 0; reply == NULL && i < sizeof request_error_codes / sizeof request_error_codes[0]; i++) {
     if (dbus_error_has_name (&dbus_error, request_error_codes[i].name)) {
       code = request_error_codes[i].code;
@@ -303,7 +331,7 @@ client_bus_module_request (DBusConnection *connection, const char *method, const
       return code;
     }
   }
-  return bus_finish (reply, &dbus_error, error, error_len);
+  return bus_finish_query (reply, &dbus_error, error, error_len);
 }
 
 /* Properties.Get of the agent: the reply, its iterator on the value inside
@@ -948,9 +976,9 @@ client_bus_get_status (DBusConnection *connection, iv_ota_status_s **out, char *
   dbus_error_init (&dbus_error);
   if (message != NULL && !dbus_message_append_args (message, DBUS_TYPE_STRING, &interface, DBUS_TYPE_INVALID))
     dbus_clear_message (&message);
-  reply = bus_send (connection, message, &dbus_error);
+  reply = bus_send_within (connection, message, QUERY_TIMEOUT_MS, &dbus_error);
   if (reply == NULL)
-    return bus_finish (NULL, &dbus_error, error, error_len);
+    return bus_finish_query (NULL, &dbus_error, error, error_len);
   status = status_from_reply (reply);
   dbus_message_unref (reply);
   if (status == NULL) {

@@ -569,6 +569,7 @@ static const struct {
   { IV_ERR_OTA_NO_RESOURCES, "out of memory or threads" },
   { IV_ERR_OTA_NOT_OWNER, "only the module's owner may do this" },
   { IV_ERR_OTA_NO_SUCH_MODULE, "no such module: no application has registered it" },
+  { IV_ERR_OTA_AGENT_NOT_ANSWERING, "the OTA agent does not answer (stopped or overloaded)" },
 };
 
 IV_OTA_PUBLIC const char *

@@ -58,6 +58,10 @@ extern "C" {
 /* The agent knows no module of that name: no application has registered it
  * (iv_ota_check_module, iv_ota_cancel_module). */
 #define IV_ERR_OTA_NO_SUCH_MODULE (-859)
+/* The agent owns its bus name but did not answer within a few seconds: it is
+ * stopped (SIGSTOP, a debugger) or overloaded (iv_ota_status_get,
+ * iv_ota_check_module, iv_ota_cancel_module). */
+#define IV_ERR_OTA_AGENT_NOT_ANSWERING (-860)
 
 /* Longest module name, terminating NUL excluded. */
 #define IV_OTA_MODULE_NAME_MAX_LEN 32
@@ -231,10 +235,11 @@ typedef struct iv_ota_status_s {
  * call; needs no ownership. On success *@status is set and belongs to the
  * caller, who frees it with iv_ota_status_free().
  *
- * Blocks until the agent has answered. Thread: any.
+ * Blocks until the agent has answered, at most a few seconds. Thread: any.
  * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG (NULL @status), IV_ERR_OTA_NO_AGENT
- * (no bus, or no agent on it), IV_ERR_OTA_ACCESS_DENIED or
- * IV_ERR_OTA_NO_RESOURCES; iv_ota_last_error() tells more. */
+ * (no bus, or no agent on it), IV_ERR_OTA_AGENT_NOT_ANSWERING,
+ * IV_ERR_OTA_ACCESS_DENIED or IV_ERR_OTA_NO_RESOURCES; iv_ota_last_error()
+ * tells more. */
 int iv_ota_status_get (iv_ota_status_s **status);
 
 /* Frees what iv_ota_status_get returned; NULL is ignored. Thread: any. */
@@ -244,10 +249,11 @@ void iv_ota_status_free (iv_ota_status_s *status);
  * cloud offers an update at once if there is one. The agent allows this to
  * anyone: the module may be owned by another process.
  *
- * Blocks until the agent has answered. Thread: any.
+ * Blocks until the agent has answered, at most a few seconds. Thread: any.
  * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG (NULL or malformed @module),
  * IV_ERR_OTA_NO_SUCH_MODULE, IV_ERR_OTA_REFUSED (for example: the module has
- * no owner now), IV_ERR_OTA_NO_AGENT or IV_ERR_OTA_ACCESS_DENIED. */
+ * no owner now), IV_ERR_OTA_NO_AGENT, IV_ERR_OTA_AGENT_NOT_ANSWERING or
+ * IV_ERR_OTA_ACCESS_DENIED. */
 int iv_ota_check_module (const char *module);
 
 /* Asks the agent to stop @module's running download (its Cancel); the partial
@@ -255,9 +261,10 @@ int iv_ota_check_module (const char *module);
  * from any other process it answers IV_ERR_OTA_NOT_OWNER (the owner cancels
  * with iv_ota_module_cancel()).
  *
- * Blocks until the agent has answered. Thread: any.
+ * Blocks until the agent has answered, at most a few seconds. Thread: any.
  * Returns IV_ERR_NONE, IV_ERR_OTA_INVALID_ARG, IV_ERR_OTA_NOT_OWNER,
- * IV_ERR_OTA_NO_SUCH_MODULE, IV_ERR_OTA_NO_AGENT or IV_ERR_OTA_ACCESS_DENIED. */
+ * IV_ERR_OTA_NO_SUCH_MODULE, IV_ERR_OTA_NO_AGENT, IV_ERR_OTA_AGENT_NOT_ANSWERING
+ * or IV_ERR_OTA_ACCESS_DENIED. */
 int iv_ota_cancel_module (const char *module);
 
 /* ---- the device's cloud connection ---- */

@@ -19,7 +19,7 @@ struct _OtaBus {
 
 G_DEFINE_TYPE (OtaBus, ota_bus, G_TYPE_OBJECT)
 
-enum { SIGNAL_NAME_LOST, N_SIGNALS };
+enum { SIGNAL_NAME_ACQUIRED, SIGNAL_NAME_LOST, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 /* An Init waiting for the caller's credentials. */
@@ -320,15 +320,47 @@ on_agent_connection_changed (OtaAgent *agent, gboolean connected, OtaBus *self)
 static void
 on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_data)
 {
+  OtaBus *self = user_data;
+
   g_message ("serving %s on the bus", name);
+  g_signal_emit (self, signals[SIGNAL_NAME_ACQUIRED], 0);
+}
+
+/* "by :1.7 (pid 4242)", or "" when the name has no owner (then the bus policy refused us). */
+static char *
+bus_describe_owner (GDBusConnection *connection, const char *name)
+{
+  g_autoptr (GVariant) owner = NULL;
+  g_autoptr (GVariant) pid = NULL;
+  const char *unique;
+  guint32 pid_value;
+
+  owner = g_dbus_connection_call_sync (connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                       "org.freedesktop.DBus", "GetNameOwner", g_variant_new ("(s)", name),
+                                       G_VARIANT_TYPE ("(s)"), G_DBUS_CALL_FLAGS_NONE, 2000, NULL, NULL);
+  if (owner == NULL)
+    return g_strdup ("");
+  g_variant_get (owner, "(&s)", &unique);
+  pid = g_dbus_connection_call_sync (connection, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                     "org.freedesktop.DBus", "GetConnectionUnixProcessID",
+                                     g_variant_new ("(s)", unique), G_VARIANT_TYPE ("(u)"), G_DBUS_CALL_FLAGS_NONE,
+                                     2000, NULL, NULL);
+  if (pid == NULL)
+    return g_strdup_printf ("by %s", unique);
+  g_variant_get (pid, "(u)", &pid_value);
+  return g_strdup_printf ("by %s (pid %u)", unique, pid_value);
 }
 
 static void
 on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
 {
   OtaBus *self = user_data;
+  g_autofree char *owner = connection != NULL ? bus_describe_owner (connection, name) : g_strdup ("");
 
-  g_warning ("cannot own %s on the bus (another agent running, or not allowed by the bus policy)", name);
+  if (*owner != '\0')
+    g_warning ("cannot own %s on the bus: it is owned %s, another iv-otad is running", name, owner);
+  else
+    g_warning ("cannot own %s on the bus (not allowed by the bus policy, or the bus went away)", name);
   g_signal_emit (self, signals[SIGNAL_NAME_LOST], 0);
 }
 
@@ -393,6 +425,8 @@ static void
 ota_bus_class_init (OtaBusClass *klass)
 {
   G_OBJECT_CLASS (klass)->dispose = ota_bus_dispose;
+  signals[SIGNAL_NAME_ACQUIRED] = g_signal_new ("name-acquired", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                                NULL, NULL, NULL, G_TYPE_NONE, 0);
   signals[SIGNAL_NAME_LOST] = g_signal_new ("name-lost", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
                                             NULL, NULL, G_TYPE_NONE, 0);
 }

@@ -14,7 +14,11 @@ G_DECLARE_FINAL_TYPE (OtaBus, ota_bus, OTA, BUS, GObject)
 
 /*
  * Signals:
- *  "name-lost" (): the well-known name could not be owned or was taken away.
+ *  "name-acquired" (): the well-known name is ours; nothing of the agent that
+ *      another instance could disturb (the MQTT session above all) may start
+ *      before this.
+ *  "name-lost" (): the well-known name could not be owned (another agent owns
+ *      it: logged with its pid) or was taken away.
  */
 
 /* Exports @agent on @connection and requests the name org.iv.Ota. */

@@ -1,7 +1,15 @@
 /* iv-otad: the OTA agent. Wires config, agent and bus adapter together and
- * runs the GLib main loop until SIGTERM/SIGINT, then shuts down cleanly:
- * downloads cancelled with their last checkpoint written, MQTT DISCONNECT
- * sent (the outbox is already on disk: it is saved on every change). */
+ * runs the GLib main loop until SIGTERM, SIGINT or SIGHUP, then shuts down
+ * cleanly: downloads cancelled with their last checkpoint written, MQTT
+ * DISCONNECT sent (the outbox is already on disk: it is saved on every
+ * change). iv-otad has no reload: SIGHUP (a closed terminal, or an operator
+ * used to reloading daemons with it) stops it cleanly like SIGTERM, and a
+ * supervisor starts it again with the new configuration.
+ *
+ * The cloud session starts only once org.iv.Ota is ours: the platform allows
+ * one MQTT connection per device, so a second agent started by mistake on the
+ * same configuration must leave before it signs in, or it would take the
+ * connection from the agent that serves the device. */
 #include "agent.h"
 #include "bus.h"
 #include "cloud-relay.h"
@@ -22,6 +30,8 @@
 
 typedef struct {
   GMainLoop *loop;
+  OtaAgent *agent;
+  gboolean started; /* the cloud session was started */
   int exit_code;
 } Daemon;
 
@@ -56,11 +66,31 @@ on_quit_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+static gboolean
+on_hangup_signal (gpointer user_data)
+{
+  g_message ("SIGHUP: iv-otad has no reload, it stops cleanly (start it again to apply a new configuration)");
+  return on_quit_signal (user_data);
+}
+
+static void
+on_name_acquired (OtaBus *bus, gpointer user_data)
+{
+  Daemon *daemon = user_data;
+
+  if (daemon->started)
+    return;
+  daemon->started = TRUE;
+  ota_agent_start (daemon->agent);
+}
+
 static void
 on_name_lost (OtaBus *bus, gpointer user_data)
 {
   Daemon *daemon = user_data;
 
+  if (!daemon->started)
+    g_printerr ("iv-otad: org.iv.Ota is not ours (see the line above): exiting before connecting to the cloud\n");
   daemon->exit_code = EXIT_FAILURE;
   g_main_loop_quit (daemon->loop);
 }
@@ -120,8 +150,8 @@ run (OtaConfig *config, GBusType bus_type)
   g_autoptr (OtaBus) bus = NULL;
   g_autoptr (OtaCloudRelay) relay = NULL;
   g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
-  Daemon daemon = { loop, EXIT_SUCCESS };
-  guint sigterm, sigint;
+  Daemon daemon = { loop, NULL, FALSE, EXIT_SUCCESS };
+  guint sigterm, sigint, sighup;
 
   agent = ota_agent_new (config, &error);
   if (agent == NULL) {
@@ -143,16 +173,19 @@ run (OtaConfig *config, GBusType bus_type)
                 error->message);
     return EXIT_FAILURE;
   }
+  daemon.agent = agent;
+  g_signal_connect (bus, "name-acquired", G_CALLBACK (on_name_acquired), &daemon);
   g_signal_connect (bus, "name-lost", G_CALLBACK (on_name_lost), &daemon);
   sigterm = g_unix_signal_add (SIGTERM, on_quit_signal, &daemon);
   sigint = g_unix_signal_add (SIGINT, on_quit_signal, &daemon);
-  ota_agent_start (agent);
+  sighup = g_unix_signal_add (SIGHUP, on_hangup_signal, &daemon);
   g_main_loop_run (loop);
   ota_agent_stop (agent);
   wait_for_downloads ();
-  /* Only now: a second SIGTERM during the wait must not kill us half-way. */
+  /* Only now: a second signal during the wait must not kill us half-way. */
   g_source_remove (sigterm);
   g_source_remove (sigint);
+  g_source_remove (sighup);
   g_dbus_connection_flush_sync (connection, NULL, NULL);
   g_message ("stopped");
   return daemon.exit_code;

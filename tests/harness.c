@@ -426,11 +426,17 @@ ota_test_agent_start (OtaTestAgent *agent)
 void
 ota_test_agent_stop (OtaTestAgent *agent)
 {
+  ota_test_agent_stop_with (agent, SIGTERM);
+}
+
+void
+ota_test_agent_stop_with (OtaTestAgent *agent, int sig)
+{
   int status;
 
   if (agent->proc == NULL)
     return;
-  status = ota_test_process_stop (agent->proc, SIGTERM);
+  status = ota_test_process_stop (agent->proc, sig);
   g_clear_pointer (&agent->proc, ota_test_process_free);
   if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
     g_error ("iv-otad did not exit cleanly (wait status %d), see %s", status, agent->log_path);

@@ -95,6 +95,8 @@ void ota_test_agent_setenv (OtaTestAgent *agent, const char *name, const char *v
 void ota_test_agent_start (OtaTestAgent *agent);
 /* SIGTERM, and asserts a clean exit (0: no leak reported by LSan either). */
 void ota_test_agent_stop (OtaTestAgent *agent);
+/* The same with signal @sig (SIGHUP, SIGINT: they stop the agent like SIGTERM). */
+void ota_test_agent_stop_with (OtaTestAgent *agent, int sig);
 void ota_test_agent_kill (OtaTestAgent *agent);
 /* Count of log lines containing @needle. */
 guint ota_test_agent_log_count (OtaTestAgent *agent, const char *needle);

@@ -6,6 +6,7 @@
 
 #include <glib/gstdio.h>
 #include <limits.h>
+#include <sys/wait.h>
 
 #define REPORT_VERSION(v) "{\"type\":\"report_version\",\"report\":{\"version\":\"" v "\"}}"
 
@@ -356,6 +357,55 @@ test_bad_bus_option (void)
   g_assert_nonnull (strstr (err, "--bus"));
 }
 
+static gboolean
+process_exited (gpointer data)
+{
+  return !ota_test_process_is_running (data);
+}
+
+/* A second iv-otad started on the same configuration finds org.iv.Ota owned:
+ * it exits with an error that says so before it ever connects to the broker,
+ * so the live agent keeps the device's one MQTT session (mosquitto, like the
+ * platform, would close the older connection of the same client id). */
+static void
+test_second_agent_leaves_before_connecting (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *broker_log = g_build_filename (env->dir, "mosquitto.log", NULL);
+  g_autofree char *second_log = g_build_filename (env->dir, "second-iv-otad.log", NULL);
+  const char *connected = " as " OTA_TEST_PRODUCT OTA_TEST_DEVICE " (";
+  char *argv[] = { (char *) g_getenv ("IV_OTAD"), "--config", env->agent->config_path, "--bus", "session", NULL };
+  OtaTestProcess *second;
+  guint connects;
+  int from;
+
+  ota_test_init (env->proxy, "", "1.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("1.0"), OTA_TEST_TIMEOUT_MS), >=, 0);
+  connects = ota_test_file_count_lines (broker_log, connected);
+  g_assert_cmpuint (connects, ==, 1);
+
+  second = ota_test_process_spawn (argv, NULL, second_log, NULL);
+  g_assert_true (ota_test_wait (process_exited, second, OTA_TEST_TIMEOUT_MS));
+
+  /* The live agent still serves, on its first and only session: a report it
+   * sends now went through the broker after anything the second one did. */
+  from = (int) env->cloud->reports->len;
+  ota_dbus_ota_call_check_now_sync (env->proxy, "", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, (guint) from, REPORT_VERSION ("1.0"), OTA_TEST_TIMEOUT_MS),
+                   >=, from);
+  g_assert_cmpuint (ota_test_file_count_lines (broker_log, connected), ==, connects);
+  g_assert_cmpuint (ota_test_file_count_lines (broker_log, "already connected, closing old connection"), ==, 0);
+  g_assert_true (ota_dbus_ota_get_connected (env->proxy));
+
+  g_assert_true (WIFEXITED (second->status));
+  g_assert_cmpint (WEXITSTATUS (second->status), !=, 0);
+  g_assert_cmpuint (ota_test_file_count_lines (second_log, "another iv-otad is running"), ==, 1);
+  g_assert_cmpuint (ota_test_file_count_lines (second_log, "exiting before connecting to the cloud"), ==, 1);
+  ota_test_process_free (second);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -374,6 +424,7 @@ main (int argc, char **argv)
   ADD ("status/no-such-module", test_get_status_no_module, fast_loop);
   ADD ("properties", test_properties, fast_loop);
   ADD ("busctl-introspect", test_busctl_introspect, fast_loop);
+  ADD ("process/second-agent-leaves-before-connecting", test_second_agent_leaves_before_connecting, fast_loop);
   g_test_add_func ("/agent/config/bad-config-exits", test_bad_config_exits);
   g_test_add_func ("/agent/config/bad-bus-option", test_bad_bus_option);
   return g_test_run ();

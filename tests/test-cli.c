@@ -16,7 +16,7 @@
 
 /* The exit codes of iv-ota --help. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2, CLI_NO_AGENT = 3, CLI_NOT_PERMITTED = 4, CLI_NO_SUCH_MODULE = 5,
-       CLI_TIMEOUT = 6 };
+       CLI_TIMEOUT = 6, CLI_NOT_ANSWERING = 8 };
 
 typedef struct {
   int code; /* exit status, or -1 when it did not exit normally */
@@ -496,6 +496,35 @@ test_cancel_not_owner (Fixture *f, gconstpointer data)
   cli_result_clear (&r);
 }
 
+/* A stopped agent (SIGSTOP) still owns its name: status, check and cancel say
+ * that it does not answer, with their own exit code, instead of waiting for
+ * libdbus's 25 s and then claiming that nobody owns the name. */
+static void
+test_frozen_agent (Fixture *f, gconstpointer data)
+{
+  const char *const *commands[] = { (const char *const[]) { "status", NULL },
+                                     (const char *const[]) { "check", "", NULL },
+                                     (const char *const[]) { "cancel", "", NULL } };
+  CliResult results[G_N_ELEMENTS (commands)];
+  GPid pid = f->env.agent->proc->pid;
+
+  ota_test_env_init_published (&f->env, "", "1.0");
+  g_assert_cmpint (kill (pid, SIGSTOP), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    results[i] = run_program (env_path ("IV_OTA"), commands[i]);
+  g_assert_cmpint (kill (pid, SIGCONT), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++) {
+    g_assert_cmpint (results[i].code, ==, CLI_NOT_ANSWERING);
+    assert_contains (results[i].err, "does not answer");
+    g_assert_null (strstr (results[i].err, "nobody owns"));
+    cli_result_clear (&results[i]);
+  }
+  /* Woken up, it answers again. */
+  results[0] = run_cli ("status");
+  g_assert_cmpint (results[0].code, ==, CLI_OK);
+  cli_result_clear (&results[0]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -511,6 +540,7 @@ main (int argc, char **argv)
   ADD ("watch-fail-and-timeout", test_watch_fail_and_timeout);
   ADD ("check", test_check);
   ADD ("cancel-not-owner", test_cancel_not_owner);
+  ADD ("frozen-agent-does-not-answer", test_frozen_agent);
 #undef ADD
   return g_test_run ();
 }

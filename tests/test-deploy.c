@@ -451,6 +451,12 @@ test_signin_each_connection_signs_afresh (Deploy *d, gconstpointer data)
 
 /* ---- shutdown on SIGTERM ---- */
 
+/* The agent's [ota] keys, then the signal that stops it. */
+typedef struct {
+  const char *keys;
+  gpointer sig;
+} ShutdownCase;
+
 typedef struct {
   OtaTestEnv *env;
   guint64 at_least;
@@ -491,18 +497,26 @@ read_record (OtaTestEnv *env, guint64 *record_size, guint64 *bin_size)
   ota_record_clear (&record);
 }
 
+static void
+shutdown_setup (OtaTestEnv *env, gconstpointer data)
+{
+  ota_test_env_setup (env, ((const ShutdownCase *) data)->keys);
+}
+
 #define SHUTDOWN_IMAGE (48 * MIB)
 #define SHUTDOWN_RATE (4 * MIB)
 
-/* SIGTERM in the middle of a throttled download, twice (the second time
- * after resuming). Each time: exit status 0, the record covers exactly the
- * bytes in the image and at least what the agent had reported written, and
- * the broker saw a DISCONNECT. Checkpoints are timed (every second, as
- * checkpoint_bytes is large): an agent that exited without waiting for its
- * download worker would leave a record behind the image nearly every time. */
+/* SIGTERM (or @data: SIGHUP, which stops the agent the same way) in the
+ * middle of a throttled download, twice (the second time after resuming).
+ * Each time: exit status 0, the record covers exactly the bytes in the image
+ * and at least what the agent had reported written, and the broker saw a
+ * DISCONNECT. Checkpoints are timed (every second, as checkpoint_bytes is
+ * large): an agent that exited without waiting for its download worker would
+ * leave a record behind the image nearly every time. */
 static void
 test_sigterm_during_download (OtaTestEnv *env, gconstpointer data)
 {
+  int sig = GPOINTER_TO_INT (((const ShutdownCase *) data)->sig);
   g_autofree char *image = g_build_filename (env->dir, "image-2.0.bin", NULL);
   /* Only the file matters here, not its md5. */
   G_GNUC_UNUSED g_autofree char *md5 = ota_test_make_file (image, SHUTDOWN_IMAGE);
@@ -527,7 +541,7 @@ test_sigterm_during_download (OtaTestEnv *env, gconstpointer data)
     g_assert_true (ota_test_wait (downloaded_reaches, &w, OTA_TEST_TIMEOUT_MS));
     reported = status_downloaded (env);
     /* Asserts exit status 0. */
-    ota_test_agent_stop (env->agent);
+    ota_test_agent_stop_with (env->agent, sig);
     read_record (env, &record_size, &bin_size);
     g_test_message ("round %u: reported %" G_GUINT64_FORMAT ", record %" G_GUINT64_FORMAT ", image %" G_GUINT64_FORMAT,
                     round, reported, record_size, bin_size);
@@ -584,7 +598,9 @@ test_sigterm_keeps_pending_reports (OtaTestEnv *env, gconstpointer data)
 int
 main (int argc, char **argv)
 {
-  static const char *shutdown_keys = "checkpoint_bytes=1073741824\nstall_timeout=5\nretry_interval=1\n";
+#define SHUTDOWN_KEYS "checkpoint_bytes=1073741824\nstall_timeout=5\nretry_interval=1\n"
+  static const ShutdownCase sigterm_case = { SHUTDOWN_KEYS, GINT_TO_POINTER (SIGTERM) };
+  static const ShutdownCase sighup_case = { SHUTDOWN_KEYS, GINT_TO_POINTER (SIGHUP) };
   int rc;
 
   g_test_init (&argc, &argv, NULL);
@@ -600,8 +616,10 @@ main (int argc, char **argv)
   ADD ("signin/wrong-secret-is-refused", test_signin_wrong_secret_is_refused);
   ADD ("signin/each-connection-signs-afresh", test_signin_each_connection_signs_afresh);
 #undef ADD
-  g_test_add ("/deploy/shutdown/sigterm-during-download-checkpoints-and-disconnects", OtaTestEnv, shutdown_keys,
-              ota_test_env_setup, test_sigterm_during_download, ota_test_env_teardown);
+  g_test_add ("/deploy/shutdown/sigterm-during-download-checkpoints-and-disconnects", OtaTestEnv, &sigterm_case,
+              shutdown_setup, test_sigterm_during_download, ota_test_env_teardown);
+  g_test_add ("/deploy/shutdown/sighup-during-download-checkpoints-and-disconnects", OtaTestEnv, &sighup_case,
+              shutdown_setup, test_sigterm_during_download, ota_test_env_teardown);
   g_test_add ("/deploy/shutdown/sigterm-keeps-pending-reports", OtaTestEnv, NULL, ota_test_env_setup,
               test_sigterm_keeps_pending_reports, ota_test_env_teardown);
   rc = g_test_run ();

@@ -19,6 +19,7 @@ enum {
   EXIT_NO_SUCH_MODULE = 5, /* the agent knows no such module */
   EXIT_TIMEOUT = 6,      /* watch --timeout ran out */
   EXIT_OFFLINE = 7,      /* publish: the agent is not connected to the cloud */
+  EXIT_NOT_ANSWERING = 8, /* the agent owns its name but does not answer */
   EXIT_INTERRUPTED = 130, /* watch --until stopped by SIGINT/SIGTERM first */
 };
 

@@ -58,6 +58,7 @@ static const char usage_main[] =
   "  5  no such module: no application has registered it with the agent\n"
   "  6  watch --timeout ran out\n"
   "  7  publish: the agent is offline\n"
+  "  8  the agent is on the bus but does not answer (stopped, or overloaded)\n"
   "  130  watch --until was interrupted (SIGINT, SIGTERM) first\n";
 
 static const char usage_status[] =
@@ -77,7 +78,7 @@ static const char usage_status[] =
   "module follows the table: whether the target's signature was verified, by\n"
   "which key (id and file) and its security version.\n"
   "\n"
-  "Exit codes: 0, 3 no agent, 5 no such MODULE.\n";
+  "Exit codes: 0, 3 no agent, 5 no such MODULE, 8 the agent does not answer.\n";
 
 static const char usage_check[] =
   "Usage: iv-ota check [MODULE]\n"
@@ -88,7 +89,7 @@ static const char usage_check[] =
   "with iv-ota watch.\n"
   "\n"
   "Exit codes: 0, 1 refused (e.g. the module has no owner now), 3 no agent,\n"
-  "5 no such module (or none registered).\n";
+  "5 no such module (or none registered), 8 the agent does not answer.\n";
 
 static const char usage_cancel[] =
   "Usage: iv-ota cancel [MODULE]\n"
@@ -103,7 +104,7 @@ static const char usage_cancel[] =
   "can cancel (iv_ota_module_cancel) or stop (its partial download is kept).\n"
   "\n"
   "Exit codes: 0 (also when no download runs), 3 no agent, 4 not the owner,\n"
-  "5 no such module.\n";
+  "5 no such module, 8 the agent does not answer.\n";
 
 /* ---- shared helpers (iv-ota-cli.h) ---- */
 
@@ -278,6 +279,11 @@ cli_report_failure (const char *what, int code)
                "  (%s: %s)",
                cli_bus_description (), what, *detail != '\0' ? detail : iv_ota_strerror (code));
     return EXIT_NO_AGENT;
+  case IV_ERR_OTA_AGENT_NOT_ANSWERING:
+    cli_error ("the OTA agent on %s does not answer: %s.\n"
+               "  Is iv-otad stopped (kill -CONT it) or busy? iv-ota status shows nothing it could not confirm.",
+               cli_bus_description (), detail);
+    return EXIT_NOT_ANSWERING;
   case IV_ERR_OTA_NOT_OWNER:
   case IV_ERR_OTA_ACCESS_DENIED:
     cli_error ("%s: not permitted: %s (%s)", what, iv_ota_strerror (code), detail);
