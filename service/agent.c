@@ -351,8 +351,10 @@ ota_agent_stop (OtaAgent *self)
   for (guint i = 0; i < self->installers->len; i++)
     ota_installer_stop (self->installers->pdata[i]);
   g_hash_table_iter_init (&iter, self->modules);
-  while (g_hash_table_iter_next (&iter, NULL, &module))
+  while (g_hash_table_iter_next (&iter, NULL, &module)) {
     ota_module_cancel (module);
+    ota_module_flush_reports (module);
+  }
   ota_mqtt_link_stop (self->link);
 }
 

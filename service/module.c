@@ -18,6 +18,9 @@
 
 /* D-Bus Progress while downloading: at most ~4 per second. */
 #define BUS_PROGRESS_INTERVAL_US (250 * G_USEC_PER_SEC / 1000)
+/* Version reports asked for by apps (Init, CheckNow): at most one per module
+ * per second, however often they ask. */
+#define LOCAL_REPORT_INTERVAL_US G_USEC_PER_SEC
 #define MAX_RESULT_MSG_LEN 256
 
 struct _OtaModule {
@@ -49,6 +52,8 @@ struct _OtaModule {
   guint report_timer;      /* every report_interval while owned */
   guint retry_timer;       /* one-shot report after a deferral or a refused report */
   guint start_timer;       /* delayed start after failures of the same offer */
+  guint local_report_timer; /* the last report asked for by an app, held back */
+  gint64 last_local_report; /* when an app's request last sent one */
   guint fail_streak;       /* consecutive failed cycles of the same offer */
   OtaOffer *failed_offer;
   GCancellable *verifying; /* re-hashing a kept ready image, NULL when not */
@@ -262,6 +267,39 @@ module_report_progress (OtaModule *self, const char *state, int percent, int cod
   else
     module_log (self, G_LOG_LEVEL_DEBUG, "report %s of %s (%d %%)", state, self->offer->version, percent);
   g_signal_emit (self, signals[SIGNAL_REPORT], 0, payload, reliable, key);
+}
+
+static gboolean
+module_local_report_cb (gpointer user_data)
+{
+  OtaModule *self = user_data;
+
+  self->local_report_timer = 0;
+  self->last_local_report = g_get_monotonic_time ();
+  module_report_version (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* A report an app asked for (Init, CheckNow). An app in a loop must not turn
+ * into a flood of reports to the cloud, each one an outbox rewrite and two
+ * fsyncs on the main loop: within LOCAL_REPORT_INTERVAL_US of the last one,
+ * the report waits for the end of the interval instead. The last request is
+ * never lost: the held report is built when it goes, with the version of the
+ * latest Init. */
+static void
+module_report_version_for_app (OtaModule *self)
+{
+  gint64 now = g_get_monotonic_time ();
+  gint64 wait = self->last_local_report + LOCAL_REPORT_INTERVAL_US - now;
+
+  if (self->local_report_timer != 0)
+    return;
+  if (self->last_local_report == 0 || wait <= 0) {
+    self->last_local_report = now;
+    module_report_version (self);
+    return;
+  }
+  self->local_report_timer = g_timeout_add ((guint) (wait / 1000) + 1, module_local_report_cb, self);
 }
 
 static gboolean
@@ -1058,7 +1096,7 @@ ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, c
   self->had_owner = TRUE;
   if (self->report_timer == 0)
     self->report_timer = g_timeout_add_seconds (self->config->report_interval, module_report_timer_cb, self);
-  module_report_version (self);
+  module_report_version_for_app (self);
   module_emit_progress (self);
   return TRUE;
 }
@@ -1072,6 +1110,7 @@ ota_module_deactivate (OtaModule *self)
   module_stop_download (self);
   g_clear_handle_id (&self->report_timer, g_source_remove);
   g_clear_handle_id (&self->retry_timer, g_source_remove);
+  g_clear_handle_id (&self->local_report_timer, g_source_remove);
   g_clear_pointer (&self->owner, g_free);
   if (self->dir_fd >= 0)
     close (self->dir_fd);
@@ -1248,8 +1287,17 @@ ota_module_check_now (OtaModule *self, GError **error)
     module_log (self, G_LOG_LEVEL_INFO, "check requested: the next attempt is not delayed");
   g_clear_handle_id (&self->start_timer, g_source_remove);
   self->fail_streak = 0;
-  module_report_version (self);
+  module_report_version_for_app (self);
   return TRUE;
+}
+
+void
+ota_module_flush_reports (OtaModule *self)
+{
+  if (self->local_report_timer == 0)
+    return;
+  g_clear_handle_id (&self->local_report_timer, g_source_remove);
+  module_report_version (self);
 }
 
 const char *
@@ -1394,6 +1442,7 @@ ota_module_dispose (GObject *object)
   module_stop_download (self);
   g_clear_handle_id (&self->report_timer, g_source_remove);
   g_clear_handle_id (&self->retry_timer, g_source_remove);
+  g_clear_handle_id (&self->local_report_timer, g_source_remove);
   g_clear_object (&self->session);
   G_OBJECT_CLASS (ota_module_parent_class)->dispose (object);
 }

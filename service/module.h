@@ -83,6 +83,9 @@ gboolean ota_module_report_progress (OtaModule *self, const char *state, int per
                                      int result_code, const char *result_msg, GError **error);
 void ota_module_cancel (OtaModule *self);
 gboolean ota_module_check_now (OtaModule *self, GError **error);
+/* Shutdown: a version report that an app asked for and that is held back (at
+ * most one per second goes out) is queued now, so that it is not lost. */
+void ota_module_flush_reports (OtaModule *self);
 
 /* The reasons of the Inhibit cookies held for this module (NULL or empty:
  * none; copied). While there are some, no download starts and a running one

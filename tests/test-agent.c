@@ -357,6 +357,68 @@ test_bad_bus_option (void)
   g_assert_nonnull (strstr (err, "--bus"));
 }
 
+#define FLOOD_CALLS 3000
+
+static guint
+count_version_reports_from (OtaTestEnv *env, guint from)
+{
+  guint n = 0;
+
+  for (guint i = from; i < env->cloud->reports->len; i++)
+    n += strstr (g_ptr_array_index (env->cloud->reports, i), "\"report_version\"") != NULL;
+  return n;
+}
+
+/* One app calls Init (each time with a new version) and CheckNow as fast as
+ * it can: the cloud gets at most one version report per second of the
+ * flood, plus the one held back at its end, and that last one carries the
+ * version of the last Init. Only counts are asserted, against the flood's own
+ * duration, so a slow machine cannot make it fail. */
+static void
+test_local_flood_is_coalesced (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *last = NULL;
+  g_autofree char *last_report = NULL;
+  gint64 started;
+  double seconds;
+  guint from, sent;
+  int index;
+
+  ota_test_init (env->proxy, "", "1.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ota_test_cloud_wait_report (env->cloud, 0, REPORT_VERSION ("1.0"), OTA_TEST_TIMEOUT_MS), >=, 0);
+  ota_test_spin (1100); /* the flood starts with a report of its own */
+  from = env->cloud->reports->len;
+  started = g_get_monotonic_time ();
+  for (guint i = 1; i <= FLOOD_CALLS; i++) {
+    g_autofree char *version = g_strdup_printf ("1.%u", i);
+
+    ota_test_init (env->proxy, "", version, env->fw_dir, FALSE, &error);
+    g_assert_no_error (error);
+    ota_dbus_ota_call_check_now_sync (env->proxy, "", NULL, &error);
+    g_assert_no_error (error);
+  }
+  seconds = (double) (g_get_monotonic_time () - started) / G_USEC_PER_SEC;
+  last = g_strdup_printf (REPORT_VERSION ("1.%u"), FLOOD_CALLS);
+  index = ota_test_cloud_wait_report (env->cloud, from, last, OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (index, >=, (int) from);
+  ota_test_spin (1500); /* anything still held back would come now */
+  sent = count_version_reports_from (env, from);
+  g_test_message ("%u Init + %u CheckNow in %.2f s: %u version reports", FLOOD_CALLS, FLOOD_CALLS, seconds, sent);
+  /* One at once, one per started second, the held-back last one. */
+  g_assert_cmpuint (sent, <=, (guint) seconds + 2);
+  /* The last report is the last Init's version: nothing newer was lost. */
+  for (guint i = env->cloud->reports->len; i-- > from;) {
+    const char *report = g_ptr_array_index (env->cloud->reports, i);
+    if (strstr (report, "\"report_version\"") != NULL) {
+      last_report = g_strdup (report);
+      break;
+    }
+  }
+  g_assert_cmpstr (last_report, ==, last);
+}
+
 static gboolean
 process_exited (gpointer data)
 {
@@ -418,6 +480,7 @@ main (int argc, char **argv)
   ADD ("init/bad-arguments", test_init_bad_arguments, fast_loop);
   ADD ("init/symlink-dir-refused", test_symlink_dir_refused, fast_loop);
   ADD ("check-now/reports", test_check_now_reports, fast_loop);
+  ADD ("init/local-flood-is-coalesced", test_local_flood_is_coalesced, fast_loop);
   ADD ("loop/periodic-report", test_periodic_report, "report_interval=1\n");
   ADD ("offer/signals", test_offer_signals, fast_loop);
   ADD ("offer/prepare-defer-reports-again", test_prepare_defer_reports_again, fast_loop);
