@@ -4,19 +4,32 @@
  * stage, in order:
  *  - the creator's main context only talks to libsoup: it sends the request,
  *    reads the body into pool buffers and hands each filled buffer over;
- *  - the hasher thread feeds the buffers to MD5 and nothing else, so that
- *    hashing, the bottleneck, never waits for the disk;
- *  - the writer thread owns the files: it writes the buffers hashed, starts
- *    their writeback at once, takes checkpoints, re-hashes a resumed prefix
- *    and verifies. When a signature names the image's SHA-256, the writer
- *    also feeds each buffer to SHA-256 just before writing it: the same pass
- *    over the same bytes as MD5 (never a second read), on the other core
- *    (in the hasher, after MD5, it would cut the throughput by a quarter).
- * Every job comes back from the writer, with its result, as an idle source on
- * the creator's context. A small pool of buffers bounds memory, both queues
+ *  - the writer thread owns the image while it is written: it writes each
+ *    buffer, waits for the bytes to reach the storage, drops them from the
+ *    page cache and asks for them to be read in again, takes checkpoints, and
+ *    notices any change to the image that is not its own;
+ *  - the verifier thread reads every byte back from the file and feeds MD5 with
+ *    what it read, never with what came from the network: the image handed
+ *    over is the one hashed (a byte the disk or another process changed fails
+ *    the MD5). It re-hashes a resumed prefix the same way, and at the end
+ *    compares, checks the file once more and hands it over to the app.
+ *    When a signature names the image's SHA-256, the writer feeds each buffer
+ *    to SHA-256 just before writing it (it waits for the disk anyway, and the
+ *    verifier's MD5 is the bottleneck); the MD5 read back proves the file holds
+ *    those bytes.
+ * Every job comes back from the verifier, with its result, as an idle source
+ * on the creator's context. A small pool of buffers bounds memory, both queues
  * and backpressure: with every buffer in the pipeline, the main context stops
  * reading until one comes back. Neither disk I/O nor hashing ever runs on the
- * main context.
+ * main context. The read-back costs no second MD5: it is the only one, a
+ * buffer behind the writer, and the bytes come back from the page cache filled
+ * by the read-ahead the writer started.
+ *
+ * The image is the agent's until it is verified: created with mode 0600 and
+ * owned by the agent (a resumed one is taken back), so that an app cannot
+ * write it; the app's directory still lets it rename or delete it, which the
+ * writer and the last check notice. Only then is it given to the app (its
+ * owner, mode 0644).
  */
 
 /* sync_file_range() */
@@ -33,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -87,8 +101,14 @@
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (OtaRecord, ota_record_clear)
 
-/* An MD5 in progress. The writer re-hashes a resumed prefix into one and hands
- * it to the hasher, which goes on from there. */
+/* Someone else changed the image while it was ours: it is deleted (when its
+ * name is still ours) and the download fails with -5. */
+#define OTA_IMAGE_ERROR (ota_image_error_quark ())
+GQuark ota_image_error_quark (void);
+G_DEFINE_QUARK (ota-image-error-quark, ota_image_error)
+enum { OTA_IMAGE_ERROR_TAMPERED };
+
+/* An MD5 in progress, the verifier's. */
 typedef struct {
 #ifdef OTA_HAVE_LIBCRYPTO
   MD5_CTX ctx;
@@ -100,7 +120,8 @@ typedef struct {
 #define OTA_MD5_HEX_LENGTH 32
 #define OTA_SHA256_HEX_LENGTH 64
 
-/* The SHA-256 of the image, when a signature names it. Writer thread only. */
+/* The SHA-256 of the image, when a signature names it: fed by the writer, and
+ * by the verifier with a resumed prefix before the writer sees a byte. */
 typedef struct {
 #ifdef OTA_HAVE_LIBCRYPTO
   SHA256_CTX ctx;
@@ -112,8 +133,7 @@ typedef struct {
 
 typedef enum {
   OTA_JOB_PREPARE,    /* check limits, find the record, open the image, re-hash the prefix */
-  OTA_JOB_SEED,       /* the hasher goes on from the re-hashed prefix */
-  OTA_JOB_WRITE,      /* hash, then write one buffer; checkpoint when due */
+  OTA_JOB_WRITE,      /* write one buffer, checkpoint when due; read it back and hash it */
   OTA_JOB_RESTART,    /* the server sends the whole file: start over at byte 0 */
   OTA_JOB_CHECKPOINT, /* the transfer pauses or stops: persist what we have */
   OTA_JOB_VERIFY,     /* every byte written: compare the MD5, finish the files */
@@ -127,10 +147,11 @@ typedef struct {
   guint generation; /* WRITE: RESTART makes counts from older writes stale */
   guint8 *data;     /* WRITE: a pool buffer of OTA_CHUNK_SIZE bytes */
   gsize length;
-  OtaHash *prefix;  /* PREPARE result, then SEED: the MD5 of the bytes kept */
-  char md5[OTA_MD5_HEX_LENGTH + 1]; /* VERIFY: set by the hasher */
-  /* Results, set by the writer. */
-  guint64 offset; /* bytes written and hashed once the job is done */
+  guint64 start;    /* WRITE: where the writer put it */
+  gint epoch;       /* WRITE: the writer's count of restarts then */
+  char md5[OTA_MD5_HEX_LENGTH + 1]; /* VERIFY: of the image as read back */
+  /* Results, set by the writer (the verifier may add an error). */
+  guint64 offset; /* bytes written once the job is done */
   int code;
   OtaFailKind fail_kind; /* with a non-zero @code, or with @error */
   char *message;
@@ -149,17 +170,15 @@ typedef struct {
   OtaJob *job;
 } OtaReply;
 
-/* Everything the hasher thread touches; it owns and frees it. */
+/* The files of one download and both threads' state. The writer's fields
+ * are the writer's, the verifier's the verifier's; the rest is set before
+ * either thread sees a job, or passed on with the jobs (a job pushed by one
+ * stage and popped by the next carries everything written before). The
+ * verifier frees it, after joining the writer. */
 typedef struct {
-  GAsyncQueue *jobs; /* from the creator */
-  GAsyncQueue *next; /* to the writer */
-  OtaHash *hash;
-} OtaHasher;
-
-/* Everything the writer thread touches; it owns and frees it. */
-typedef struct {
-  GAsyncQueue *jobs; /* from the hasher */
-  GThread *hasher;   /* joined after the last job */
+  GAsyncQueue *jobs;        /* from the creator, to the writer */
+  GAsyncQueue *verify_jobs; /* from the writer, to the verifier */
+  GThread *writer_thread;   /* joined by the verifier after the last job */
   GMainContext *context;
   OtaLink *link;
   int dir_fd;
@@ -179,6 +198,14 @@ typedef struct {
   gint64 synced_at;
   GError *error;
   OtaFailKind fail_kind; /* of @error */
+  struct stat own;  /* the image as the writer's own last change left it */
+  gint epoch;       /* atomic: restarts so far; older writes are not read back */
+  gint tampered;    /* atomic: someone else changed the image */
+  /* The verifier's. */
+  OtaHash *hash;
+  GError *verify_error;
+  gboolean writer_failed;
+  OtaFailKind verify_fail_kind; /* of @verify_error */
 } OtaWriter;
 
 /* The received count at a moment of the stall clock. */
@@ -214,7 +241,7 @@ struct _OtaDownload {
   OtaDownloadState state;
   OtaLink *link;
   GAsyncQueue *jobs;
-  OtaWriter *writer; /* until the writer thread takes it */
+  OtaWriter *writer; /* until the threads take it */
   gboolean worker_running; /* the pipeline threads run and take jobs */
 
   OtaJob *pool[OTA_POOL_SIZE];
@@ -419,7 +446,6 @@ static void
 ota_job_free (OtaJob *job)
 {
   g_free (job->data);
-  g_clear_pointer (&job->prefix, ota_hash_free);
   g_free (job->message);
   g_clear_error (&job->error);
   g_free (job);
@@ -562,12 +588,14 @@ ota_checkpoint_threshold (guint64 checkpoint_bytes)
 }
 
 static OtaWriter *
-ota_writer_new (const OtaDownloadParams *params, OtaLink *link, GMainContext *context)
+ota_writer_new (const OtaDownloadParams *params, OtaLink *link, GMainContext *context, GAsyncQueue *jobs)
 {
   OtaWriter *w = g_new0 (OtaWriter, 1);
   g_autofree char *stem = NULL;
 
-  w->jobs = g_async_queue_new_full ((GDestroyNotify) ota_job_free);
+  w->jobs = g_async_queue_ref (jobs);
+  w->verify_jobs = g_async_queue_new_full ((GDestroyNotify) ota_job_free);
+  w->hash = ota_hash_new ();
   w->context = g_main_context_ref (context);
   w->link = g_atomic_rc_box_acquire (link);
   w->dir_fd = fcntl (params->dir_fd, F_DUPFD_CLOEXEC, 3);
@@ -599,6 +627,8 @@ ota_writer_free (OtaWriter *w)
   if (w->dir_fd >= 0)
     close (w->dir_fd);
   g_async_queue_unref (w->jobs);
+  g_async_queue_unref (w->verify_jobs);
+  ota_hash_free (w->hash);
   g_main_context_unref (w->context);
   ota_link_unref (w->link);
   g_free (w->dir_path);
@@ -608,7 +638,76 @@ ota_writer_free (OtaWriter *w)
   g_clear_pointer (&w->sha256, ota_sha256_free);
   ota_record_clear (&w->record);
   g_clear_error (&w->error);
+  g_clear_error (&w->verify_error);
   g_free (w);
+}
+
+static gboolean
+ota_set_tampered (GError **error, OtaWriter *w, const char *what)
+{
+  g_set_error (error, OTA_IMAGE_ERROR, OTA_IMAGE_ERROR_TAMPERED,
+               "the image was tampered with: %s %s while the agent wrote it", w->bin_name, what);
+  return FALSE;
+}
+
+/* A create, rename or unlink in the firmware directory that a later decision
+ * reads (is there a record? is this the image?) survives a power cut only once
+ * the directory is synced: a deleted record could come back and have the next
+ * offer cut a verified image back to that checkpoint. Records are replaced
+ * with the directory synced (ota_replace_file_at); the image's creation and
+ * every removal go through here. */
+static gboolean
+ota_writer_sync_dir (OtaWriter *w, GError **error)
+{
+  int saved = ota_fsync_dir (w->dir_fd);
+
+  if (saved != 0)
+    return ota_set_error_from_errno (error, saved, "cannot sync the directory %s", w->dir_path);
+  return TRUE;
+}
+
+/* After each change of its own to the image, the writer notes how the image
+ * looks; before the next one, and before the image is handed over, it must
+ * look the same: the same file under our name, one name, the same size and
+ * the same change time. Writes, truncation, hole punching, chmod, hard links
+ * by anyone else change the change time: the kernel stamps a change right
+ * after a stat with a time of its own. Catching a root process that writes in
+ * the same clock tick as the agent, on older kernels, is left to the MD5 of
+ * the bytes read back. */
+static gboolean
+ota_writer_note_own_change (OtaWriter *w, GError **error)
+{
+  if (fstat (w->bin_fd, &w->own) < 0)
+    return ota_set_error_from_errno (error, errno, "cannot stat %s", w->bin_name);
+  return TRUE;
+}
+
+static gboolean
+ota_writer_check_untouched (OtaWriter *w, GError **error)
+{
+  struct stat st, named;
+  g_autofree char *what = NULL;
+
+  if (fstat (w->bin_fd, &st) < 0)
+    return ota_set_error_from_errno (error, errno, "cannot stat %s", w->bin_name);
+  if (fstatat (w->dir_fd, w->bin_name, &named, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (errno != ENOENT)
+      return ota_set_error_from_errno (error, errno, "cannot stat %s", w->bin_name);
+    return ota_set_tampered (error, w, "was deleted or renamed");
+  }
+  if (named.st_dev != st.st_dev || named.st_ino != st.st_ino)
+    return ota_set_tampered (error, w, "was replaced by another file");
+  if (st.st_nlink != 1)
+    return ota_set_tampered (error, w, "got another name (a hard link)");
+  if (st.st_size != w->own.st_size) {
+    what = g_strdup_printf ("was resized to %" PRIdMAX " bytes (the agent had written %" PRIdMAX ")",
+                            (intmax_t) st.st_size, (intmax_t) w->own.st_size);
+    return ota_set_tampered (error, w, what);
+  }
+  if (st.st_ctim.tv_sec != w->own.st_ctim.tv_sec || st.st_ctim.tv_nsec != w->own.st_ctim.tv_nsec ||
+      st.st_mode != w->own.st_mode || st.st_uid != w->own.st_uid)
+    return ota_set_tampered (error, w, "was changed by another process");
+  return TRUE;
 }
 
 static gboolean
@@ -634,21 +733,39 @@ ota_writer_checkpoint (OtaWriter *w, GError **error)
   return TRUE;
 }
 
+/* The bytes just written go to the storage now, leave the page cache, and are
+ * read in again in the background: the verifier, a buffer behind, reads them
+ * back from what the storage returns, not from the copy we wrote, at the cost
+ * of a page cache hit. Where the page cache is the storage (tmpfs) or a hint
+ * fails, the verifier reads the cached bytes: still those of the file. */
+static void
+ota_writer_write_back (OtaWriter *w, off_t start, off_t length)
+{
+  sync_file_range (w->bin_fd, start, length,
+                   SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  posix_fadvise (w->bin_fd, start, length, POSIX_FADV_DONTNEED);
+  posix_fadvise (w->bin_fd, start, length, POSIX_FADV_WILLNEED);
+}
+
 static gboolean
-ota_writer_write (OtaWriter *w, const guint8 *data, gsize length, GError **error)
+ota_writer_write (OtaWriter *w, OtaJob *job, GError **error)
 {
   int saved_errno;
 
-  /* Still in the cache from the hasher's pass. */
-  ota_sha256_update (w->sha256, data, length);
-  saved_errno = ota_pwrite_all (w->bin_fd, data, length, (off_t) w->written);
+  if (!ota_writer_check_untouched (w, error))
+    return FALSE;
+  job->start = w->written;
+  job->epoch = g_atomic_int_get (&w->epoch);
+  ota_sha256_update (w->sha256, job->data, job->length);
+  saved_errno = ota_pwrite_all (w->bin_fd, job->data, job->length, (off_t) w->written);
   if (saved_errno != 0)
     return ota_set_error_from_errno (error, saved_errno, "cannot write %s", w->bin_name);
-  /* Writeback starts now, in the background, so the next checkpoint's
-   * fdatasync finds little left to write instead of the whole stretch. A hint:
-   * where it fails, fdatasync still does all the work. */
-  sync_file_range (w->bin_fd, (off_t) w->written, (off_t) length, SYNC_FILE_RANGE_WRITE);
-  w->written += length;
+  if (!ota_writer_note_own_change (w, error))
+    return FALSE;
+  /* Written back at once, the next checkpoint's fdatasync finds little left
+   * to write instead of the whole stretch. */
+  ota_writer_write_back (w, (off_t) w->written, (off_t) job->length);
+  w->written += job->length;
   /* The threshold bounds what a kill can waste; every second keeps slow links
    * resumable. Never per chunk: that would cap the throughput at the disk's
    * sync rate. */
@@ -664,11 +781,15 @@ ota_writer_write (OtaWriter *w, const guint8 *data, gsize length, GError **error
 static gboolean
 ota_writer_restart (OtaWriter *w, GError **error)
 {
-  if (!ota_writer_save_record (w, 0, error))
+  if (!ota_writer_check_untouched (w, error) || !ota_writer_save_record (w, 0, error))
     return FALSE;
+  /* Before the bytes go: the verifier skips writes of an older epoch. */
+  g_atomic_int_inc (&w->epoch);
   if (ftruncate (w->bin_fd, 0) < 0)
     return ota_set_error_from_errno (error, errno, "cannot truncate %s", w->bin_name);
   ota_sha256_reset (w->sha256);
+  if (!ota_writer_note_own_change (w, error))
+    return FALSE;
   w->written = w->synced = 0;
   w->synced_at = g_get_monotonic_time ();
   return TRUE;
@@ -724,6 +845,7 @@ ota_writer_remove_partial (OtaWriter *w, const char *name)
              w->record.version);
   unlinkat (w->dir_fd, bin_name, 0);
   unlinkat (w->dir_fd, record_name, 0);
+  ota_writer_sync_dir (w, NULL);
 }
 
 static void
@@ -801,10 +923,23 @@ ota_writer_check_space (OtaWriter *w, GError **error)
   return TRUE;
 }
 
+/* An image the agent writes is its own, mode 0600, until it is verified. */
+static gboolean
+ota_writer_take_back (OtaWriter *w, const struct stat *st, GError **error)
+{
+  if (st->st_uid != geteuid () && fchown (w->bin_fd, geteuid (), getegid ()) < 0)
+    return ota_set_error_from_errno (error, errno, "cannot take back %s", w->bin_name);
+  if ((st->st_mode & 07777) != 0600 && fchmod (w->bin_fd, 0600) < 0)
+    return ota_set_error_from_errno (error, errno, "cannot take back %s", w->bin_name);
+  return TRUE;
+}
+
 /* Opens the image already under our name, if it may be continued: a file of
- * our own or the owner's with no other name. A hard link to someone else's
- * file, planted by the app, would otherwise have us overwrite and chown that
- * file; such a name is removed instead, and the image starts afresh. */
+ * our own or the owner's with no other name (an agent before this one gave
+ * partial images to the app), taken back. A hard link to someone else's file,
+ * planted by the app, would otherwise have us overwrite and chown that file;
+ * such a name is removed instead, and the image starts afresh. Whatever the app
+ * wrote into a partial image of its own fails the MD5 of the bytes read back. */
 static gboolean
 ota_writer_open_existing (OtaWriter *w, GError **error)
 {
@@ -821,7 +956,7 @@ ota_writer_open_existing (OtaWriter *w, GError **error)
   }
   if (st.st_nlink == 1 &&
       (st.st_uid == geteuid () || (w->owner_uid != (uid_t) -1 && st.st_uid == w->owner_uid)))
-    return TRUE;
+    return ota_writer_take_back (w, &st, error);
   g_warning ("%s: existing %s has %u links and uid %u: replaced, not continued", w->dir_path,
              w->bin_name, (guint) st.st_nlink, (guint) st.st_uid);
   close (w->bin_fd);
@@ -841,62 +976,28 @@ ota_writer_open_image (OtaWriter *w, gboolean resume, GError **error)
     return FALSE;
   if (!resume && unlinkat (w->dir_fd, w->bin_name, 0) < 0 && errno != ENOENT)
     return ota_set_error_from_errno (error, errno, "cannot remove %s", w->bin_name);
-  /* O_EXCL: whatever appears under the name meanwhile is refused, not opened. */
+  /* O_EXCL: whatever appears under the name meanwhile is refused, not opened.
+   * 0600 and ours: no app writes into the image while we do (see the top). */
   if (w->bin_fd < 0)
     w->bin_fd = openat (w->dir_fd, w->bin_name,
-                        O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+                        O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
   if (w->bin_fd < 0)
     return ota_set_error_from_errno (error, errno, "cannot create %s", w->bin_name);
-  if (w->owner_uid != (uid_t) -1 && geteuid () == 0 &&
-      fchown (w->bin_fd, w->owner_uid, w->owner_gid) < 0)
-    return ota_set_error_from_errno (error, errno, "cannot change the owner of %s", w->bin_name);
-  return TRUE;
+  return ota_writer_note_own_change (w, error) && ota_writer_sync_dir (w, error);
 }
 
+/* Keeps the first @keep bytes: the checkpointed size, or less if the image is
+ * shorter. The verifier re-hashes them. */
 static gboolean
-ota_writer_rehash (OtaWriter *w, OtaHash *hash, guint64 length, GError **error)
+ota_writer_resume (OtaWriter *w, guint64 recorded, GError **error)
 {
-  g_autofree guint8 *buf = g_malloc (OTA_CHUNK_SIZE);
-  guint64 offset = 0;
+  guint64 keep = MIN (recorded, (guint64) w->own.st_size);
 
-  while (offset < length) {
-    ssize_t n;
-
-    if (g_atomic_int_get (&w->link->stop)) {
-      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
-      return FALSE;
-    }
-    n = pread (w->bin_fd, buf, MIN (OTA_CHUNK_SIZE, length - offset), (off_t) offset);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return ota_set_error_from_errno (error, errno, "cannot read %s", w->bin_name);
-    if (n == 0) {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s shrank while re-hashing",
-                   w->bin_name);
-      return FALSE;
-    }
-    ota_hash_update (hash, buf, (gsize) n);
-    ota_sha256_update (w->sha256, buf, (gsize) n);
-    offset += (guint64) n;
-  }
-  return TRUE;
-}
-
-/* Keeps the first @keep bytes: the checkpointed size, or less if the image is shorter. */
-static gboolean
-ota_writer_resume (OtaWriter *w, OtaHash *hash, guint64 recorded, GError **error)
-{
-  struct stat st;
-  guint64 keep;
-
-  if (fstat (w->bin_fd, &st) < 0)
-    return ota_set_error_from_errno (error, errno, "cannot stat %s", w->bin_name);
-  keep = MIN (recorded, (guint64) st.st_size);
   if (ftruncate (w->bin_fd, (off_t) keep) < 0)
     return ota_set_error_from_errno (error, errno, "cannot truncate %s", w->bin_name);
+  /* The verifier feeds it the kept prefix, before any new byte comes. */
   ota_sha256_reset (w->sha256);
-  if (!ota_writer_rehash (w, hash, keep, error))
+  if (!ota_writer_note_own_change (w, error))
     return FALSE;
   if (keep != recorded && !ota_writer_save_record (w, keep, error))
     return FALSE;
@@ -905,9 +1006,8 @@ ota_writer_resume (OtaWriter *w, OtaHash *hash, guint64 recorded, GError **error
   return TRUE;
 }
 
-/* Leaves the MD5 of the bytes kept in @job for the hasher. */
 static gboolean
-ota_writer_prepare (OtaWriter *w, OtaJob *job, GError **error)
+ota_writer_prepare (OtaWriter *w, GError **error)
 {
   guint64 recorded = 0;
   gboolean resume;
@@ -923,10 +1023,9 @@ ota_writer_prepare (OtaWriter *w, OtaJob *job, GError **error)
   resume = ota_writer_find_record (w, &recorded);
   if (!ota_writer_check_space (w, error) || !ota_writer_open_image (w, resume, error))
     return FALSE;
-  job->prefix = ota_hash_new ();
   if (resume) {
     g_info ("resuming %s at byte %" G_GUINT64_FORMAT, w->bin_name, recorded);
-    return ota_writer_resume (w, job->prefix, recorded, error);
+    return ota_writer_resume (w, recorded, error);
   }
   return ota_writer_restart (w, error);
 }
@@ -938,7 +1037,7 @@ ota_writer_discard (OtaWriter *w, GError **error)
     return ota_set_error_from_errno (error, errno, "cannot delete %s", w->bin_name);
   if (unlinkat (w->dir_fd, w->record_name, 0) < 0 && errno != ENOENT)
     return ota_set_error_from_errno (error, errno, "cannot delete %s", w->record_name);
-  return TRUE;
+  return ota_writer_sync_dir (w, error);
 }
 
 /* The bytes must be the ones the device maker signed, whatever MD5 the
@@ -960,31 +1059,21 @@ ota_writer_check_sha256 (OtaWriter *w, OtaJob *job)
   return FALSE;
 }
 
+/* Every byte is written: the image is complete, durable and untouched. */
 static gboolean
-ota_writer_verify (OtaWriter *w, OtaJob *job, GError **error)
+ota_writer_finish (OtaWriter *w, GError **error)
 {
-  const char *md5 = job->md5; /* left by the hasher */
-
   if (w->written != w->record.file_size) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                  "size mismatch: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " bytes", w->written,
                  w->record.file_size);
     return FALSE;
   }
-  if (strcmp (md5, w->record.md5sum) != 0) {
-    job->code = OTA_RESULT_MD5_MISMATCH;
-    job->fail_kind = OTA_FAIL_KIND_CHECKSUM;
-    job->message = g_strdup_printf ("md5 mismatch: expected %s got %s", w->record.md5sum, md5);
-    return ota_writer_discard (w, error);
-  }
-  if (!ota_writer_check_sha256 (w, job))
-    return ota_writer_discard (w, error);
+  if (!ota_writer_check_untouched (w, error))
+    return FALSE;
   /* The image must be durable before the record that says "unfinished" goes. */
   if (fdatasync (w->bin_fd) < 0)
     return ota_set_error_from_errno (error, errno, "cannot sync %s", w->bin_name);
-  if (unlinkat (w->dir_fd, w->record_name, 0) < 0 && errno != ENOENT)
-    return ota_set_error_from_errno (error, errno, "cannot delete %s", w->record_name);
-  job->code = OTA_RESULT_OK;
   return TRUE;
 }
 
@@ -993,9 +1082,9 @@ ota_writer_do (OtaWriter *w, OtaJob *job, GError **error)
 {
   switch (job->kind) {
   case OTA_JOB_PREPARE:
-    return ota_writer_prepare (w, job, error);
+    return ota_writer_prepare (w, error);
   case OTA_JOB_WRITE:
-    return ota_writer_write (w, job->data, job->length, error);
+    return ota_writer_write (w, job, error);
   case OTA_JOB_RESTART:
     return ota_writer_restart (w, error);
   case OTA_JOB_CHECKPOINT:
@@ -1004,10 +1093,9 @@ ota_writer_do (OtaWriter *w, OtaJob *job, GError **error)
     /* Cancelled at the last moment: keep the files resumable instead. */
     if (g_atomic_int_get (&w->link->stop))
       return ota_writer_checkpoint (w, error);
-    return ota_writer_verify (w, job, error);
+    return ota_writer_finish (w, error);
   case OTA_JOB_DISCARD:
     return ota_writer_discard (w, error);
-  case OTA_JOB_SEED:
   case OTA_JOB_QUIT:
   default:
     return TRUE;
@@ -1021,6 +1109,12 @@ ota_writer_fail_kind (OtaJobKind kind, const GError *error)
 {
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE))
     return OTA_FAIL_KIND_NO_SPACE;
+  /* The image on disk is not what the agent wrote: a write that did not hold. */
+  if (g_error_matches (error, OTA_IMAGE_ERROR, OTA_IMAGE_ERROR_TAMPERED))
+    return OTA_FAIL_KIND_WRITE;
+  /* Another module's partial download holds the file name. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_EXISTS))
+    return OTA_FAIL_KIND_REFUSED;
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
     return OTA_FAIL_KIND_SIZE;
   /* An offer the writer refuses to turn into file names. */
@@ -1035,7 +1129,6 @@ ota_writer_fail_kind (OtaJobKind kind, const GError *error)
   case OTA_JOB_RESTART:
   case OTA_JOB_CHECKPOINT:
     return OTA_FAIL_KIND_WRITE;
-  case OTA_JOB_SEED:
   case OTA_JOB_DISCARD:
   case OTA_JOB_QUIT:
   default:
@@ -1048,8 +1141,11 @@ ota_writer_run (OtaWriter *w, OtaJob *job)
 {
   g_autoptr(GError) error = NULL;
 
-  /* After a failure the files are left as they are; jobs still come back. */
-  if (w->error == NULL && !ota_writer_do (w, job, &error)) {
+  /* After a failure, or once someone else changed the image, the files are
+   * left as they are; jobs still go on. */
+  if (w->error == NULL && !g_atomic_int_get (&w->tampered) && !ota_writer_do (w, job, &error)) {
+    if (g_error_matches (error, OTA_IMAGE_ERROR, OTA_IMAGE_ERROR_TAMPERED))
+      g_atomic_int_set (&w->tampered, TRUE);
     w->error = g_error_copy (error);
     w->fail_kind = ota_writer_fail_kind (job->kind, error);
     job->fail_kind = w->fail_kind;
@@ -1058,7 +1154,7 @@ ota_writer_run (OtaWriter *w, OtaJob *job)
   job->offset = w->written;
   /* A failure before the first byte leaves no empty image behind. */
   if (job->final && job->kind == OTA_JOB_CHECKPOINT && job->code != OTA_RESULT_OK &&
-      w->error == NULL && w->written == 0 && w->bin_fd >= 0)
+      w->error == NULL && !g_atomic_int_get (&w->tampered) && w->written == 0 && w->bin_fd >= 0)
     ota_writer_discard (w, NULL);
   if (job->final && w->error != NULL && job->code == OTA_RESULT_OK) {
     job->code = OTA_RESULT_FAILED;
@@ -1072,21 +1168,251 @@ static gpointer
 ota_writer_thread (gpointer data)
 {
   OtaWriter *w = data;
-  GMainContext *context;
+  gboolean quit = FALSE;
 
   ota_writer_wait_turn (w);
-  for (;;) {
+  while (!quit) {
     OtaJob *job = g_async_queue_pop (w->jobs);
+
+    quit = job->kind == OTA_JOB_QUIT;
+    if (!quit)
+      ota_writer_run (w, job);
+    /* The verifier's now; after QUIT, so is everything else. */
+    g_async_queue_push (w->verify_jobs, job);
+  }
+  return NULL;
+}
+
+/* ---- the verifier: MD5 of the image as read back, in order ---- */
+
+static gssize
+ota_pread_all (int fd, guint8 *data, gsize length, off_t offset)
+{
+  gsize done = 0;
+
+  while (done < length) {
+    ssize_t n = pread (fd, data + done, length - done, offset + (off_t) done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -1;
+    if (n == 0)
+      break;
+    done += (gsize) n;
+  }
+  return (gssize) done;
+}
+
+/* Hashes @length bytes of the image from @start, read into @buf (at least
+ * OTA_CHUNK_SIZE bytes, or exactly @length). Stops when the download is
+ * cancelled. */
+static gboolean
+ota_verifier_hash_range (OtaWriter *w, guint8 *buf, guint64 start, guint64 length, gboolean sha256,
+                         GError **error)
+{
+  guint64 offset = 0;
+
+  while (offset < length) {
+    gsize want = (gsize) MIN (OTA_CHUNK_SIZE, length - offset);
+    gssize n;
+
+    if (g_atomic_int_get (&w->link->stop)) {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+      return FALSE;
+    }
+    n = ota_pread_all (w->bin_fd, buf, want, (off_t) (start + offset));
+    if (n < 0)
+      return ota_set_error_from_errno (error, errno, "cannot read back %s", w->bin_name);
+    if ((gsize) n < want)
+      return ota_set_tampered (error, w, "shrank");
+    ota_hash_update (w->hash, buf, want);
+    if (sha256)
+      ota_sha256_update (w->sha256, buf, want);
+    offset += want;
+  }
+  return TRUE;
+}
+
+/* The kept prefix of a resumed image, from the storage rather than the page
+ * cache where possible. */
+static gboolean
+ota_verifier_hash_prefix (OtaWriter *w, guint64 length, GError **error)
+{
+  g_autofree guint8 *buf = length > 0 ? g_malloc (OTA_CHUNK_SIZE) : NULL;
+
+  ota_hash_reset (w->hash);
+  if (length == 0)
+    return TRUE;
+  posix_fadvise (w->bin_fd, 0, (off_t) length, POSIX_FADV_DONTNEED);
+  /* The writer's SHA-256 too: it waits for this job's reply before any write. */
+  return ota_verifier_hash_range (w, buf, 0, length, TRUE, error);
+}
+
+/* Reads the buffer's bytes back from the image, over the buffer itself. */
+static gboolean
+ota_verifier_hash_write (OtaWriter *w, OtaJob *job, GError **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  /* The server sent the file again from byte 0: these bytes are gone. */
+  if (job->epoch != g_atomic_int_get (&w->epoch) || g_atomic_int_get (&w->link->stop))
+    return TRUE;
+  if (ota_verifier_hash_range (w, job->data, job->start, job->length, FALSE, &local_error))
+    return TRUE;
+  /* A restart since the check above truncated them: as gone. */
+  if (job->epoch != g_atomic_int_get (&w->epoch))
+    return TRUE;
+  g_propagate_error (error, g_steal_pointer (&local_error));
+  return FALSE;
+}
+
+/* Given to the app, as an agent before this one created it. */
+static gboolean
+ota_verifier_hand_over (OtaWriter *w, GError **error)
+{
+  if (w->owner_uid != (uid_t) -1 && geteuid () == 0 &&
+      fchown (w->bin_fd, w->owner_uid, w->owner_gid) < 0)
+    return ota_set_error_from_errno (error, errno, "cannot change the owner of %s", w->bin_name);
+  if (fchmod (w->bin_fd, 0644) < 0)
+    return ota_set_error_from_errno (error, errno, "cannot change the mode of %s", w->bin_name);
+  return TRUE;
+}
+
+/* A hole was punched into the image (or a file system stores zeros so):
+ * what counts is the content, read again in full. */
+static gboolean
+ota_verifier_check_holes (OtaWriter *w, GError **error)
+{
+  g_autofree guint8 *buf = NULL;
+  char md5[OTA_MD5_HEX_LENGTH + 1];
+  off_t hole = lseek (w->bin_fd, 0, SEEK_HOLE);
+
+  if (hole < 0 || (guint64) hole >= w->record.file_size)
+    return TRUE;
+  g_message ("%s has a hole at byte %" PRIdMAX ": reading it again in full", w->bin_name,
+             (intmax_t) hole);
+  buf = g_malloc (OTA_CHUNK_SIZE);
+  ota_hash_reset (w->hash);
+  if (!ota_verifier_hash_range (w, buf, 0, w->record.file_size, FALSE, error))
+    return FALSE;
+  ota_hash_get_hex (w->hash, md5);
+  if (strcmp (md5, w->record.md5sum) != 0)
+    return ota_set_tampered (error, w, "got a hole of zeros");
+  return TRUE;
+}
+
+static gboolean
+ota_verifier_verify (OtaWriter *w, OtaJob *job, GError **error)
+{
+  ota_hash_get_hex (w->hash, job->md5);
+  if (strcmp (job->md5, w->record.md5sum) != 0) {
+    job->code = OTA_RESULT_MD5_MISMATCH;
+    job->fail_kind = OTA_FAIL_KIND_CHECKSUM;
+    job->message = g_strdup_printf ("md5 mismatch: expected %s, the image written has %s",
+                                    w->record.md5sum, job->md5);
+    return ota_writer_discard (w, error);
+  }
+  /* Fed by the writer, which is done: this is the last job before QUIT. */
+  if (!ota_writer_check_sha256 (w, job))
+    return ota_writer_discard (w, error);
+  /* The last look, now that every byte was read back: nobody changed the file
+   * since the writer's own last look, and it has no hole. */
+  if (!ota_writer_check_untouched (w, error) || !ota_verifier_check_holes (w, error) ||
+      !ota_verifier_hand_over (w, error))
+    return FALSE;
+  if (unlinkat (w->dir_fd, w->record_name, 0) < 0 && errno != ENOENT)
+    return ota_set_error_from_errno (error, errno, "cannot delete %s", w->record_name);
+  /* Durable before FirmwareReady: the app may start burning at once. */
+  if (!ota_writer_sync_dir (w, error))
+    return FALSE;
+  job->code = OTA_RESULT_OK;
+  return TRUE;
+}
+
+static gboolean
+ota_verifier_do (OtaWriter *w, OtaJob *job, GError **error)
+{
+  switch (job->kind) {
+  case OTA_JOB_PREPARE:
+    return ota_verifier_hash_prefix (w, job->offset, error);
+  case OTA_JOB_WRITE:
+    return ota_verifier_hash_write (w, job, error);
+  case OTA_JOB_RESTART:
+    ota_hash_reset (w->hash);
+    return TRUE;
+  case OTA_JOB_VERIFY:
+    if (g_atomic_int_get (&w->link->stop) || job->code != OTA_RESULT_OK)
+      return TRUE;
+    return ota_verifier_verify (w, job, error);
+  default:
+    return TRUE;
+  }
+}
+
+/* Deletes the image when someone else changed it, but only under a name that
+ * is still the image's: a file put there by the app is the app's. */
+static void
+ota_verifier_discard_tampered (OtaWriter *w)
+{
+  struct stat st, named;
+
+  if (w->bin_fd >= 0 && fstat (w->bin_fd, &st) == 0 &&
+      fstatat (w->dir_fd, w->bin_name, &named, AT_SYMLINK_NOFOLLOW) == 0 && named.st_dev == st.st_dev &&
+      named.st_ino == st.st_ino)
+    unlinkat (w->dir_fd, w->bin_name, 0);
+  unlinkat (w->dir_fd, w->record_name, 0);
+  ota_writer_sync_dir (w, NULL);
+}
+
+static void
+ota_verifier_run (OtaWriter *w, OtaJob *job)
+{
+  g_autoptr(GError) error = NULL;
+
+  w->writer_failed |= job->error != NULL;
+  if (!w->writer_failed && w->verify_error == NULL && !ota_verifier_do (w, job, &error)) {
+    if (g_error_matches (error, OTA_IMAGE_ERROR, OTA_IMAGE_ERROR_TAMPERED))
+      g_atomic_int_set (&w->tampered, TRUE);
+    w->verify_error = g_error_copy (error);
+    w->verify_fail_kind = ota_writer_fail_kind (job->kind, error);
+    job->fail_kind = w->verify_fail_kind;
+    job->error = g_steal_pointer (&error);
+  }
+  if (!job->final)
+    return;
+  if (w->verify_error != NULL && job->code == OTA_RESULT_OK) {
+    job->code = OTA_RESULT_FAILED;
+    job->fail_kind = w->verify_fail_kind;
+    g_free (job->message);
+    job->message = g_strdup (w->verify_error->message);
+  }
+  if (g_atomic_int_get (&w->tampered)) {
+    g_warning ("%s", job->message);
+    ota_verifier_discard_tampered (w);
+  }
+}
+
+static gpointer
+ota_verifier_thread (gpointer data)
+{
+  OtaWriter *w = data;
+  GMainContext *context;
+
+  for (;;) {
+    OtaJob *job = g_async_queue_pop (w->verify_jobs);
 
     if (job->kind == OTA_JOB_QUIT) {
       ota_job_free (job);
       break;
     }
-    ota_writer_run (w, job);
+    ota_verifier_run (w, job);
     ota_link_post (w->link, w->context, job);
   }
-  /* QUIT was the hasher's last job: it is ending, if not gone. */
-  g_thread_join (g_steal_pointer (&w->hasher));
+  /* The writer never started: its creator still owns everything. */
+  if (w->writer_thread == NULL)
+    return NULL;
+  /* QUIT was the writer's last job: it is ending, if not gone. */
+  g_thread_join (g_steal_pointer (&w->writer_thread));
   if (w->bin_fd >= 0) {
     close (w->bin_fd);
     w->bin_fd = -1;
@@ -1094,75 +1420,10 @@ ota_writer_thread (gpointer data)
   ota_writer_leave_line (w);
   context = g_main_context_ref (w->context);
   ota_writer_free (w);
-  /* Everything is on disk and closed, the hasher joined: a waiting shutdown may go on. */
+  /* Everything is on disk and closed, the writer joined: a waiting shutdown may go on. */
   g_atomic_int_dec_and_test (&ota_workers_running);
   g_main_context_wakeup (context);
   g_main_context_unref (context);
-  return NULL;
-}
-
-/* ---- the hasher: MD5 of the stream, in order ---- */
-
-static OtaHasher *
-ota_hasher_new (GAsyncQueue *jobs, GAsyncQueue *next)
-{
-  OtaHasher *h = g_new0 (OtaHasher, 1);
-
-  h->jobs = g_async_queue_ref (jobs);
-  h->next = g_async_queue_ref (next);
-  h->hash = ota_hash_new ();
-  return h;
-}
-
-static void
-ota_hasher_free (OtaHasher *h)
-{
-  g_async_queue_unref (h->jobs);
-  g_async_queue_unref (h->next);
-  ota_hash_free (h->hash);
-  g_free (h);
-}
-
-/* Hashes whatever the writer has yet to see, so the MD5 covers the image
- * exactly as the writer leaves it. */
-static void
-ota_hasher_run (OtaHasher *h, OtaJob *job)
-{
-  switch (job->kind) {
-  case OTA_JOB_SEED:
-    if (job->prefix != NULL) {
-      ota_hash_free (h->hash);
-      h->hash = g_steal_pointer (&job->prefix);
-    }
-    break;
-  case OTA_JOB_WRITE:
-    ota_hash_update (h->hash, job->data, job->length);
-    break;
-  case OTA_JOB_RESTART:
-    ota_hash_reset (h->hash);
-    break;
-  case OTA_JOB_VERIFY:
-    ota_hash_get_hex (h->hash, job->md5);
-    break;
-  default:
-    break;
-  }
-}
-
-static gpointer
-ota_hasher_thread (gpointer data)
-{
-  OtaHasher *h = data;
-  gboolean quit = FALSE;
-
-  while (!quit) {
-    OtaJob *job = g_async_queue_pop (h->jobs);
-
-    quit = job->kind == OTA_JOB_QUIT;
-    ota_hasher_run (h, job);
-    g_async_queue_push (h->next, job); /* the writer's now */
-  }
-  ota_hasher_free (h);
   return NULL;
 }
 
@@ -1249,28 +1510,25 @@ ota_download_flush (OtaDownload *self)
   ota_download_push (self, job);
 }
 
-/* The hasher first: the writer joins it after the last job. The threads own
- * their state and outlive the download if they must; the writer is never
- * joined. */
+/* The verifier first: it joins the writer after the last job. The threads
+ * own their state and outlive the download if they must; the verifier is
+ * never joined. */
 static gboolean
 ota_download_start_threads (OtaDownload *self, GError **error)
 {
-  OtaHasher *h = ota_hasher_new (self->jobs, self->writer->jobs);
-  GThread *writer;
+  OtaWriter *w = self->writer;
+  GThread *verifier = g_thread_try_new ("ota-verify", ota_verifier_thread, w, error);
 
-  self->writer->hasher = g_thread_try_new ("ota-hash", ota_hasher_thread, h, error);
-  if (self->writer->hasher == NULL) {
-    ota_hasher_free (h);
+  if (verifier == NULL)
+    return FALSE;
+  w->writer_thread = g_thread_try_new ("ota-write", ota_writer_thread, w, error);
+  if (w->writer_thread == NULL) {
+    /* The verifier ends at QUIT and leaves @w to us. */
+    g_async_queue_push (w->verify_jobs, ota_job_new (OTA_JOB_QUIT));
+    g_thread_join (verifier);
     return FALSE;
   }
-  writer = g_thread_try_new ("ota-download", ota_writer_thread, self->writer, error);
-  if (writer == NULL) {
-    /* The hasher passes QUIT on and ends; the writer's queue frees the job. */
-    g_async_queue_push (self->jobs, ota_job_new (OTA_JOB_QUIT));
-    g_thread_join (g_steal_pointer (&self->writer->hasher));
-    return FALSE;
-  }
-  g_thread_unref (writer);
+  g_thread_unref (verifier);
   self->writer = NULL;
   self->worker_running = TRUE;
   return TRUE;
@@ -2024,14 +2282,10 @@ ota_download_written (OtaDownload *self, OtaJob *job)
   }
 }
 
-/* The files are ready: the hasher takes the prefix's MD5 before the first byte. */
+/* The files are ready, the kept prefix re-hashed. */
 static void
 ota_download_prepared (OtaDownload *self, OtaJob *job)
 {
-  OtaJob *seed = ota_job_new (OTA_JOB_SEED);
-
-  seed->prefix = g_steal_pointer (&job->prefix);
-  ota_download_push (self, seed);
   self->received = self->downloaded = self->resumed_from = job->offset;
   ota_download_send (self);
 }
@@ -2117,7 +2371,7 @@ ota_download_new (SoupSession *session, const OtaDownloadParams *params)
                                 stem);
   self->link = ota_link_new (self);
   self->jobs = g_async_queue_new_full ((GDestroyNotify) ota_job_free);
-  self->writer = ota_writer_new (params, self->link, self->context);
+  self->writer = ota_writer_new (params, self->link, self->context, self->jobs);
   return self;
 }
 

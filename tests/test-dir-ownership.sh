@@ -4,7 +4,8 @@
 # lets every user in. It checks that an app of another uid
 #  - cannot make the agent use a directory it does not own, nor a symlink in
 #    place of its directory, nor a version or module name that would leave it;
-#  - gets its firmware, and the resume record while downloading, owned by it;
+#  - gets its firmware owned by it once verified, and the resume record while
+#    downloading, but cannot write into the image while the agent writes it;
 #  - cannot have the agent overwrite or chown someone else's file through hard
 #    links or symlinks planted under the agent's file names;
 #  - cannot redirect a running download by swapping its directory for a
@@ -20,6 +21,7 @@ WAIT_SECONDS=30
 
 cases=("foreign directory refused" "symlinked directory refused" "escaping version refused"
   "escaping module refused" "firmware owned by the app" "record owned by the app"
+  "partial image not writable by the app"
   "planted hard links left alone" "planted symlink left alone" "directory swap does not redirect")
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then
   for what in "${cases[@]}"; do skip "$what" "needs root and setpriv to run apps as another user"; done
@@ -176,6 +178,9 @@ record_owner=
 # The record as the agent rewrote it (the planted one says 1048576).
 if wait_for sh -c "test -f '$home/app/FW_2.0.0.json' && ! grep -q '\"downloaded_size\":1048576' '$home/app/FW_2.0.0.json'"; then
   record_owner=$(owner_of "$home/app/FW_2.0.0.json")
+  # While the agent writes it, the image is root's, mode 0600: the app cannot append to it.
+  image_owner=$(stat -c '%u:%g %a' "$home/app/FW_2.0.0.bin" 2>/dev/null)
+  if as_app sh -c "printf tail >>'$home/app/FW_2.0.0.bin'" 2>/dev/null; then app_append=done; else app_append=refused; fi
 fi
 wait_for grep -q "^firmware-ready " "$tmp/main.log" || bail "no FirmwareReady for the main module"
 # "firmware-ready MODULE VERSION PATH SIZE MD5", MODULE empty for the main firmware
@@ -185,6 +190,8 @@ check "firmware owned by the app: $path is $(owner_of "$path"), app is $nobody_u
 check "firmware owned by the app: content is the cloud's image" cmp -s "$path" "$tmp/cloud-main.img"
 check "record owned by the app while downloading (${record_owner:-never seen})" \
   test "$record_owner" = "$nobody_uid:$nobody_gid"
+check "partial image not writable by the app: ${image_owner:-never seen}, the app's append ${app_append:-not tried}" \
+  test "$image_owner" = "0:0 600" -a "$app_append" = refused
 untouched=1
 for v in victim-bin victim-tmp victim-json; do
   [ "$(cat "$tmp/rootdir/$v")" = "root's $v" ] && [ "$(owner_of "$tmp/rootdir/$v")" = 0:0 ] || untouched=0

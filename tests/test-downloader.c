@@ -5,6 +5,7 @@
 #include "record.h"
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <string.h>
@@ -685,6 +686,224 @@ run_download (Fixture *f, const OtaDownloadParams *params)
   return f->code;
 }
 
+/* ---- a disk that does not keep what it was given ----
+ * The test binary is linked with --wrap=pwrite (and pwrite64, its name for
+ * 32-bit builds with 64-bit offsets): every pwrite of the download engine
+ * comes here. With corrupt_image_byte set, the byte at that offset of the
+ * image (a name ending in .bin) reaches the file flipped, as bad memory, a
+ * bad cable or a bad flash block would leave it. */
+static gint64 corrupt_image_byte = -1;
+
+ssize_t __real_pwrite (int fd, const void *buf, size_t n, off_t offset);
+ssize_t __wrap_pwrite (int fd, const void *buf, size_t n, off_t offset);
+ssize_t __real_pwrite64 (int fd, const void *buf, size_t n, off_t offset);
+ssize_t __wrap_pwrite64 (int fd, const void *buf, size_t n, off_t offset);
+
+/* A copy of @buf with the chosen byte flipped, when this write carries it. */
+static guint8 *
+corrupted_copy (int fd, const void *buf, size_t n, off_t offset)
+{
+  g_autofree char *link = g_strdup_printf ("/proc/self/fd/%d", fd);
+  g_autofree char *target = g_file_read_link (link, NULL);
+  gint64 at = corrupt_image_byte;
+  guint8 *copy;
+
+  if (at < 0 || at < offset || at >= offset + (off_t) n || target == NULL || !g_str_has_suffix (target, ".bin"))
+    return NULL;
+  copy = g_memdup2 (buf, n);
+  copy[at - offset] ^= 0x5a;
+  return copy;
+}
+
+ssize_t
+__wrap_pwrite (int fd, const void *buf, size_t n, off_t offset)
+{
+  g_autofree guint8 *copy = corrupted_copy (fd, buf, n, offset);
+  return __real_pwrite (fd, copy != NULL ? copy : buf, n, offset);
+}
+
+ssize_t
+__wrap_pwrite64 (int fd, const void *buf, size_t n, off_t offset)
+{
+  g_autofree guint8 *copy = corrupted_copy (fd, buf, n, offset);
+  return __real_pwrite64 (fd, copy != NULL ? copy : buf, n, offset);
+}
+
+/* ---- the order of file system calls ----
+ * Also wrapped: openat (openat64), renameat, unlinkat and fsync. While
+ * trace_dir is set, each create, rename and unlink of a name in that
+ * directory, and each fsync of the directory itself, is noted in order,
+ * from whichever thread made it. This shows the order of the calls, which is
+ * what makes a change durable; it cannot show a power cut. */
+static GMutex trace_lock;
+static char *trace_dir;
+static GPtrArray *trace_events;
+
+int __real_openat (int dirfd, const char *path, int flags, ...);
+int __wrap_openat (int dirfd, const char *path, int flags, ...);
+int __real_openat64 (int dirfd, const char *path, int flags, ...);
+int __wrap_openat64 (int dirfd, const char *path, int flags, ...);
+int __real_renameat (int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int __wrap_renameat (int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int __real_unlinkat (int dirfd, const char *path, int flags);
+int __wrap_unlinkat (int dirfd, const char *path, int flags);
+int __real_fsync (int fd);
+int __wrap_fsync (int fd);
+
+static gboolean
+fd_is_trace_dir (int fd)
+{
+  g_autofree char *link = g_strdup_printf ("/proc/self/fd/%d", fd);
+  g_autofree char *target = g_file_read_link (link, NULL);
+
+  return target != NULL && g_strcmp0 (target, trace_dir) == 0;
+}
+
+static void
+trace_note (int dirfd, const char *what, const char *name)
+{
+  g_mutex_lock (&trace_lock);
+  if (trace_dir != NULL && fd_is_trace_dir (dirfd))
+    g_ptr_array_add (trace_events, name != NULL ? g_strdup_printf ("%s %s", what, name) : g_strdup (what));
+  g_mutex_unlock (&trace_lock);
+}
+
+int
+__wrap_openat (int dirfd, const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  va_list args;
+  int fd;
+
+  va_start (args, flags);
+  if (flags & O_CREAT)
+    mode = va_arg (args, mode_t);
+  va_end (args);
+  fd = __real_openat (dirfd, path, flags, mode);
+  if (fd >= 0 && (flags & O_CREAT))
+    trace_note (dirfd, "create", path);
+  return fd;
+}
+
+int
+__wrap_openat64 (int dirfd, const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  va_list args;
+  int fd;
+
+  va_start (args, flags);
+  if (flags & O_CREAT)
+    mode = va_arg (args, mode_t);
+  va_end (args);
+  fd = __real_openat64 (dirfd, path, flags, mode);
+  if (fd >= 0 && (flags & O_CREAT))
+    trace_note (dirfd, "create", path);
+  return fd;
+}
+
+int
+__wrap_renameat (int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+  int rc = __real_renameat (olddirfd, oldpath, newdirfd, newpath);
+
+  if (rc == 0)
+    trace_note (newdirfd, "rename", newpath);
+  return rc;
+}
+
+int
+__wrap_unlinkat (int dirfd, const char *path, int flags)
+{
+  int rc = __real_unlinkat (dirfd, path, flags);
+
+  if (rc == 0)
+    trace_note (dirfd, "unlink", path);
+  return rc;
+}
+
+int
+__wrap_fsync (int fd)
+{
+  int rc = __real_fsync (fd);
+
+  if (rc == 0)
+    trace_note (fd, "sync", NULL);
+  return rc;
+}
+
+static void
+trace_start (const char *dir)
+{
+  g_mutex_lock (&trace_lock);
+  trace_dir = g_strdup (dir);
+  trace_events = g_ptr_array_new_with_free_func (g_free);
+  g_mutex_unlock (&trace_lock);
+}
+
+static GPtrArray *
+trace_stop (void)
+{
+  GPtrArray *events;
+
+  g_mutex_lock (&trace_lock);
+  g_clear_pointer (&trace_dir, g_free);
+  events = g_steal_pointer (&trace_events);
+  g_mutex_unlock (&trace_lock);
+  return events;
+}
+
+static void
+trace_mark_finished (OtaDownload *download, int code, const char *message, gpointer data)
+{
+  g_mutex_lock (&trace_lock);
+  if (trace_events != NULL)
+    g_ptr_array_add (trace_events, g_strdup ("finished"));
+  g_mutex_unlock (&trace_lock);
+}
+
+/* Every create, rename or unlink in the directory (of a name other than a
+ * temporary .tmp, which only its rename makes visible) is followed by an
+ * fsync of the directory before the download announces its end. Returns
+ * whether @needle was among the events, so that a test cannot pass on an
+ * empty trace. */
+static gboolean
+trace_assert_durable_at_finish (GPtrArray *events, const char *needle)
+{
+  g_autofree char *pending = NULL;
+  gboolean seen = FALSE;
+  gboolean finished = FALSE;
+
+  for (guint i = 0; i < events->len; i++) {
+    const char *event = g_ptr_array_index (events, i);
+
+    g_test_message ("fs: %s", event);
+    seen |= g_strcmp0 (event, needle) == 0;
+    if (g_str_equal (event, "sync")) {
+      g_clear_pointer (&pending, g_free);
+    } else if (g_str_equal (event, "finished")) {
+      if (pending != NULL)
+        g_error ("\"%s\" was not made durable (no fsync of the directory) before the end was announced", pending);
+      finished = TRUE;
+    } else if (!g_str_has_suffix (event, ".tmp") && pending == NULL) {
+      pending = g_strdup (event);
+    }
+  }
+  g_assert_true (finished);
+  return seen;
+}
+
+static int
+run_traced (Fixture *f, const OtaDownloadParams *params, GPtrArray **events)
+{
+  trace_start (f->dir);
+  begin_download (f, params);
+  g_signal_connect (f->download, "finished", G_CALLBACK (trace_mark_finished), NULL);
+  wait_finished (f);
+  *events = trace_stop ();
+  return f->code;
+}
+
 /* ---- tests ---- */
 
 static void
@@ -972,6 +1191,48 @@ test_stall_in_body_resumes (Fixture *f, gconstpointer data)
   assert_image_is_firmware (f);
   g_assert_cmpuint (f->seen.requests, ==, 2);
   g_assert_cmpstr (observed_range (f, 1), ==, expected);
+}
+
+/* The record's removal, which says "this image is complete", is durable
+ * before FirmwareReady could be announced; so is the image's creation. */
+static void
+test_verified_image_is_durable_before_finish (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autoptr(GPtrArray) events = NULL;
+
+  g_assert_cmpint (run_traced (f, &params, &events), ==, 0);
+  g_assert_true (trace_assert_durable_at_finish (events, "unlink " RECORD_NAME));
+  g_assert_true (trace_assert_durable_at_finish (events, "create " BIN_NAME));
+}
+
+/* A rejected image and its record are gone for good before the failure is announced. */
+static void
+test_discarded_image_is_durable_before_finish (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  g_autoptr(GPtrArray) events = NULL;
+
+  params.md5sum = WRONG_MD5;
+  g_assert_cmpint (run_traced (f, &params, &events), ==, -4);
+  g_assert_true (trace_assert_durable_at_finish (events, "unlink " BIN_NAME));
+}
+
+/* The stream was right, the file is not: the MD5 is the one of the bytes read
+ * back from the file, so the image is never handed over. */
+static void
+test_byte_changed_on_disk_fails_md5 (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  int code;
+
+  corrupt_image_byte = FW_SIZE / 3;
+  code = run_download (f, &params);
+  corrupt_image_byte = -1;
+  g_assert_cmpint (code, ==, -4);
+  g_assert_nonnull (strstr (f->message, "md5 mismatch"));
+  g_assert_false (file_exists (f, BIN_NAME));
+  g_assert_false (file_exists (f, RECORD_NAME));
 }
 
 static void
@@ -1493,9 +1754,10 @@ test_files_belong_to_owner (Fixture *f, gconstpointer data)
   begin_download (f, &params);
   while (!f->cancelled)
     g_main_context_iteration (NULL, TRUE);
+  /* The partial image is the agent's alone: the app cannot write into it. */
   g_assert_cmpint (fstatat (f->dir_fd, BIN_NAME, &st, AT_SYMLINK_NOFOLLOW), ==, 0);
-  g_assert_cmpuint (st.st_uid, ==, 4242);
-  g_assert_cmpuint (st.st_gid, ==, 4343);
+  g_assert_cmpuint (st.st_uid, ==, 0);
+  g_assert_cmpuint (st.st_mode & 07777, ==, 0600);
   g_assert_cmpint (fstatat (f->dir_fd, RECORD_NAME, &st, AT_SYMLINK_NOFOLLOW), ==, 0);
   g_assert_cmpuint (st.st_uid, ==, 4242);
   g_assert_cmpuint (st.st_gid, ==, 4343);
@@ -1504,8 +1766,11 @@ test_files_belong_to_owner (Fixture *f, gconstpointer data)
   f->cancel_at_first_progress = FALSE;
   f->cancelled = FALSE;
   g_assert_cmpint (run_download (f, &params), ==, 0);
+  /* Verified, it is handed over. */
   g_assert_cmpint (fstatat (f->dir_fd, BIN_NAME, &st, AT_SYMLINK_NOFOLLOW), ==, 0);
   g_assert_cmpuint (st.st_uid, ==, 4242);
+  g_assert_cmpuint (st.st_gid, ==, 4343);
+  g_assert_cmpuint (st.st_mode & 07777, ==, 0644);
 }
 
 static void
@@ -1571,6 +1836,9 @@ main (int argc, char **argv)
   ADD ("/download/retry/cut-connection-resumes", test_cut_connection_resumes, NULL);
   ADD ("/download/retry/stall-in-body-resumes", test_stall_in_body_resumes, NULL);
   ADD ("/download/verify/md5-mismatch-deletes-files", test_md5_mismatch_deletes_files, NULL);
+  ADD ("/download/verify/byte-changed-on-disk-fails-md5", test_byte_changed_on_disk_fails_md5, NULL);
+  ADD ("/download/durable/verified-image-before-finish", test_verified_image_is_durable_before_finish, NULL);
+  ADD ("/download/durable/discarded-image-before-finish", test_discarded_image_is_durable_before_finish, NULL);
   ADD ("/download/verify/longer-body-is-a-mismatch", test_longer_body_is_a_mismatch, NULL);
   ADD ("/download/verify/longer-body-without-length-is-a-mismatch",
        test_longer_body_without_length_is_a_mismatch, NULL);

@@ -3,7 +3,10 @@
  * resumes after cuts, stalls, cancels and a SIGKILL, and stays responsive. */
 #include "harness.h"
 
+#include <fcntl.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <unistd.h>
 
 #define MIB (1024 * 1024)
 #define FW_SIZE (6 * MIB)
@@ -805,6 +808,114 @@ test_responsive_during_download (OtaTestEnv *env, gconstpointer data)
   assert_ready (env, &image);
 }
 
+/* ---- 8. what is handed over is what was hashed ---- */
+
+/* A local process tampers with the partial image while the agent writes it
+ * (the tests run as root, like an app that could write the file: an app of
+ * another uid cannot, see test-dir-ownership.sh). The agent must notice before
+ * FirmwareReady, fail the cycle with -5 saying so, and remove its files, but
+ * never a file that the app put under the image's name. */
+typedef struct {
+  const char *keys;  /* the agent's [ota] keys, for ota_test_env_setup () */
+  void (*tamper) (const char *bin);
+  gboolean foreign_file_stays; /* a 1000-byte file of the app's took the name */
+} TamperCase;
+
+#define TAMPER_SIZE (8 * MIB)
+
+static void
+tamper_truncate (const char *bin)
+{
+  /* The agent goes on writing where it was: 40 % of zeros, a hole. */
+  g_assert_cmpint (truncate (bin, 0), ==, 0);
+}
+
+static void
+tamper_delete (const char *bin)
+{
+  g_assert_cmpint (g_unlink (bin), ==, 0);
+}
+
+static void
+tamper_replace (const char *bin)
+{
+  g_autofree char *other = g_strconcat (bin, ".app", NULL);
+  g_autofree char *junk = g_strnfill (1000, 'x');
+
+  g_assert_true (g_file_set_contents (other, junk, 1000, NULL));
+  g_assert_cmpint (g_rename (other, bin), ==, 0);
+}
+
+static void
+tamper_overwrite_middle (const char *bin)
+{
+  g_autofree char *junk = g_strnfill (65536, '\xa5');
+  int fd = open (bin, O_WRONLY | O_CLOEXEC);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (pwrite (fd, junk, 65536, TAMPER_SIZE / 5), ==, 65536);
+  close (fd);
+}
+
+static void
+tamper_append (const char *bin)
+{
+  g_autofree char *junk = g_malloc0 (MIB);
+  int fd = open (bin, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+  g_assert_cmpint (fd, >=, 0);
+  for (guint i = 0; i < 40; i++)
+    g_assert_cmpint (write (fd, junk, MIB), ==, MIB);
+  close (fd);
+}
+
+static void
+tamper_setup (OtaTestEnv *env, gconstpointer data)
+{
+  ota_test_env_setup (env, ((const TamperCase *) data)->keys);
+}
+
+static void
+test_tampered_image_is_not_handed_over (OtaTestEnv *env, gconstpointer data)
+{
+  const TamperCase *tc = data;
+  g_auto (OtaTestImage) image = { 0 };
+  g_autofree char *rate = g_strdup_printf ("--rate=%d", SLOW_RATE);
+  g_autofree char *bin = ota_test_fw_path (env, "bin");
+  g_autofree char *record = ota_test_fw_path (env, "json");
+  const char *args[] = { rate, NULL };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  DownloadedWait forty = { env, TAMPER_SIZE * 2 / 5 };
+  int idx;
+  const char *msg;
+  int code;
+
+  ota_test_image_make (env, TAMPER_SIZE, &image);
+  tool = cloud_start (env, &image, args);
+  ota_test_app_init (env, "1.0");
+  g_assert_true (poll_until (downloaded_reaches, &forty, OTA_TEST_TIMEOUT_MS));
+  tc->tamper (bin);
+  idx = ota_test_signals_wait_state (env->signals, "", "fail", OTA_TEST_TIMEOUT_MS);
+  g_assert_cmpint (idx, >=, 0);
+  g_variant_get (g_ptr_array_index (env->signals->progress, idx), "(&s&s&sutti&s)", NULL, NULL, NULL, NULL, NULL,
+                 NULL, &code, &msg);
+  g_test_message ("fail %d: %s", code, msg);
+  g_assert_cmpint (code, ==, -5);
+  g_assert_nonnull (strstr (msg, "tampered with"));
+  g_assert_cmpint (wait_fail_report (env, "-5"), >=, 0);
+  g_assert_cmpuint (env->signals->ready->len, ==, 0);
+  g_assert_false (g_file_test (record, G_FILE_TEST_EXISTS));
+  if (tc->foreign_file_stays) {
+    g_autofree char *content = NULL;
+    gsize length = 0;
+
+    g_assert_true (g_file_get_contents (bin, &content, &length, NULL));
+    g_assert_cmpuint (length, ==, 1000);
+  } else {
+    g_assert_false (g_file_test (bin, G_FILE_TEST_EXISTS));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -833,5 +944,23 @@ main (int argc, char **argv)
   ADD ("resume/after-cancel-and-check-now", test_resume_after_cancel, fast);
   ADD ("resume/cancel-then-check-now-at-once", test_cancel_then_check_now_at_once, fast);
   ADD ("responsive/get-status-during-download", test_responsive_during_download, fast);
+  {
+    static const TamperCase cases[] = {
+      { NULL, tamper_truncate, FALSE },        { NULL, tamper_delete, FALSE }, { NULL, tamper_replace, TRUE },
+      { NULL, tamper_overwrite_middle, FALSE }, { NULL, tamper_append, FALSE },
+    };
+    static const char *const names[] = { "truncated-to-a-40-percent-hole", "deleted", "replaced-by-mv-1000-bytes",
+                                         "overwritten-in-the-middle", "appended-40-mib" };
+    static TamperCase with_keys[G_N_ELEMENTS (cases)];
+
+    for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+      g_autofree char *path = g_strdup_printf ("/downloads/handover/%s-is-not-handed-over", names[i]);
+
+      with_keys[i] = cases[i];
+      with_keys[i].keys = no_second_cycle;
+      g_test_add (path, OtaTestEnv, &with_keys[i], tamper_setup, test_tampered_image_is_not_handed_over,
+                  ota_test_env_teardown);
+    }
+  }
   return g_test_run ();
 }
