@@ -14,6 +14,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <glib/gstdio.h>
 
 struct _OtaAgent {
@@ -102,12 +104,45 @@ agent_apply_inhibitions (OtaAgent *self, const char *module)
   ota_module_set_inhibitors (m, (const char *const *) reasons);
 }
 
+/* No two modules write or announce the same file: the first to take an
+ * offer holds its file name until its cycle ends, a later one is refused. */
+static char *
+agent_image_name_taken (OtaModule *module, int dir_fd, const char *file_name, gpointer user_data)
+{
+  OtaAgent *self = user_data;
+  GHashTableIter iter;
+  gpointer other;
+  struct stat st;
+
+  if (fstat (dir_fd, &st) != 0)
+    return NULL;
+  g_hash_table_iter_init (&iter, self->modules);
+  while (g_hash_table_iter_next (&iter, NULL, &other)) {
+    const char *name;
+    dev_t dev;
+    ino_t ino;
+    OtaModuleProgress p;
+
+    if (other == module || !ota_module_get_image_name (other, &dev, &ino, &name) || dev != st.st_dev ||
+        ino != st.st_ino || strcmp (name, file_name) != 0)
+      continue;
+    ota_module_get_progress (other, &p);
+    return g_strdup_printf ("%s in the same directory is already the image of module %s, version %s (%s): "
+                            "module %s will not write or announce the same file",
+                            file_name, ota_protocol_module_label (ota_module_get_name (other)), p.version,
+                            ota_module_state_to_string (p.state),
+                            ota_protocol_module_label (ota_module_get_name (module)));
+  }
+  return NULL;
+}
+
 static OtaModule *
 agent_add_module (OtaAgent *self, const char *name)
 {
   OtaModule *module = ota_module_new (name, self->config, self->session);
 
   ota_module_set_keyring (module, self->keyring);
+  ota_module_set_name_guard (module, agent_image_name_taken, self);
   g_signal_connect (module, "report", G_CALLBACK (on_module_report), self);
   g_signal_connect (module, "offered", G_CALLBACK (on_module_offered), self);
   g_signal_connect (module, "progress", G_CALLBACK (on_module_progress), self);

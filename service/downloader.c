@@ -869,6 +869,26 @@ ota_writer_remove_stale (OtaWriter *w)
   closedir (dir);
 }
 
+/* Module "" at version "mcu_2.0" and module "mcu" at "2.0" both name
+ * FW_mcu_2.0.bin: a partial download of another module under our name stays
+ * that module's, and ours is refused (the agent also refuses while the other
+ * module's cycle runs, see agent.c). */
+static gboolean
+ota_writer_check_name_owner (OtaWriter *w, GError **error)
+{
+  g_auto(OtaRecord) rec = { 0 };
+
+  if (!ota_record_load_at (w->dir_fd, w->record_name, &rec, NULL) ||
+      g_strcmp0 (rec.module, w->record.module) == 0)
+    return TRUE;
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+               "%s in the same directory is the partial download of module %s, version %s (its record %s): "
+               "module %s will not write or announce the same file",
+               w->bin_name, ota_protocol_module_label (rec.module), rec.version, w->record_name,
+               ota_protocol_module_label (w->record.module));
+  return FALSE;
+}
+
 /* Returns TRUE, with the size it claims, when our record describes this very offer. */
 static gboolean
 ota_writer_find_record (OtaWriter *w, guint64 *recorded)
@@ -1017,7 +1037,7 @@ ota_writer_prepare (OtaWriter *w, GError **error)
     g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
     return FALSE;
   }
-  if (!ota_writer_check_offer (w, error))
+  if (!ota_writer_check_offer (w, error) || !ota_writer_check_name_owner (w, error))
     return FALSE;
   ota_writer_remove_stale (w);
   resume = ota_writer_find_record (w, &recorded);

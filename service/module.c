@@ -1,6 +1,7 @@
 #include "module.h"
 
 #include "downloader.h"
+#include "record.h"
 #include "network.h"
 #include "error.h"
 #include "fail-kind.h"
@@ -53,6 +54,9 @@ struct _OtaModule {
   guint retry_timer;       /* one-shot report after a deferral or a refused report */
   guint start_timer;       /* delayed start after failures of the same offer */
   guint local_report_timer; /* the last report asked for by an app, held back */
+  OtaModuleNameGuard name_guard;
+  gpointer name_guard_data;
+  char *image_name;        /* what ota_module_get_image_name() returned last */
   gint64 last_local_report; /* when an app's request last sent one */
   guint fail_streak;       /* consecutive failed cycles of the same offer */
   OtaOffer *failed_offer;
@@ -707,11 +711,28 @@ module_accept (OtaModule *self)
     module_start_fresh_download (self);
 }
 
+/* "FW_<version>.bin" or "FW_<module>_<version>.bin". */
+static char *
+module_image_name (OtaModule *self, const OtaOffer *offer)
+{
+  g_autofree char *stem = ota_firmware_stem (self->name, offer->version);
+
+  return g_strconcat (stem, ".bin", NULL);
+}
+
 /* Why this agent will not take a well-formed offer, by its own rules; NULL
  * when it will. */
 static char *
 module_offer_refusal (OtaModule *self, const OtaOffer *offer, OtaFailKind *kind)
 {
+  g_autofree char *name = module_image_name (self, offer);
+  char *taken;
+
+  if (self->name_guard != NULL && self->dir_fd >= 0 &&
+      (taken = self->name_guard (self, self->dir_fd, name, self->name_guard_data)) != NULL) {
+    *kind = OTA_FAIL_KIND_REFUSED;
+    return taken;
+  }
   if (offer->file_size > self->config->max_firmware_size) {
     *kind = OTA_FAIL_KIND_SIZE;
     return g_strdup_printf ("file_size %" G_GUINT64_FORMAT " exceeds max_firmware_size %" G_GUINT64_FORMAT,
@@ -1300,6 +1321,41 @@ ota_module_flush_reports (OtaModule *self)
   module_report_version (self);
 }
 
+void
+ota_module_set_name_guard (OtaModule *self, OtaModuleNameGuard guard, gpointer user_data)
+{
+  self->name_guard = guard;
+  self->name_guard_data = user_data;
+}
+
+gboolean
+ota_module_get_image_name (OtaModule *self, dev_t *dev, ino_t *ino, const char **file_name)
+{
+  struct stat st;
+
+  if (self->dir_fd < 0 || self->offer == NULL)
+    return FALSE;
+  switch (self->state) {
+  case OTA_MODULE_STATE_OFFERED:
+  case OTA_MODULE_STATE_DOWNLOADING:
+  case OTA_MODULE_STATE_VERIFYING:
+  case OTA_MODULE_STATE_READY:
+  case OTA_MODULE_STATE_BURNING:
+  case OTA_MODULE_STATE_REBOOTING:
+    break;
+  default:
+    return FALSE;
+  }
+  if (fstat (self->dir_fd, &st) != 0)
+    return FALSE;
+  *dev = st.st_dev;
+  *ino = st.st_ino;
+  g_free (self->image_name);
+  self->image_name = module_image_name (self, self->offer);
+  *file_name = self->image_name;
+  return TRUE;
+}
+
 const char *
 ota_module_get_name (OtaModule *self)
 {
@@ -1462,6 +1518,7 @@ ota_module_finalize (GObject *object)
   g_free (self->owner);
   g_free (self->version);
   g_free (self->firmware_dir);
+  g_free (self->image_name);
   g_free (self->path);
   g_free (self->result_msg);
   G_OBJECT_CLASS (ota_module_parent_class)->finalize (object);

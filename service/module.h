@@ -49,6 +49,13 @@ G_DECLARE_FINAL_TYPE (OtaModule, ota_module, OTA, MODULE, GObject)
  *  "firmware-ready" (const char *version, const char *path, guint64 size, const char *md5).
  */
 
+/* Two modules may share a firmware directory, and their file names may meet:
+ * module "" at version "mcu_2.0" and module "mcu" at "2.0" both name
+ * FW_mcu_2.0.bin. The agent, which knows every module, answers why @self may
+ * not use @file_name in the directory @dir_fd (naming the module that holds
+ * it), or NULL. */
+typedef char *(*OtaModuleNameGuard) (OtaModule *self, int dir_fd, const char *file_name, gpointer user_data);
+
 /* @config and @session must outlive the module. */
 OtaModule *ota_module_new (const char *name, const OtaConfig *config, SoupSession *session);
 
@@ -58,6 +65,15 @@ OtaModule *ota_module_new (const char *name, const OtaConfig *config, SoupSessio
 void ota_module_set_keyring (OtaModule *self, const OtaKeyring *keyring);
 
 const char *ota_module_get_name (OtaModule *self);
+
+/* Consulted before an offer becomes the module's target: a refusal ends the
+ * cycle with fail -5 and the guard's reason. */
+void ota_module_set_name_guard (OtaModule *self, OtaModuleNameGuard guard, gpointer user_data);
+
+/* The image this module holds from an offer taken to its end (offered,
+ * downloading, verifying, ready, burning, rebooting): TRUE with the identity
+ * of its firmware directory and the file name (owned by the module). */
+gboolean ota_module_get_image_name (OtaModule *self, dev_t *dev, ino_t *ino, const char **file_name);
 /* Unique bus name of the owner, NULL when released. */
 const char *ota_module_get_owner (OtaModule *self);
 

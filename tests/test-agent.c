@@ -419,6 +419,115 @@ test_local_flood_is_coalesced (OtaTestEnv *env, gconstpointer data)
   g_assert_cmpstr (last_report, ==, last);
 }
 
+/* ---- two modules, one file name ---- */
+
+#define ANY_MD5 "0123456789abcdef0123456789abcdef"
+/* Nothing listens there: a request made by mistake fails, but none is made. */
+#define NO_SERVER "http://127.0.0.1:9/"
+
+/* The Progress(fail) of @module: its code, and its message (owned by the signal log). */
+static const char *
+wait_fail_of (OtaTestEnv *env, const char *module, int *code)
+{
+  int idx = ota_test_signals_wait_state (env->signals, module, "fail", OTA_TEST_TIMEOUT_MS);
+  const char *msg = NULL;
+
+  g_assert_cmpint (idx, >=, 0);
+  g_variant_get (g_ptr_array_index (env->signals->progress, idx), "(&s&s&sutti&s)", NULL, NULL, NULL, NULL, NULL,
+                 NULL, code, &msg);
+  g_test_message ("%s: fail %d: %s", module, *code, msg);
+  return msg;
+}
+
+static guint
+count_offered (OtaTestEnv *env, const char *module)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < env->signals->offered->len; i++) {
+    const char *m = NULL;
+    g_variant_get (g_ptr_array_index (env->signals->offered, i), "(&s&st)", &m, NULL, NULL);
+    n += g_strcmp0 (m, module) == 0;
+  }
+  return n;
+}
+
+static void
+publish_offer (OtaTestEnv *env, const char *module, const char *version)
+{
+  g_autofree char *offer = ota_test_offer_json (module, version, NO_SERVER, ANY_MD5, 1000);
+
+  ota_test_cloud_publish (env->cloud, offer, strlen (offer));
+}
+
+/* Module "" at version "mcu_2.0" and module "mcu" at "2.0" share a firmware
+ * directory: both would be FW_mcu_2.0.bin. The main module's offer came first
+ * (it waits for the app's answer): the mcu's is refused with fail -5, a
+ * message naming both modules, no UpdateOffered and no file; the main
+ * module's offer is untouched. */
+static void
+test_two_modules_one_file_name (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *bin = g_build_filename (env->fw_dir, "FW_mcu_2.0.bin", NULL);
+  g_autofree char *state = NULL;
+  const char *msg;
+  int code = 0;
+
+  ota_test_init (env->proxy, "", "1.0", env->fw_dir, TRUE, &error);
+  g_assert_no_error (error);
+  ota_test_init (env->proxy, "mcu", "1.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  publish_offer (env, "", "mcu_2.0");
+  g_assert_cmpint (ota_test_signals_wait_state (env->signals, "", "offered", OTA_TEST_TIMEOUT_MS), >=, 0);
+  publish_offer (env, "mcu", "2.0");
+  msg = wait_fail_of (env, "mcu", &code);
+  g_assert_cmpint (code, ==, -5);
+  g_assert_nonnull (strstr (msg, "FW_mcu_2.0.bin"));
+  g_assert_nonnull (strstr (msg, "module (main), version mcu_2.0"));
+  g_assert_nonnull (strstr (msg, "module mcu will not"));
+  g_assert_cmpint (ota_test_cloud_wait_report_containing (env->cloud, 0,
+                                                          "\"result_code\":\"-5\",\"result_msg\":\"FW_mcu_2.0.bin",
+                                                          OTA_TEST_TIMEOUT_MS),
+                   >=, 0);
+  g_assert_cmpuint (count_offered (env, "mcu"), ==, 0);
+  g_assert_false (g_file_test (bin, G_FILE_TEST_EXISTS));
+  state = ota_test_status_get (env->proxy, "", "state");
+  g_assert_cmpstr (state, ==, "offered");
+}
+
+/* The main module's partial FW_mcu_2.0.bin (its record says module "") is
+ * in the directory, its cycle abandoned: an offer of mcu 2.0 fails with -5
+ * naming both, and leaves the other module's image and record as they were. */
+static void
+test_other_module_partial_left_alone (OtaTestEnv *env, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *bin = g_build_filename (env->fw_dir, "FW_mcu_2.0.bin", NULL);
+  g_autofree char *record = g_build_filename (env->fw_dir, "FW_mcu_2.0.json", NULL);
+  const char *record_text = "{\"module\":\"\",\"version\":\"mcu_2.0\",\"md5sum\":\"" ANY_MD5 "\","
+                            "\"file_size\":1000,\"downloaded_size\":500}";
+  g_autofree char *bin_text = g_strnfill (500, 'm');
+  g_autofree char *bin_after = NULL;
+  g_autofree char *record_after = NULL;
+  const char *msg;
+  int code = 0;
+
+  g_assert_true (g_file_set_contents (record, record_text, -1, NULL));
+  g_assert_true (g_file_set_contents (bin, bin_text, -1, NULL));
+  ota_test_init (env->proxy, "mcu", "1.0", env->fw_dir, FALSE, &error);
+  g_assert_no_error (error);
+  publish_offer (env, "mcu", "2.0");
+  msg = wait_fail_of (env, "mcu", &code);
+  g_assert_cmpint (code, ==, -5);
+  g_assert_nonnull (strstr (msg, "partial download of module (main), version mcu_2.0"));
+  g_assert_nonnull (strstr (msg, "module mcu will not"));
+  g_assert_true (g_file_get_contents (bin, &bin_after, NULL, NULL));
+  g_assert_cmpstr (bin_after, ==, bin_text);
+  g_assert_true (g_file_get_contents (record, &record_after, NULL, NULL));
+  g_assert_cmpstr (record_after, ==, record_text);
+}
+
 static gboolean
 process_exited (gpointer data)
 {
@@ -484,6 +593,8 @@ main (int argc, char **argv)
   ADD ("loop/periodic-report", test_periodic_report, "report_interval=1\n");
   ADD ("offer/signals", test_offer_signals, fast_loop);
   ADD ("offer/prepare-defer-reports-again", test_prepare_defer_reports_again, fast_loop);
+  ADD ("offer/two-modules-one-file-name-later-refused", test_two_modules_one_file_name, fast_loop);
+  ADD ("offer/other-modules-partial-left-alone", test_other_module_partial_left_alone, fast_loop);
   ADD ("status/no-such-module", test_get_status_no_module, fast_loop);
   ADD ("properties", test_properties, fast_loop);
   ADD ("busctl-introspect", test_busctl_introspect, fast_loop);
