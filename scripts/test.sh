@@ -45,7 +45,7 @@ fi
 # run_fuzz: builds the libFuzzer targets (fuzz/) with clang and runs each for
 # IV_OTA_FUZZ_SECONDS on a copy of its seed corpus, nproc at a time. One test
 # per target: a crash, leak, UB, hang or broken invariant fails it.
-fuzz_targets=(cloud-message:16384:json record:4200:json outbox:16384:json reboot-marker:4200:json cycle-record:4200:json config:8192:config signature:4200:signature)
+fuzz_targets=(cloud-message:16384:json record:4200:json outbox:16384:json reboot-marker:4200:json cycle-record:4200:json config:8192:config signature:4200:signature topic-rules:2200:topic)
 
 run_fuzz() {
   local dir=build-fuzz seconds=${IV_OTA_FUZZ_SECONDS:-20} work spec t max_len dict names=()
