@@ -414,6 +414,50 @@ test_done_after_reboot_raises_the_floor (Fixture *f, gconstpointer data)
   g_assert_cmpstr (floor, ==, "{\"module\":\"\",\"installed\":7}");
 }
 
+typedef struct {
+  OtaTestEnv *env;
+  guint64 at_least;
+} DownloadedWait;
+
+/* Polled: needs no event on the main context to become true. */
+static gboolean
+downloaded_reaches (gpointer data)
+{
+  DownloadedWait *w = data;
+
+  g_usleep (50 * 1000);
+  return ota_test_status_downloaded (w->env) >= w->at_least;
+}
+
+/* A signed download resumed by a new agent: its SHA-256 covers the prefix
+ * the first agent wrote (re-read once, like the MD5) and the rest; a wrong
+ * prefix would fail -4. */
+static void
+test_resumed_signed_download_installs (Fixture *f, gconstpointer data)
+{
+  g_autofree char *signed_text = sign_file (f, "a", "", "2.0", "0", f->image.path);
+  g_autofree char *arg = g_strconcat ("--user-defined=", signed_text, NULL);
+  const char *args[] = { arg, "--rate=1048576", NULL };
+  DownloadedWait part = { &f->env, FW_SIZE / 3 };
+  g_autoptr (GArray) responses = NULL;
+  gint64 checkpoint;
+
+  f->cloud = ota_test_cloud_tool_start (f->env.dir, "slow", f->env.broker->port, "2.0", f->image.path, args);
+  ota_test_app_init (&f->env, "1.0");
+  g_assert_true (ota_test_wait (downloaded_reaches, &part, OTA_TEST_TIMEOUT_MS));
+  ota_test_agent_kill (f->env.agent);
+  checkpoint = ota_test_record_downloaded (&f->env);
+  g_assert_cmpint (checkpoint, >, 0);
+  g_assert_cmpint (checkpoint, <, FW_SIZE);
+  ota_test_agent_start (f->env.agent);
+  ota_test_env_reconnect_app (&f->env);
+  ota_test_app_init (&f->env, "1.0");
+  assert_ready_signed (f, "a", "0");
+  responses = ota_test_cloud_tool_responses (f->cloud);
+  g_assert_cmpuint (responses->len, ==, 2);
+  g_assert_cmpint (g_array_index (responses, OtaTestResponse, 1).range_start, ==, checkpoint);
+}
+
 /* Rotation: both keys work; once a key leaves trusted_keys, its signatures
  * stop working at the agent's next start. */
 static void
@@ -669,6 +713,7 @@ main (int argc, char **argv)
   ADD ("lower-security-version-is-rollback", fixture_setup, test_lower_security_version_is_rollback, NULL);
   ADD ("equal-security-version-installs", fixture_setup, test_equal_security_version_installs, NULL);
   ADD ("done-after-reboot-raises-the-floor", fixture_setup, test_done_after_reboot_raises_the_floor, NULL);
+  ADD ("resumed-signed-download-installs", fixture_setup, test_resumed_signed_download_installs, NULL);
   ADD ("two-keys-and-removal-at-restart", fixture_setup_two_keys, test_two_keys_and_removal_at_restart, NULL);
   g_test_add_func ("/signing/bad-key-file-stops-the-agent", test_bad_key_file_stops_the_agent);
   g_test_add_func ("/signing/without-keys-nothing-changes", test_without_keys_nothing_changes);
