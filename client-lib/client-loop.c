@@ -31,6 +31,8 @@
 /* Bounds of the backoff between attempts to reach the bus or re-register. */
 #define RETRY_MIN_MS 250
 #define RETRY_MAX_MS 30000
+/* download_size_cb while a module downloads: 4 times a second, as the SDK. */
+#define SIZE_TICK_MS 250
 
 typedef struct {
   ClientSettings settings;
@@ -45,6 +47,7 @@ typedef struct {
   bool disconnected; /* the bus went away, seen while dispatching */
   int retry_ms;      /* 0: nothing to retry */
   int64_t retry_at;  /* monotonic ms */
+  int64_t tick_at;   /* next download_size_cb tick, monotonic ms; 0: none */
 } ClientLoop;
 
 /* Shared with the API threads, under lock. */
@@ -550,23 +553,41 @@ state_is_download (const char *state)
   return strcmp (state, "offered") == 0 || strcmp (state, "downloading") == 0 || strcmp (state, "verifying") == 0;
 }
 
-/* download_size_cb with @size bytes of @version, as the SDK gives it: only
- * news, never going back (a resumed image starts where it was, also for a new
- * session whose agent announces the download before the resumed offset), and
- * the final size before firmware_update_cb. */
+/* download_size_cb as the SDK calls it: while the module downloads, every
+ * SIZE_TICK_MS with the bytes downloaded so far (whenever the agent's
+ * Progress signals come), never going back (a resumed image goes on from
+ * where it was, also in a new session whose agent announces the download
+ * before the resumed offset), never 0, and the image size before
+ * firmware_update_cb. */
+
+/* What the agent says of @version: @size bytes are downloaded. */
 static void
-module_report_size (iv_ota_module_s *handle, const char *version, uint64_t size)
+size_learn (iv_ota_module_s *handle, const char *version, uint64_t size)
 {
-  if (handle->parm.iv_ota_download_size_cb == NULL)
-    return;
   if (strcmp (handle->size_version, version) != 0) {
     client_copy_string (handle->size_version, sizeof handle->size_version, version);
-    handle->size_reported = 0;
+    handle->size_known = handle->size_given = 0;
   }
-  if (size <= handle->size_reported)
+  if (size > handle->size_known)
+    handle->size_known = size;
+}
+
+static void
+size_give (iv_ota_module_s *handle)
+{
+  if (handle->parm.iv_ota_download_size_cb == NULL || handle->size_known == 0)
     return;
-  handle->size_reported = size;
-  handle->parm.iv_ota_download_size_cb (clamp32 (size));
+  handle->size_given = handle->size_known;
+  handle->parm.iv_ota_download_size_cb (clamp32 (handle->size_known));
+}
+
+/* The download ended one way or another: the final size, if it is news. */
+static void
+size_stop (iv_ota_module_s *handle)
+{
+  handle->size_tick_at = 0;
+  if (handle->size_known > handle->size_given)
+    size_give (handle);
 }
 
 static void
@@ -576,15 +597,24 @@ module_progress (iv_ota_module_s *handle, const ClientEvent *event)
   iv_ota_fail_info_s info;
 
   client_copy_string (handle->state, sizeof handle->state, event->state);
-  /* After a failure the next attempt may start lower; the app was told. */
-  if (strcmp (event->state, "fail") == 0)
+  if (strcmp (event->state, "downloading") == 0) {
+    size_learn (handle, event->version, event->downloaded);
+    if (handle->size_tick_at == 0)
+      handle->size_tick_at = now_ms (); /* the first one at once */
+  } else if (strcmp (event->state, "verifying") == 0) {
+    size_learn (handle, event->version, event->downloaded);
+    size_stop (handle);
+  } else if (strcmp (event->state, "fail") == 0) {
+    handle->size_tick_at = 0;
+    /* The next attempt may start lower; the app is told of this failure. */
     handle->size_version[0] = '\0';
-  if (strcmp (event->state, "downloading") == 0 || strcmp (event->state, "verifying") == 0) {
-    module_report_size (handle, event->version, event->downloaded);
-  } else if (strcmp (event->state, "fail") == 0 && was_download && handle->parm.iv_ota_download_fail_cb != NULL) {
-    /* Only a failed download: a fail the app reported itself is no news to it. */
-    client_event_to_fail_info (event, &info);
-    handle->parm.iv_ota_download_fail_cb (&info);
+    if (was_download && handle->parm.iv_ota_download_fail_cb != NULL) {
+      /* Only a failed download: a fail the app reported itself is no news to it. */
+      client_event_to_fail_info (event, &info);
+      handle->parm.iv_ota_download_fail_cb (&info);
+    }
+  } else {
+    handle->size_tick_at = 0;
   }
 }
 
@@ -597,13 +627,40 @@ module_ready (iv_ota_module_s *handle, const ClientEvent *event)
     client_log ("out of memory: firmware %s not handed over", event->path);
     return;
   }
-  module_report_size (handle, event->version, event->total);
+  size_learn (handle, event->version, event->total);
+  size_stop (handle);
   if (handle->exiting) {
     free (path); /* download_size_cb called iv_ota_exit */
     return;
   }
   handle->parm.iv_ota_firmware_update_cb (path, clamp32 (event->total));
   free (path);
+}
+
+/* download_size_cb of every handle whose tick is due; returns the time of the
+ * next tick (0: none). */
+static int64_t
+loop_run_size_ticks (ClientLoop *loop)
+{
+  iv_ota_module_s *outer = current_handle;
+  int64_t now = now_ms (), next = 0;
+  iv_ota_module_s *h;
+
+  for (h = loop->handles; h != NULL; h = h->next) {
+    if (h->size_tick_at == 0 || h->agent == NULL || h->exiting || now < h->size_tick_at)
+      continue;
+    h->size_tick_at = h->size_tick_at + SIZE_TICK_MS > now ? h->size_tick_at + SIZE_TICK_MS : now + SIZE_TICK_MS;
+    current_handle = h;
+    size_give (h);
+    current_handle = outer;
+    /* The callback may have closed handles: start over, nothing is due twice. */
+    return loop_run_size_ticks (loop);
+  }
+  for (h = loop->handles; h != NULL; h = h->next) {
+    if (h->size_tick_at != 0 && (next == 0 || h->size_tick_at < next))
+      next = h->size_tick_at;
+  }
+  return next;
 }
 
 static void
@@ -1146,11 +1203,15 @@ loop_keep_running (ClientLoop *loop)
 static int
 loop_timeout (ClientLoop *loop)
 {
-  int64_t left;
+  int64_t at = 0, left;
 
-  if (loop->retry_ms == 0)
+  if (loop->retry_ms != 0)
+    at = loop->retry_at;
+  if (loop->tick_at != 0 && (at == 0 || loop->tick_at < at))
+    at = loop->tick_at;
+  if (at == 0)
     return -1;
-  left = loop->retry_at - now_ms ();
+  left = at - now_ms ();
   return left < 0 ? 0 : (int) left;
 }
 
@@ -1218,6 +1279,8 @@ loop_main (void *data)
     loop_run_requests (&loop);
     loop_dispatch (&loop);
     loop_run_events (&loop);
+    loop.tick_at = loop_run_size_ticks (&loop);
+    loop_run_events (&loop); /* what the size callbacks queued */
     if (!loop_keep_running (&loop))
       break;
     loop_wait (&loop);

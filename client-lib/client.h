@@ -40,9 +40,11 @@ struct iv_ota_module {
   /* fail_kind of the module in the agent's Modules property as last changed:
    * the property changes before the Progress that follows it. */
   char fail_kind[CLIENT_FAIL_KIND_LEN];
-  /* download_size_cb: the last size given for size_version (never less). */
+  /* download_size_cb: the largest size known for size_version, the last one
+   * given to the app, and when to give it again (0: not downloading). */
   char size_version[IV_OTA_FIRMWARE_VERSION_MAX_LEN];
-  uint64_t size_reported;
+  uint64_t size_known, size_given;
+  int64_t size_tick_at; /* monotonic ms */
   bool exiting;
   /* Allocated up front, so that exiting cannot fail for want of memory. */
   struct ClientEvent *exit_event;

@@ -147,12 +147,13 @@ typedef struct iv_ota_init_parm_s {
    * downloaded at once. */
   int (*iv_ota_prepare_cb) (char *new_firmware_version, uint32_t new_firmware_size);
   /* Optional. Download progress: @size bytes of the image are downloaded so
-   * far (UINT32_MAX if more). Called as the agent reports progress (about 4
-   * times a second while bytes arrive), only when the size grew: it never
-   * goes back, also not when a new session resumes an image (the first call
-   * then gives the resumed size, never 0). Before iv_ota_firmware_update_cb
-   * it has always been called with the image size. After a failed download
-   * (iv_ota_download_fail_cb), the next attempt may start lower. */
+   * far (UINT32_MAX if more). Called 4 times a second while the module
+   * downloads, with the size known then (it repeats while no bytes come), and
+   * never with 0. It never goes back, also not when a new session resumes an
+   * image (the first call then gives the resumed size). Before
+   * iv_ota_firmware_update_cb it has always been called with the image size.
+   * After a failed download (iv_ota_download_fail_cb), the next attempt may
+   * start lower. */
   void (*iv_ota_download_size_cb) (uint32_t size);
   /* Optional. The OTA service of this application ended (after iv_ota_exit).
    * Runs once per successful iv_ota_init, and always before the next

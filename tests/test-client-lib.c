@@ -337,20 +337,27 @@ fixture_teardown (Fixture *f, gconstpointer data)
   ota_test_env_teardown (&f->env, NULL);
 }
 
-/* Starts iv-ota-cloud offering @size bytes as @version of @module. */
+/* Starts iv-ota-cloud offering @size bytes as @version of @module, with up
+ * to two more options (NULL: none). */
 static OtaTestCloudTool *
-start_cloud (Fixture *f, const char *module, gsize size, const char *extra_arg)
+start_cloud_with (Fixture *f, const char *module, gsize size, const char *extra_arg, const char *extra_arg2)
 {
   g_autofree char *name = g_strdup_printf ("cloud-%s", *module != '\0' ? module : "main");
   g_autofree char *firmware = g_strdup_printf ("%s/%s.img", f->env.dir, name);
   g_autofree char *module_arg = g_strdup_printf ("--module=%s", module);
-  const char *args[] = { module_arg, extra_arg, NULL };
+  const char *args[] = { module_arg, extra_arg, extra_arg != NULL ? extra_arg2 : NULL, NULL };
   OtaTestCloudTool *tool;
 
   g_ptr_array_add (f->md5s, ota_test_make_file (firmware, size));
   tool = ota_test_cloud_tool_start (f->env.dir, name, f->env.broker->port, TARGET, firmware, args);
   g_ptr_array_add (f->tools, tool);
   return tool;
+}
+
+static OtaTestCloudTool *
+start_cloud (Fixture *f, const char *module, gsize size, const char *extra_arg)
+{
+  return start_cloud_with (f, module, size, extra_arg, NULL);
 }
 
 /* Spawns @argv with its output in DIR/@log_name, on the test's bus. */
@@ -856,7 +863,8 @@ assert_sizes_then_ready (guint64 total, guint64 at_least_first)
       guint64 size = g_ascii_strtoull (call + 5, NULL, 10);
       if (sizes == 0)
         g_assert_cmpuint (size, >=, at_least_first);
-      g_assert_cmpuint (size, >, last);
+      g_assert_cmpuint (size, >=, last);
+      g_assert_cmpuint (size, >, 0);
       last = size;
       sizes++;
     }
@@ -895,6 +903,44 @@ test_size_callbacks (Fixture *f, gconstpointer data)
   g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_NONE);
   g_assert_true (ota_test_wait (rec_has, "ready ", 3 * OTA_TEST_TIMEOUT_MS));
   g_assert_cmpuint (assert_sizes_then_ready (SLOW_SIZE, (guint64) resumed_at), >=, 2);
+  g_assert_cmpint (iv_ota_exit (), ==, IV_ERR_NONE);
+}
+
+/* The longest run of equal consecutive sizes download_size_cb got. */
+static gboolean
+sizes_repeat (gpointer data)
+{
+  guint run = 0, longest = 0;
+  const char *last = NULL;
+
+  g_mutex_lock (&rec.lock);
+  for (guint i = 0; i < rec.calls->len; i++) {
+    const char *call = g_ptr_array_index (rec.calls, i);
+    if (!g_str_has_prefix (call, "size "))
+      continue;
+    run = last != NULL && g_str_equal (call, last) ? run + 1 : 1;
+    longest = MAX (longest, run);
+    last = call;
+  }
+  g_mutex_unlock (&rec.lock);
+  return longest >= GPOINTER_TO_UINT (data);
+}
+
+/* download_size_cb runs on the library's own clock (4 a second) while the
+ * module downloads, not only when the agent's Progress comes: a transfer
+ * that stalls (no byte, no Progress) still gets its calls, with the same
+ * size. */
+static void
+test_size_ticks (Fixture *f, gconstpointer data)
+{
+  iv_ota_init_parm_s parm;
+
+  /* Bytes for a while (the agent publishes some), then none. */
+  start_cloud_with (f, "", SLOW_SIZE, SLOW_RATE, "--stall-after=400000");
+  parm_fill (&parm, f->env.fw_dir, "1.0", FALSE);
+  g_assert_cmpint (iv_ota_init (&parm), ==, IV_ERR_NONE);
+  g_assert_true (ota_test_wait (sizes_repeat, GUINT_TO_POINTER (8), OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpuint (rec_count ("size 0", NULL), ==, 0);
   g_assert_cmpint (iv_ota_exit (), ==, IV_ERR_NONE);
 }
 
@@ -1463,6 +1509,7 @@ main (int argc, char **argv)
   ADD ("download-fail/md5", test_download_fail_md5);
   ADD ("exit-during-download", test_exit_during_download);
   ADD ("callbacks/size", test_size_callbacks);
+  ADD ("callbacks/size-ticks", test_size_ticks);
   ADD ("callbacks/reinit-inside-callback", test_reinit_inside_callback);
   ADD ("callbacks/observer-added-inside-observer", test_observer_added_inside_observer);
   ADD ("second-owner-refused", test_second_owner_refused);
