@@ -213,6 +213,7 @@ handle_unregister (iv_ota_module_s *handle)
   free (handle->agent);
   handle->agent = NULL;
   handle->state[0] = '\0';
+  handle->size_tick_at = 0; /* the new agent's Progress starts it again */
 }
 
 /* ---- connection and registration ---- */
@@ -647,7 +648,9 @@ loop_run_size_ticks (ClientLoop *loop)
   iv_ota_module_s *h;
 
   for (h = loop->handles; h != NULL; h = h->next) {
-    if (h->size_tick_at == 0 || h->agent == NULL || h->exiting || now < h->size_tick_at)
+    if (h->agent == NULL || h->exiting)
+      h->size_tick_at = 0;
+    if (h->size_tick_at == 0 || now < h->size_tick_at)
       continue;
     h->size_tick_at = h->size_tick_at + SIZE_TICK_MS > now ? h->size_tick_at + SIZE_TICK_MS : now + SIZE_TICK_MS;
     current_handle = h;

@@ -257,8 +257,10 @@ update_progress (iv_ota_module_s *handle, iv_ota_progress_type_e type, int value
  * with iv_ota_thread_exit_cb: all that the plain iv_ota_init symbol reads. */
 #define PARM_SIZE_FIRST_GENERATION offsetof (iv_ota_init_parm_s, iv_ota_download_fail_cb)
 
-/* Copies the @size bytes the caller has of its structure into @parm, zeroing
- * the fields its header did not have; nothing past @size is read. */
+/* Copies the caller's structure into @parm: the whole of ours when @size
+ * holds it, else the first generation's fields (a size in between names no
+ * layout: half a pointer is not copied). The rest stays zero; nothing past
+ * @size is read. */
 static int
 parm_import (const iv_ota_init_parm_s *caller, size_t size, iv_ota_init_parm_s *parm)
 {
@@ -268,7 +270,7 @@ parm_import (const iv_ota_init_parm_s *caller, size_t size, iv_ota_init_parm_s *
   if (size < PARM_SIZE_FIRST_GENERATION)
     return fail (IV_ERR_OTA_INIT_PRM_NULL, "init_parm_size %zu is smaller than any iv_ota_init_parm_s (%zu)", size,
                  (size_t) PARM_SIZE_FIRST_GENERATION);
-  memcpy (parm, caller, size < sizeof *parm ? size : sizeof *parm);
+  memcpy (parm, caller, size >= sizeof *parm ? sizeof *parm : PARM_SIZE_FIRST_GENERATION);
   return IV_ERR_NONE;
 }
 

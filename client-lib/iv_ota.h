@@ -43,7 +43,8 @@
  * order). iv_ota_init (and iv_ota_module_open) then waits for the agent to
  * appear on the bus, up to IV_OTA_INIT_TIMEOUT seconds (default 30; 0: do not
  * wait), also when the bus itself is not up yet, and returns
- * IV_ERR_OTA_START_FAIL only when that time has passed.
+ * IV_ERR_OTA_START_FAIL only when that time has passed. While it waits, the
+ * library serves nothing else (calls from other threads wait too).
  *
  * The classic API drives the main firmware (module ""). Named modules, several
  * per process, and observers of every module are in iv_ota_ext.h. */
@@ -205,9 +206,10 @@ int iv_ota_init (iv_ota_init_parm_s *init_parm);
  *    caller's structure. Such an application gets every callback but
  *    iv_ota_download_fail_cb; rebuilding it against this header adds that.
  *
- * iv_ota_init_sized reads min(@init_parm_size, sizeof (iv_ota_init_parm_s))
- * bytes; fields a later header may add beyond those are ignored. A size
- * smaller than the first generation's is refused (IV_ERR_OTA_INIT_PRM_NULL).
+ * iv_ota_init_sized reads sizeof (iv_ota_init_parm_s) bytes when
+ * @init_parm_size is at least that (fields a later header may add are
+ * ignored), else the first generation's. A size smaller than the first
+ * generation's is refused (IV_ERR_OTA_INIT_PRM_NULL).
  * Otherwise it is iv_ota_init, with the same return codes.
  *
  * Define IV_OTA_NO_SIZED_INIT before including this header to call the plain

@@ -1311,6 +1311,8 @@ test_abi_sizes (void)
   /* Big enough: the checks of the fields come next. */
   g_assert_cmpint (iv_ota_init_sized (&parm, offsetof (iv_ota_init_parm_s, iv_ota_download_fail_cb)), ==,
                    IV_ERR_OTA_INIT_CB_NULL);
+  g_assert_cmpint (iv_ota_init_sized (&parm, sizeof parm - 4), ==, IV_ERR_OTA_INIT_CB_NULL);
+  g_assert_cmpint (iv_ota_init_sized (&parm, sizeof parm + 64), ==, IV_ERR_OTA_INIT_CB_NULL);
   g_assert_cmpint (iv_ota_init_sized (NULL, sizeof parm), ==, IV_ERR_OTA_INIT_PRM_NULL);
   g_assert_cmpint ((iv_ota_init) (NULL), ==, IV_ERR_OTA_INIT_PRM_NULL);
 }
