@@ -168,37 +168,58 @@ clamp_uint (uint64_t value)
 }
 
 /* The agent's failure kinds (the fail_kind key of GetStatus and Modules) as
- * the SDK's fail types: the one place that decides what an app is told. */
+ * the SDK's fail types, and whether the failure is one of getting the image
+ * (download_fail_cb) or of installing it (the app knows it already): the one
+ * place that decides what an app is told. */
 static const struct {
   const char *kind;
   iv_ota_fail_type_e type;
+  bool download;
 } fail_kinds[] = {
-  { "timeout", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD },   /* stalls, connects, retries exhausted */
-  { "not-found", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD }, /* HTTP 404 */
-  { "forbidden", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD }, /* HTTP 403, an expired signature */
-  { "http", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD },      /* any other HTTP or TLS failure */
-  { "refused", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD },   /* the offer was refused before any request */
-  { "checksum", IV_OTA_FAIL_TYPE_MD5_CHECK },      /* MD5 (or the signed SHA-256) differs */
-  { "size", IV_OTA_FAIL_TYPE_WRONG_SIZE },         /* image size wrong, or over max_firmware_size */
-  { "no-space", IV_OTA_FAIL_TYPE_WRITE_FLASH },    /* not enough free space for the image */
-  { "write", IV_OTA_FAIL_TYPE_WRITE_FLASH },       /* writing, syncing or reading the image back */
-  { "open", IV_OTA_FAIL_TYPE_OPEN_FILE },          /* the image file could not be created or opened */
-  { "app", IV_OTA_FAIL_TYPE_WRITE_FLASH },         /* the app reported the failure itself */
-  { "version", IV_OTA_FAIL_TYPE_WRITE_FLASH },     /* another version runs after the update */
-  { "install", IV_OTA_FAIL_TYPE_WRITE_FLASH },     /* the agent's installer failed */
-  { "other", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD },
+  { "timeout", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true },   /* stalls, connects, retries exhausted */
+  { "not-found", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true }, /* HTTP 404 */
+  { "forbidden", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true }, /* HTTP 403, an expired signature */
+  { "http", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true },      /* any other HTTP or TLS failure */
+  { "refused", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true },   /* the offer was refused before any request */
+  { "checksum", IV_OTA_FAIL_TYPE_MD5_CHECK, true },      /* MD5 (or the signed SHA-256) differs */
+  { "size", IV_OTA_FAIL_TYPE_WRONG_SIZE, true },         /* image size wrong, or over max_firmware_size */
+  { "no-space", IV_OTA_FAIL_TYPE_WRITE_FLASH, true },    /* not enough free space for the image */
+  { "write", IV_OTA_FAIL_TYPE_WRITE_FLASH, true },       /* writing, syncing or reading the image back */
+  { "open", IV_OTA_FAIL_TYPE_OPEN_FILE, true },          /* the image file could not be created or opened */
+  { "other", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true },
+  { "app", IV_OTA_FAIL_TYPE_WRITE_FLASH, false },        /* the app reported the failure itself */
+  { "version", IV_OTA_FAIL_TYPE_WRITE_FLASH, false },    /* another version runs after the update */
+  { "install", IV_OTA_FAIL_TYPE_WRITE_FLASH, false },    /* the agent's installer failed */
 };
+
+static int
+fail_kind_find (const char *fail_kind)
+{
+  for (size_t i = 0; fail_kind != NULL && i < sizeof fail_kinds / sizeof fail_kinds[0]; i++) {
+    if (strcmp (fail_kind, fail_kinds[i].kind) == 0)
+      return (int) i;
+  }
+  return -1;
+}
 
 iv_ota_fail_type_e
 client_fail_type (int result_code, const char *fail_kind)
 {
-  for (size_t i = 0; fail_kind != NULL && i < sizeof fail_kinds / sizeof fail_kinds[0]; i++) {
-    if (strcmp (fail_kind, fail_kinds[i].kind) == 0)
-      return fail_kinds[i].type;
-  }
+  int i = fail_kind_find (fail_kind);
+
+  if (i >= 0)
+    return fail_kinds[i].type;
   /* No kind (an older agent) or one added later: the result code says what
    * the cloud is told, and a download that failed is a download failure. */
   return result_code == -4 ? IV_OTA_FAIL_TYPE_MD5_CHECK : IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD;
+}
+
+bool
+client_fail_is_download (const char *fail_kind, bool was_downloading)
+{
+  int i = fail_kind_find (fail_kind);
+
+  return i >= 0 ? fail_kinds[i].download : was_downloading;
 }
 
 void

@@ -609,8 +609,9 @@ module_progress (iv_ota_module_s *handle, const ClientEvent *event)
     handle->size_tick_at = 0;
     /* The next attempt may start lower; the app is told of this failure. */
     handle->size_version[0] = '\0';
-    if (was_download && handle->parm.iv_ota_download_fail_cb != NULL) {
-      /* Only a failed download: a fail the app reported itself is no news to it. */
+    if (client_fail_is_download (event->fail_kind, was_download) && handle->parm.iv_ota_download_fail_cb != NULL) {
+      /* Only a failed download (an offer refused included): a failed
+       * installation is no news to the app. */
       client_event_to_fail_info (event, &info);
       handle->parm.iv_ota_download_fail_cb (&info);
     }

@@ -126,6 +126,10 @@ void client_event_to_fail_info (const ClientEvent *event, iv_ota_fail_info_s *in
 /* The SDK's fail type of a failure of @fail_kind (the agent's fail_kind;
  * "" or unknown: by @result_code). */
 iv_ota_fail_type_e client_fail_type (int result_code, const char *fail_kind);
+/* Whether a failure of @fail_kind is one of getting the image (told to
+ * download_fail_cb), not of installing it; "" or unknown: @was_downloading,
+ * whether the module was offered, downloading or verifying. */
+bool client_fail_is_download (const char *fail_kind, bool was_downloading);
 
 /* ---- D-Bus (library thread only) ---- */
 

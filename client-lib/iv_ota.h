@@ -160,8 +160,10 @@ typedef struct iv_ota_init_parm_s {
    * Runs once per successful iv_ota_init, and always before the next
    * iv_ota_init returns, also when both calls are made inside a callback. */
   void (*iv_ota_thread_exit_cb) (iv_ota_thread_exit_status_s status);
-  /* Optional. A download failed; @info says why. The agent offers the update
-   * again later (the partial file is kept and resumed when possible).
+  /* Optional. Getting an image failed (a download, or an offer the agent
+   * refused); @info says why. Not called for a failed installation. The
+   * agent offers the update again later (the partial file is kept and
+   * resumed when possible).
    * info->fail_type comes from the agent's kind of failure, never from the
    * words of its message: OPEN_FILE (the image file could not be created),
    * WRONG_SIZE (wrong size, or larger than the agent allows), WRITE_FLASH (no

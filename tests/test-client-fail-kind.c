@@ -45,6 +45,29 @@ test_unknown_kinds (void)
   }
 }
 
+/* Which failures are download_fail_cb's: getting the image, not installing it. */
+static void
+test_download_or_install (void)
+{
+  const char *download[] = { "timeout", "not-found", "forbidden", "http", "refused", "checksum",
+                             "size", "no-space", "write", "open", "other" };
+  const char *install[] = { "app", "version", "install" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (download); i++) {
+    g_assert_true (client_fail_is_download (download[i], FALSE));
+    g_assert_true (client_fail_is_download (download[i], TRUE));
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (install); i++) {
+    g_assert_false (client_fail_is_download (install[i], FALSE));
+    g_assert_false (client_fail_is_download (install[i], TRUE));
+  }
+  /* No kind, or one added later: what the module was doing decides. */
+  g_assert_true (client_fail_is_download ("", TRUE));
+  g_assert_false (client_fail_is_download ("", FALSE));
+  g_assert_true (client_fail_is_download ("quota", TRUE));
+  g_assert_false (client_fail_is_download ("quota", FALSE));
+}
+
 /* What download_fail_cb receives: the kind, not the words of the message. */
 static void
 test_fail_info (void)
@@ -78,6 +101,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/client-fail-kind/vocabulary", test_vocabulary);
   g_test_add_func ("/client-fail-kind/unknown-kinds", test_unknown_kinds);
+  g_test_add_func ("/client-fail-kind/download-or-install", test_download_or_install);
   g_test_add_func ("/client-fail-kind/fail-info", test_fail_info);
   return g_test_run ();
 }

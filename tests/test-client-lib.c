@@ -321,7 +321,8 @@ typedef struct {
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
-  ota_test_env_setup (&f->env, "retry_interval=1\n");
+  /* @data: the [ota] keys of the test, when it needs others. */
+  ota_test_env_setup (&f->env, data != NULL ? data : "retry_interval=1\n");
   f->tools = g_ptr_array_new_with_free_func ((GDestroyNotify) ota_test_cloud_tool_free);
   f->md5s = g_ptr_array_new_with_free_func (g_free);
   f->procs = g_ptr_array_new_with_free_func ((GDestroyNotify) ota_test_process_free);
@@ -1317,6 +1318,17 @@ test_abi_sizes (void)
   g_assert_cmpint ((iv_ota_init) (NULL), ==, IV_ERR_OTA_INIT_PRM_NULL);
 }
 
+/* An image over max_firmware_size: the agent's fail_kind "size" makes it
+ * IV_OTA_FAIL_TYPE_WRONG_SIZE, whatever its message says. */
+static void
+test_download_fail_size (Fixture *f, gconstpointer data)
+{
+  g_autofree char *prefix = g_strdup_printf ("fail %d -5 ", IV_OTA_FAIL_TYPE_WRONG_SIZE);
+
+  /* Without the kind, a -5 would be IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD. */
+  assert_download_fails (f, NULL, prefix);
+}
+
 /* ---- argument checks and return codes ---- */
 
 static void
@@ -1509,6 +1521,8 @@ main (int argc, char **argv)
   ADD ("prepare-defers", test_prepare_defers);
   ADD ("download-fail/not-found", test_download_fail_not_found);
   ADD ("download-fail/md5", test_download_fail_md5);
+  g_test_add ("/client-lib/download-fail/size", Fixture, "retry_interval=1\nmax_firmware_size=50000\n", fixture_setup,
+              test_download_fail_size, fixture_teardown);
   ADD ("exit-during-download", test_exit_during_download);
   ADD ("callbacks/size", test_size_callbacks);
   ADD ("callbacks/size-ticks", test_size_ticks);
