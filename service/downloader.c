@@ -71,8 +71,8 @@
 #define OTA_CHUNK_SIZE (512 * 1024)
 /* A buffer with less room than this is handed over: no read asks for less (docs/downloads.md). */
 #define OTA_MIN_READ (256 * 1024)
-/* One buffer filling, one being hashed, one being written, one queued between
- * the two: each stage finds work the moment it is free. */
+/* One buffer filling, one being written, one being read back and hashed, one
+ * queued between: each stage finds work the moment it is free. */
 #define OTA_POOL_SIZE 4
 /* At most this many bytes were received but not yet written: every buffer, full. */
 #define OTA_IN_FLIGHT_MAX ((guint64) OTA_POOL_SIZE * OTA_CHUNK_SIZE)
@@ -776,8 +776,8 @@ ota_writer_write (OtaWriter *w, OtaJob *job, GError **error)
 }
 
 /* The record goes first: after a crash in between it describes an empty
- * download, whatever the image still holds. The hasher starts over on its
- * own: RESTART passes it first. */
+ * download, whatever the image still holds. The verifier starts over on its
+ * own: RESTART passes it next. */
 static gboolean
 ota_writer_restart (OtaWriter *w, GError **error)
 {
