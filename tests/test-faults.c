@@ -514,6 +514,49 @@ test_full_disk_state_dir (OtaTestEnv *env, gconstpointer data)
   g_assert_true (ota_test_process_is_running (env->agent->proc));
 }
 
+/* "burning" is as durable as "rebooting": when the state dir cannot take
+ * the record, the call fails (the app learns its report was not kept) and
+ * the module stays ready; with room again, it is accepted and persisted. */
+static void
+test_full_disk_state_dir_refuses_burning (OtaTestEnv *env, gconstpointer data)
+{
+  g_auto (OtaTestImage) image = { 0 };
+  g_autoptr (OtaTestCloudTool) tool = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *filler = NULL;
+  g_autofree char *record = NULL;
+  g_autofree char *state = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *chunk = g_malloc0 (4096);
+  FILE *f;
+
+  ota_test_agent_kill (env->agent);
+  if (!tiny_mount_make (env, env->agent->state_dir))
+    return;
+  ota_test_agent_start (env->agent);
+  ota_test_env_reconnect_app (env);
+  ota_test_image_make (env, MIB, &image);
+  tool = ota_test_cloud_tool_start (env->dir, "cloud", env->broker->port, "2.0", image.path, NULL);
+  ota_test_app_init (env, "1.0");
+  g_assert_true (ota_test_wait (ota_test_ready_emitted, env, 3 * OTA_TEST_TIMEOUT_MS));
+  filler = g_build_filename (tiny_mount, "filler", NULL);
+  f = fopen (filler, "w");
+  g_assert_nonnull (f);
+  while (fwrite (chunk, 1, 4096, f) == 4096 && fflush (f) == 0)
+    ;
+  fclose (f);
+  ota_dbus_ota_call_report_progress_sync (env->proxy, "", "burning", 0, 0, "", NULL, &error);
+  ota_test_assert_remote_error (error, "org.iv.Ota.Error.Failed");
+  g_assert_nonnull (strstr (error->message, "cannot remember the burning"));
+  state = ota_test_status_get (env->proxy, "", "state");
+  g_assert_cmpstr (state, ==, "ready");
+  g_assert_cmpint (g_unlink (filler), ==, 0);
+  ota_test_app_report (env, "burning", 0, 0, "");
+  record = g_build_filename (env->agent->state_dir, "cycle.json", NULL);
+  g_assert_true (g_file_get_contents (record, &text, NULL, NULL));
+  g_assert_nonnull (strstr (text, "\"phase\":\"burning\""));
+}
+
 /* ---- 4. a damaged resume record ---- */
 
 static void
@@ -571,6 +614,9 @@ main (int argc, char **argv)
               test_full_disk_firmware_dir, tiny_teardown);
   g_test_add ("/faults/full-disk/fills-during-download-resumes-after", OtaTestEnv, no_second_cycle,
               ota_test_env_setup, test_full_disk_during_download, tiny_teardown);
+  g_test_add ("/faults/full-disk/state-dir-refuses-burning-until-room", OtaTestEnv,
+              "report_interval=600\nretry_interval=1\n", ota_test_env_setup, test_full_disk_state_dir_refuses_burning,
+              tiny_teardown);
   g_test_add ("/faults/full-disk/state-dir-reports-sent-from-memory", OtaTestEnv,
               "report_interval=600\nretry_interval=1\n", ota_test_env_setup, test_full_disk_state_dir,
               tiny_teardown);
