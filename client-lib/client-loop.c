@@ -16,6 +16,7 @@
  * one goes; whoever closes the last one from another thread waits for it to
  * end, so nothing of the library runs on behind the application's back. */
 #include "client.h"
+#include "common/ota-vocabulary.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -551,7 +552,7 @@ module_offered (ClientLoop *loop, iv_ota_module_s *handle, const ClientEvent *ev
 static bool
 state_is_download (const char *state)
 {
-  return strcmp (state, "offered") == 0 || strcmp (state, "downloading") == 0 || strcmp (state, "verifying") == 0;
+  return ota_vocab_state_is_download (ota_vocab_state_parse (state));
 }
 
 /* download_size_cb as the SDK calls it: while the module downloads, every
@@ -598,14 +599,14 @@ module_progress (iv_ota_module_s *handle, const ClientEvent *event)
   iv_ota_fail_info_s info;
 
   client_copy_string (handle->state, sizeof handle->state, event->state);
-  if (strcmp (event->state, "downloading") == 0) {
+  if (ota_vocab_state_is (event->state, OTA_VOCAB_STATE_DOWNLOADING)) {
     size_learn (handle, event->version, event->downloaded);
     if (handle->size_tick_at == 0)
       handle->size_tick_at = now_ms (); /* the first one at once */
-  } else if (strcmp (event->state, "verifying") == 0) {
+  } else if (ota_vocab_state_is (event->state, OTA_VOCAB_STATE_VERIFYING)) {
     size_learn (handle, event->version, event->downloaded);
     size_stop (handle);
-  } else if (strcmp (event->state, "fail") == 0) {
+  } else if (ota_vocab_state_is (event->state, OTA_VOCAB_STATE_FAIL)) {
     handle->size_tick_at = 0;
     /* The next attempt may start lower; the app is told of this failure. */
     handle->size_version[0] = '\0';

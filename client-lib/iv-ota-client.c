@@ -2,6 +2,7 @@
  * the SDK's progress types mapped to the agent's ReportProgress states, and
  * return codes. The work itself happens on the library thread (client-loop.c). */
 #include "client.h"
+#include "common/ota-vocabulary.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -204,20 +205,20 @@ progress_map (iv_ota_progress_type_e type, int value, ClientRequest *request, ch
   request->message = "";
   switch (type) {
   case IV_OTA_PROGRESS_TYPE_WRITE_FLASH:
-    request->state = "burning";
+    request->state = ota_vocab_state_name (OTA_VOCAB_STATE_BURNING);
     return IV_ERR_NONE;
   case IV_OTA_PROGRESS_TYPE_WRITING_FLASH:
-    request->state = "burning";
+    request->state = ota_vocab_state_name (OTA_VOCAB_STATE_BURNING);
     request->percent = value < 0 ? 0 : value > 100 ? 100 : value;
     return IV_ERR_NONE;
   case IV_OTA_PROGRESS_TYPE_REBOOT:
-    request->state = "rebooting";
+    request->state = ota_vocab_state_name (OTA_VOCAB_STATE_REBOOTING);
     return IV_ERR_NONE;
   case IV_OTA_PROGRESS_TYPE_SUCCESS:
-    request->state = "done";
+    request->state = ota_vocab_state_name (OTA_VOCAB_STATE_DONE);
     return IV_ERR_NONE;
   case IV_OTA_PROGRESS_TYPE_FAIL:
-    request->state = "fail";
+    request->state = ota_vocab_state_name (OTA_VOCAB_STATE_FAIL);
     request->result_code = RESULT_APP_FAILED;
     if (value >= 0 && value < IV_OTA_FAIL_TYPE_WRITE_BUTT)
       client_set_error (message, len, "update failed: %s", fail_type_names[value]);

@@ -11,8 +11,6 @@
 
 #include <string.h>
 
-#define DEFAULT_REPORT_TOPIC "$ota/report/{product_id}/{device_name}"
-#define DEFAULT_UPDATE_TOPIC "$ota/update/{product_id}/{device_name}"
 #define NAME_MAX_LENGTH 64
 
 typedef enum {
@@ -138,8 +136,8 @@ ota_config_new_defaults (void)
   self->max_download_rate = 0;
   self->proxy = g_strdup ("");
   /* Templates until ota_config_load_from_data() knows the device. */
-  self->report_topic = g_strdup (DEFAULT_REPORT_TOPIC);
-  self->update_topic = g_strdup (DEFAULT_UPDATE_TOPIC);
+  self->report_topic = g_strdup (OTA_DEFAULT_REPORT_TOPIC);
+  self->update_topic = g_strdup (OTA_DEFAULT_UPDATE_TOPIC);
   self->trusted_keys = g_strdup ("");
   self->cloud_allowed_topics_text = g_strdup ("");
   self->installers = g_ptr_array_new_with_free_func ((GDestroyNotify) ota_install_config_free);
@@ -507,16 +505,6 @@ check_signin (const OtaConfig *self, GError **error)
                         "computes them (remove one or the other)");
 }
 
-static const char *
-placeholder_value (const OtaConfig *self, const char *name, gsize length)
-{
-  if (length == strlen ("product_id") && strncmp (name, "product_id", length) == 0)
-    return self->product_id;
-  if (length == strlen ("device_name") && strncmp (name, "device_name", length) == 0)
-    return self->device_name;
-  return NULL;
-}
-
 static gboolean
 check_topic (const GString *topic, const char *key, GError **error)
 {
@@ -528,35 +516,16 @@ check_topic (const GString *topic, const char *key, GError **error)
   return TRUE;
 }
 
-/* Substitutes every {product_id} and {device_name} in @template. */
+/* ota_topic_expand() with the error naming the key. */
 static GString *
 expand_template (const OtaConfig *self, const char *template, const char *group, const char *key, GError **error)
 {
-  g_autoptr(GString) topic = g_string_new (NULL);
-  const char *p = template;
+  g_autoptr (GError) local_error = NULL;
+  GString *topic = ota_topic_expand (template, self->product_id, self->device_name, &local_error);
 
-  while (*p != '\0') {
-    const char *end = NULL;
-    const char *value = NULL;
-
-    if (*p != '{') {
-      g_string_append_c (topic, *p++);
-      continue;
-    }
-    end = strchr (p, '}');
-    if (end == NULL) {
-      set_key_error (error, group, key, "unterminated placeholder in \"%s\"", template);
-      return NULL;
-    }
-    value = placeholder_value (self, p + 1, end - p - 1);
-    if (value == NULL) {
-      set_key_error (error, group, key, "unknown placeholder %.*s", (int) (end - p + 1), p);
-      return NULL;
-    }
-    g_string_append (topic, value);
-    p = end + 1;
-  }
-  return g_steal_pointer (&topic);
+  if (topic == NULL)
+    set_key_error (error, group, key, "%s", local_error->message);
+  return topic;
 }
 
 static char *

@@ -76,14 +76,10 @@ G_DEFINE_TYPE (OtaModule, ota_module, G_TYPE_OBJECT)
 enum { SIGNAL_REPORT, SIGNAL_OFFERED, SIGNAL_PROGRESS, SIGNAL_FIRMWARE_READY, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
-static const char *const state_names[] = {
-  "idle", "offered", "downloading", "verifying", "ready", "burning", "rebooting", "done", "fail",
-};
-
 const char *
 ota_module_state_to_string (OtaModuleState state)
 {
-  return state < G_N_ELEMENTS (state_names) ? state_names[state] : "unknown";
+  return ota_vocab_state_name ((int) state);
 }
 
 /* The module name as logs show it. */
@@ -1167,29 +1163,41 @@ ota_module_prepare (OtaModule *self, const char *version, gboolean accept, GErro
 
 /* Which states each ReportProgress state may follow. */
 static gboolean
-module_may_report (OtaModule *self, const char *state)
+module_may_report (OtaModule *self, OtaModuleState reported)
 {
   OtaModuleState s = self->state;
 
   if (self->offer == NULL || s == OTA_MODULE_STATE_IDLE || s == OTA_MODULE_STATE_DONE ||
       s == OTA_MODULE_STATE_FAIL)
     return FALSE;
-  if (g_str_equal (state, "fail"))
+  if (reported == OTA_MODULE_STATE_FAIL)
     return TRUE;
-  if (g_str_equal (state, "done"))
+  if (reported == OTA_MODULE_STATE_DONE)
     return s == OTA_MODULE_STATE_READY || s == OTA_MODULE_STATE_BURNING || s == OTA_MODULE_STATE_REBOOTING;
   return s == OTA_MODULE_STATE_READY || s == OTA_MODULE_STATE_BURNING;
 }
 
+/* The state an app reports (burning, rebooting, done or fail), parsed once. */
 static gboolean
-module_check_progress_args (const char *state, int percent, const char *msg, GError **error)
+module_parse_reported_state (const char *state, OtaModuleState *reported, GError **error)
 {
-  if (!g_str_equal (state, "burning") && !g_str_equal (state, "rebooting") && !g_str_equal (state, "done") &&
-      !g_str_equal (state, "fail")) {
+  int parsed = ota_vocab_state_parse (state);
+
+  if (!ota_vocab_state_is_app_report (parsed)) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS,
                  "state must be burning, rebooting, done or fail, not \"%s\"", state);
     return FALSE;
   }
+  *reported = (OtaModuleState) parsed;
+  return TRUE;
+}
+
+static gboolean
+module_check_progress_args (const char *state, OtaModuleState *reported, int percent, const char *msg,
+                            GError **error)
+{
+  if (!module_parse_reported_state (state, reported, error))
+    return FALSE;
   if (percent < -1 || percent > 100) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS, "percent must be -1..100, not %d", percent);
     return FALSE;
@@ -1252,25 +1260,27 @@ gboolean
 ota_module_report_progress (OtaModule *self, const char *state, int percent, int result_code,
                             const char *result_msg, GError **error)
 {
-  if (!module_check_progress_args (state, percent, result_msg, error))
+  OtaModuleState reported = OTA_MODULE_STATE_FAIL;
+
+  if (!module_check_progress_args (state, &reported, percent, result_msg, error))
     return FALSE;
-  if (!module_may_report (self, state)) {
+  if (!module_may_report (self, reported)) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "cannot report %s in state %s", state,
                  ota_module_state_to_string (self->state));
     return FALSE;
   }
-  if (g_str_equal (state, "burning")) {
+  if (reported == OTA_MODULE_STATE_BURNING) {
     if (self->state != OTA_MODULE_STATE_BURNING && !module_mark_burning (self, error))
       return FALSE;
     module_report_progress (self, "burning", percent, 0, result_msg, TRUE);
     module_set_state (self, OTA_MODULE_STATE_BURNING);
-  } else if (g_str_equal (state, "rebooting")) {
+  } else if (reported == OTA_MODULE_STATE_REBOOTING) {
     if (!module_mark_rebooting (self, error))
       return FALSE;
     /* The marker says all the record said. */
     module_forget_cycle_record (self);
     module_set_state (self, OTA_MODULE_STATE_REBOOTING);
-  } else if (g_str_equal (state, "done")) {
+  } else if (reported == OTA_MODULE_STATE_DONE) {
     module_finish_done (self);
   } else {
     module_stop_download (self);

@@ -202,3 +202,46 @@ ota_topic_rules_describe (OtaTopicRules *self)
   list = g_strjoinv (";", self->allowed);
   return g_strdup_printf ("allowed_topics %s, except $ota/...", list);
 }
+
+static const char *
+topic_placeholder_value (const char *name, gsize length, const char *product_id, const char *device_name)
+{
+  if (length == strlen ("product_id") && strncmp (name, "product_id", length) == 0)
+    return product_id;
+  if (length == strlen ("device_name") && strncmp (name, "device_name", length) == 0)
+    return device_name;
+  return NULL;
+}
+
+GString *
+ota_topic_expand (const char *template, const char *product_id, const char *device_name, GError **error)
+{
+  g_autoptr (GString) topic = g_string_new (NULL);
+  const char *p = template;
+
+  g_return_val_if_fail (template != NULL, NULL);
+  g_return_val_if_fail (product_id != NULL && device_name != NULL, NULL);
+
+  while (*p != '\0') {
+    const char *end = NULL;
+    const char *value = NULL;
+
+    if (*p != '{') {
+      g_string_append_c (topic, *p++);
+      continue;
+    }
+    end = strchr (p, '}');
+    if (end == NULL) {
+      g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS, "unterminated placeholder in \"%s\"", template);
+      return NULL;
+    }
+    value = topic_placeholder_value (p + 1, end - p - 1, product_id, device_name);
+    if (value == NULL) {
+      g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS, "unknown placeholder %.*s", (int) (end - p + 1), p);
+      return NULL;
+    }
+    g_string_append (topic, value);
+    p = end + 1;
+  }
+  return g_steal_pointer (&topic);
+}

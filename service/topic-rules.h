@@ -48,4 +48,13 @@ gboolean ota_topic_rules_check_filter (OtaTopicRules *self, const char *filter, 
 /* For logs and docs: the allowed set in words. */
 char *ota_topic_rules_describe (OtaTopicRules *self);
 
+/* The topics of the $ota protocol unless configured otherwise (templates). */
+#define OTA_DEFAULT_REPORT_TOPIC "$ota/report/{product_id}/{device_name}"
+#define OTA_DEFAULT_UPDATE_TOPIC "$ota/update/{product_id}/{device_name}"
+
+/* @template with every {product_id} and {device_name} substituted; the
+ * only placeholders there are. Errors: OTA_ERROR_INVALID_ARGS for an
+ * unterminated or unknown placeholder. */
+GString *ota_topic_expand (const char *template, const char *product_id, const char *device_name, GError **error);
+
 G_END_DECLS

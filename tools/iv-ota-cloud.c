@@ -19,9 +19,8 @@
 
 #include "mqtt-link.h"
 #include "protocol.h"
+#include "topic-rules.h"
 
-#define DEFAULT_REPORT_TOPIC "$ota/report/{product_id}/{device_name}"
-#define DEFAULT_UPDATE_TOPIC "$ota/update/{product_id}/{device_name}"
 #define STREAM_CHUNK_SIZE (256 * 1024)
 #define MD5_READ_SIZE (1024 * 1024)
 #define RESPONSE_KEY "iv-ota-cloud-response"
@@ -108,9 +107,9 @@ cloud_options_parse (CloudOptions *o, int *argc, char ***argv, GError **error)
     { "md5", 0, 0, G_OPTION_ARG_STRING, &o->md5,
       "Advertise this md5sum instead of the real one (fault: wrong MD5)", "HEX" },
     { "report-topic", 0, 0, G_OPTION_ARG_STRING, &o->report_topic,
-      "Report topic template (default " DEFAULT_REPORT_TOPIC ")", "T" },
+      "Report topic template (default " OTA_DEFAULT_REPORT_TOPIC ")", "T" },
     { "update-topic", 0, 0, G_OPTION_ARG_STRING, &o->update_topic,
-      "Update topic template (default " DEFAULT_UPDATE_TOPIC ")", "T" },
+      "Update topic template (default " OTA_DEFAULT_UPDATE_TOPIC ")", "T" },
     { "offer-once", 0, 0, G_OPTION_ARG_NONE, &o->offer_once,
       "Offer only on the first report of a differing version", NULL },
     { "ready-file", 0, 0, G_OPTION_ARG_FILENAME, &o->ready_file,
@@ -825,14 +824,17 @@ cloud_free (Cloud *cloud)
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Cloud, cloud_free)
 
+/* The agent's expansion: a template the agent refuses is refused here too. */
 static char *
-topic_expand (const char *template, const CloudOptions *o)
+topic_expand (const char *option, const char *template, const CloudOptions *o, GError **error)
 {
-  g_autoptr (GString) topic = g_string_new (template);
+  GString *topic = ota_topic_expand (template, o->product, o->device, error);
 
-  g_string_replace (topic, "{product_id}", o->product, 0);
-  g_string_replace (topic, "{device_name}", o->device, 0);
-  return g_string_free (g_steal_pointer (&topic), FALSE);
+  if (topic == NULL) {
+    g_prefix_error (error, "%s: ", option);
+    return NULL;
+  }
+  return g_string_free (topic, FALSE);
 }
 
 static char *
@@ -1186,8 +1188,8 @@ cloud_set_defaults (CloudOptions *o)
   o->rate = -1;
 }
 
-static void
-cloud_fill_defaults (Cloud *cloud)
+static gboolean
+cloud_fill_defaults (Cloud *cloud, GError **error)
 {
   CloudOptions *o = &cloud->opts;
 
@@ -1195,10 +1197,17 @@ cloud_fill_defaults (Cloud *cloud)
     o->host = g_strdup ("127.0.0.1");
   if (o->module == NULL)
     o->module = g_strdup ("");
-  cloud->report_topic = topic_expand (o->report_topic ? o->report_topic : DEFAULT_REPORT_TOPIC, o);
-  cloud->update_topic = topic_expand (o->update_topic ? o->update_topic : DEFAULT_UPDATE_TOPIC, o);
+  cloud->report_topic = topic_expand ("--report-topic", o->report_topic ? o->report_topic : OTA_DEFAULT_REPORT_TOPIC,
+                                      o, error);
+  if (cloud->report_topic == NULL)
+    return FALSE;
+  cloud->update_topic = topic_expand ("--update-topic", o->update_topic ? o->update_topic : OTA_DEFAULT_UPDATE_TOPIC,
+                                      o, error);
+  if (cloud->update_topic == NULL)
+    return FALSE;
   if (!ota_protocol_version_is_valid (o->version))
     g_printerr ("cloud: warning: agents will reject version \"%s\"\n", o->version);
+  return TRUE;
 }
 
 static gboolean
@@ -1206,7 +1215,8 @@ cloud_setup (Cloud *cloud, GError **error)
 {
   CloudOptions *o = &cloud->opts;
 
-  cloud_fill_defaults (cloud);
+  if (!cloud_fill_defaults (cloud, error))
+    return FALSE;
   if (o->user_defined != NULL && (cloud->user_defined = parse_user_defined (o->user_defined, error)) == NULL)
     return FALSE;
   cloud->fw = firmware_load (o->firmware, error);

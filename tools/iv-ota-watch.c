@@ -7,6 +7,7 @@
  * terminal, a log of events above one progress line per module, redrawn in
  * place with ANSI sequences; otherwise timestamped lines. */
 #include "iv-ota-cli.h"
+#include "common/ota-vocabulary.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,11 +44,6 @@ const char cli_usage_watch[] =
   "Exit codes: 0 (also after Ctrl-C without --until), 1 a module reached fail,\n"
   "2 usage, 3 no agent when watch starts, 6 timeout, 130 interrupted before --until.\n"
   "Once started, watch waits through agent restarts.\n";
-
-/* The local states of a module, in the order of a cycle. */
-static const char *const known_states[] = {
-  "idle", "offered", "downloading", "verifying", "ready", "burning", "rebooting", "done", "fail",
-};
 
 static bool plain_forced;
 
@@ -214,7 +210,7 @@ typedef struct {
 typedef struct {
   /* options */
   const char *module; /* NULL: every module */
-  char until[sizeof known_states / sizeof known_states[0]][STATE_LEN];
+  char until[OTA_VOCAB_N_STATES][STATE_LEN];
   int n_until;
   double timeout;     /* seconds, 0: none */
   bool tty, utf8, color;
@@ -324,8 +320,9 @@ rate_get (const ModuleView *m, double now)
 static bool
 state_shows_bar (const char *state)
 {
-  return strcmp (state, "downloading") == 0 || strcmp (state, "verifying") == 0 ||
-         strcmp (state, "offered") == 0 || strcmp (state, "burning") == 0;
+  int s = ota_vocab_state_parse (state);
+
+  return ota_vocab_state_is_download (s) || s == OTA_VOCAB_STATE_BURNING;
 }
 
 /* "4.0 MiB/s  ETA 0:09" (@gap between), "stalled 3 s", or "" */
@@ -336,7 +333,7 @@ format_rate (char *buffer, size_t size, const ModuleView *m, double now, const c
   char bytes[32], eta[32];
 
   buffer[0] = '\0';
-  if (strcmp (m->state, "downloading") != 0)
+  if (!ota_vocab_state_is (m->state, OTA_VOCAB_STATE_DOWNLOADING))
     return;
   if (m->count > 0 && now - m->last_data >= STALL_S) {
     snprintf (buffer, size, "stalled %.0f s", now - m->last_data);
@@ -360,11 +357,12 @@ format_state (char *buffer, size_t size, const ModuleView *m)
 {
   char result[256];
 
-  if (strcmp (m->state, "verifying") == 0) {
+  if (ota_vocab_state_is (m->state, OTA_VOCAB_STATE_VERIFYING)) {
     snprintf (buffer, size, "verifying (MD5 check)");
-  } else if (strcmp (m->state, "ready") == 0) {
+  } else if (ota_vocab_state_is (m->state, OTA_VOCAB_STATE_READY)) {
     snprintf (buffer, size, "ready (size and MD5 verified)");
-  } else if (strcmp (m->state, "fail") == 0 || (m->result_code != 0 && strcmp (m->state, "idle") == 0)) {
+  } else if (ota_vocab_state_is (m->state, OTA_VOCAB_STATE_FAIL) ||
+             (m->result_code != 0 && ota_vocab_state_is (m->state, OTA_VOCAB_STATE_IDLE))) {
     cli_format_result (result, sizeof result, m->result_code, m->result_msg);
     snprintf (buffer, size, "%s: ", m->state);
     cli_copy_printable (buffer + strlen (buffer), size - strlen (buffer), result);
@@ -381,7 +379,7 @@ format_details (char *buffer, size_t size, const ModuleView *m, double now, cons
   char bytes[64], rate[96];
 
   buffer[0] = '\0';
-  if (strcmp (m->state, "burning") == 0 && m->percent > 0) {
+  if (ota_vocab_state_is (m->state, OTA_VOCAB_STATE_BURNING) && m->percent > 0) {
     snprintf (buffer, size, "%u%%", m->percent);
     return;
   }
@@ -480,7 +478,9 @@ buffer_add_module_line (Buffer *b, const Watch *w, const ModuleView *m, const Co
 
   if (w->color) {
     reset = "\033[0m";
-    color = strcmp (m->state, "done") == 0 ? "\033[32m" : strcmp (m->state, "fail") == 0 ? "\033[31m" : "";
+    color = ota_vocab_state_is (m->state, OTA_VOCAB_STATE_DONE)   ? "\033[32m"
+            : ota_vocab_state_is (m->state, OTA_VOCAB_STATE_FAIL) ? "\033[31m"
+                                                                  : "";
   }
   format_details (details, sizeof details, m, now, " ");
   snprintf (head, sizeof head, "%-*s %-*s %-*s", c->label, cli_module_label (m->name), c->state, m->state,
@@ -619,7 +619,7 @@ watch_on_progress (Watch *w, const WatchEvent *event)
   if (m == NULL)
     return;
   changed = strcmp (m->state, event->state) != 0 || strcmp (m->version, event->version) != 0 || event->snapshot ||
-            (strcmp (event->state, "burning") == 0 && event->percent != m->percent);
+            (ota_vocab_state_is (event->state, OTA_VOCAB_STATE_BURNING) && event->percent != m->percent);
   snprintf (m->state, sizeof m->state, "%s", event->state);
   replace_string (&m->version, event->version);
   replace_string (&m->result_msg, event->result_msg);
@@ -627,7 +627,7 @@ watch_on_progress (Watch *w, const WatchEvent *event)
   m->percent = event->percent;
   m->downloaded = event->downloaded;
   m->total = event->total;
-  if (strcmp (event->state, "downloading") == 0) {
+  if (ota_vocab_state_is (event->state, OTA_VOCAB_STATE_DOWNLOADING)) {
     rate_add (m, event->time, event->downloaded);
     m->stall_told = false;
   } else {
@@ -641,7 +641,7 @@ watch_on_progress (Watch *w, const WatchEvent *event)
   else if (w->tty)
     tty_redraw (w, NULL);
   if (changed && watch_until_matches (w, event->state))
-    w->exit_code = strcmp (event->state, "fail") == 0 ? EXIT_FAILED : EXIT_OK;
+    w->exit_code = ota_vocab_state_is (event->state, OTA_VOCAB_STATE_FAIL) ? EXIT_FAILED : EXIT_OK;
 }
 
 static void
@@ -688,7 +688,7 @@ watch_tick (Watch *w, double now)
   }
   for (size_t i = 0; i < w->n_modules; i++) {
     ModuleView *m = &w->modules[i];
-    if (!watch_wants (w, m->name) || strcmp (m->state, "downloading") != 0 || m->count == 0)
+    if (!watch_wants (w, m->name) || !ota_vocab_state_is (m->state, OTA_VOCAB_STATE_DOWNLOADING) || m->count == 0)
       continue;
     if (now - m->last_data >= STALL_S && !m->stall_told) {
       m->stall_told = true;
@@ -708,10 +708,7 @@ watch_parse_until (Watch *w, const char *list)
 
   snprintf (copy, sizeof copy, "%s", list);
   for (char *s = strtok_r (copy, ",", &save); s != NULL; s = strtok_r (NULL, ",", &save)) {
-    bool known = false;
-    for (size_t i = 0; i < sizeof known_states / sizeof known_states[0]; i++)
-      known = known || strcmp (s, known_states[i]) == 0;
-    if (!known)
+    if (ota_vocab_state_parse (s) < 0)
       return cli_usage_error (cli_usage_watch, "unknown state \"%s\" in --until (states: idle, offered, downloading, "
                                        "verifying, ready, burning, rebooting, done, fail)", s);
     if (w->n_until < (int) (sizeof w->until / sizeof w->until[0]))

@@ -8,6 +8,7 @@
  *
  * Exit codes are part of the interface (see usage_main). */
 #include "iv-ota-cli.h"
+#include "common/ota-vocabulary.h"
 #include "ota-build-config.h"
 
 #include <getopt.h>
@@ -203,25 +204,6 @@ cli_format_duration (char *buffer, size_t size, double seconds)
     snprintf (buffer, size, "%lu:%02lu", s / 60, s % 60);
 }
 
-static const char *
-result_meaning (int code)
-{
-  switch (code) {
-  case -1:
-    return "download timeout";
-  case -2:
-    return "not found";
-  case -3:
-    return "signature expired";
-  case -4:
-    return "MD5 mismatch";
-  case -5:
-    return "failed";
-  default:
-    return "error";
-  }
-}
-
 /* "-", "cancelled", "-4 MD5 mismatch: <message>" */
 void
 cli_format_result (char *buffer, size_t size, int code, const char *message)
@@ -229,9 +211,9 @@ cli_format_result (char *buffer, size_t size, int code, const char *message)
   if (code == 0)
     snprintf (buffer, size, "%s", *message != '\0' ? message : "-");
   else if (*message != '\0')
-    snprintf (buffer, size, "%d %s: %s", code, result_meaning (code), message);
+    snprintf (buffer, size, "%d %s: %s", code, ota_vocab_result_meaning (code), message);
   else
-    snprintf (buffer, size, "%d %s", code, result_meaning (code));
+    snprintf (buffer, size, "%d %s", code, ota_vocab_result_meaning (code));
 }
 
 /* Terminal-safe copy of a text that came from elsewhere (result messages). */
@@ -524,8 +506,7 @@ module_is_owned (const iv_ota_module_status_s *m)
 static bool
 module_is_downloading (const iv_ota_module_status_s *m)
 {
-  return strcmp (m->state, "offered") == 0 || strcmp (m->state, "downloading") == 0 ||
-         strcmp (m->state, "verifying") == 0;
+  return ota_vocab_state_is_download (ota_vocab_state_parse (m->state));
 }
 
 static int
