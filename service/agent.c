@@ -377,8 +377,8 @@ ota_agent_start (OtaAgent *self)
     ota_installer_start (self->installers->pdata[i]);
 }
 
-void
-ota_agent_stop (OtaAgent *self)
+static void
+agent_stop (OtaAgent *self)
 {
   GHashTableIter iter;
   gpointer module;
@@ -391,6 +391,45 @@ ota_agent_stop (OtaAgent *self)
     ota_module_flush_reports (module);
   }
   ota_mqtt_link_stop (self->link);
+}
+
+static gboolean
+keep_iterating (gpointer user_data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+/* Cancelled downloads hand their last buffers to their workers once the
+ * cancelled reads come back (main context), and the workers then write them
+ * and checkpoint: iterate until every worker is done, bounded. A worker only
+ * writes what was already received and syncs once, so the bound is
+ * generous. */
+static void
+agent_wait_for_downloads (void)
+{
+  gint64 deadline = g_get_monotonic_time () + OTA_AGENT_SHUTDOWN_WAIT_S * G_USEC_PER_SEC;
+  guint tick;
+
+  if (ota_download_count_workers () == 0)
+    return;
+  g_info ("waiting for %u download worker(s) to write their last checkpoint", ota_download_count_workers ());
+  /* Workers wake the context when they end; the tick bounds each wait. */
+  tick = g_timeout_add (100, keep_iterating, NULL);
+  while (ota_download_count_workers () > 0 && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (tick);
+  if (ota_download_count_workers () > 0)
+    g_warning ("%u download worker(s) still busy after %d s; exiting anyway (the last checkpoint stays valid)",
+               ota_download_count_workers (), OTA_AGENT_SHUTDOWN_WAIT_S);
+}
+
+void
+ota_agent_shutdown (OtaAgent *self)
+{
+  g_return_if_fail (OTA_IS_AGENT (self));
+
+  agent_stop (self);
+  agent_wait_for_downloads ();
 }
 
 gboolean

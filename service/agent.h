@@ -32,11 +32,13 @@ OtaAgent *ota_agent_new (OtaConfig *config, GError **error);
 
 /* Connects to the cloud. */
 void ota_agent_start (OtaAgent *self);
-/* Clean shutdown: cancels downloads and sends the MQTT DISCONNECT. The
- * cancelled downloads' workers still write their last buffers and
- * checkpoint: the caller then iterates the main context until
- * ota_download_count_workers() is 0 (main.c bounds that wait). */
-void ota_agent_stop (OtaAgent *self);
+/* Clean shutdown, once the main loop has stopped: stops installers, cancels
+ * downloads, flushes reports, sends the MQTT DISCONNECT, then iterates the
+ * default main context until the cancelled downloads' workers have written
+ * their last buffers and checkpoint (at most OTA_AGENT_SHUTDOWN_WAIT_S; past
+ * that the last periodic checkpoint still describes a valid prefix). */
+#define OTA_AGENT_SHUTDOWN_WAIT_S 10
+void ota_agent_shutdown (OtaAgent *self);
 
 gboolean ota_agent_get_connected (OtaAgent *self);
 

@@ -14,7 +14,6 @@
 #include "bus.h"
 #include "cloud-relay.h"
 #include "config.h"
-#include "downloader.h"
 #include "log-limit.h"
 #include "ota-build-config.h"
 
@@ -22,11 +21,6 @@
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-/* Bound on waiting for download workers at shutdown. A worker only writes
- * what was already received and syncs once, so this is generous; if it ever
- * runs out, the last periodic checkpoint still describes a valid prefix. */
-#define SHUTDOWN_WAIT_S 10
 
 typedef struct {
   GMainLoop *loop;
@@ -96,34 +90,6 @@ on_name_lost (OtaBus *bus, gpointer user_data)
 }
 
 static gboolean
-keep_iterating (gpointer user_data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-/* Cancelled downloads hand their last buffers to their workers once the
- * cancelled reads come back (main context), and the workers then write them
- * and checkpoint: iterate until every worker is done, bounded. */
-static void
-wait_for_downloads (void)
-{
-  gint64 deadline = g_get_monotonic_time () + SHUTDOWN_WAIT_S * G_USEC_PER_SEC;
-  guint tick;
-
-  if (ota_download_count_workers () == 0)
-    return;
-  g_info ("waiting for %u download worker(s) to write their last checkpoint", ota_download_count_workers ());
-  /* Workers wake the context when they end; the tick bounds each wait. */
-  tick = g_timeout_add (100, keep_iterating, NULL);
-  while (ota_download_count_workers () > 0 && g_get_monotonic_time () < deadline)
-    g_main_context_iteration (NULL, TRUE);
-  g_source_remove (tick);
-  if (ota_download_count_workers () > 0)
-    g_warning ("%u download worker(s) still busy after %d s; exiting anyway (the last checkpoint stays valid)",
-               ota_download_count_workers (), SHUTDOWN_WAIT_S);
-}
-
-static gboolean
 parse_bus_type (const char *name, GBusType *type, GError **error)
 {
   const char *starter = g_getenv ("DBUS_STARTER_BUS_TYPE");
@@ -180,8 +146,7 @@ run (OtaConfig *config, GBusType bus_type)
   sigint = g_unix_signal_add (SIGINT, on_quit_signal, &daemon);
   sighup = g_unix_signal_add (SIGHUP, on_hangup_signal, &daemon);
   g_main_loop_run (loop);
-  ota_agent_stop (agent);
-  wait_for_downloads ();
+  ota_agent_shutdown (agent);
   /* Only now: a second signal during the wait must not kill us half-way. */
   g_source_remove (sigterm);
   g_source_remove (sigint);
