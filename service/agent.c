@@ -330,6 +330,8 @@ agent_load_trusted_keys (OtaAgent *self, GError **error)
 OtaAgent *
 ota_agent_new (OtaConfig *config, GError **error)
 {
+  g_return_val_if_fail (config != NULL, NULL);
+
   g_autoptr (OtaAgent) self = g_object_new (OTA_TYPE_AGENT, NULL);
   g_autofree char *outbox_path = g_build_filename (config->state_dir, "outbox.json", NULL);
   OtaOutbox *outbox;
@@ -363,6 +365,8 @@ ota_agent_new (OtaConfig *config, GError **error)
 void
 ota_agent_start (OtaAgent *self)
 {
+  g_return_if_fail (OTA_IS_AGENT (self));
+
   OtaConfig *config = self->config;
 
   g_message ("connecting to the cloud at %s:%u%s as %s (%s); reports on %s, offers on %s", config->mqtt_host,
@@ -435,12 +439,14 @@ ota_agent_shutdown (OtaAgent *self)
 gboolean
 ota_agent_get_connected (OtaAgent *self)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
   return ota_mqtt_link_get_connected (self->link);
 }
 
 OtaMqttLink *
 ota_agent_get_link (OtaAgent *self)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), NULL);
   return self->link;
 }
 
@@ -531,6 +537,8 @@ agent_check_installer (OtaAgent *self, const char *owner, const char *module, GE
 void
 ota_agent_set_module_problem (OtaAgent *self, const char *module, const char *problem)
 {
+  g_return_if_fail (OTA_IS_AGENT (self));
+
   OtaModule *m = g_hash_table_lookup (self->modules, module);
 
   if (m == NULL && problem == NULL)
@@ -547,6 +555,8 @@ ota_agent_init_module (OtaAgent *self, const char *owner, uid_t uid, gid_t gid, 
 {
   OtaModule *m;
   gboolean created;
+
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
 
   if (!agent_check_module_name (module, error) || !agent_check_installer (self, owner, module, error))
     return FALSE;
@@ -571,6 +581,7 @@ gboolean
 ota_agent_prepare (OtaAgent *self, const char *owner, const char *module, const char *version,
                    gboolean accept, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
   OtaModule *m = agent_lookup_owned (self, owner, module, error);
   return m != NULL && ota_module_prepare (m, version, accept, error);
 }
@@ -579,6 +590,7 @@ gboolean
 ota_agent_report_progress (OtaAgent *self, const char *owner, const char *module, const char *state,
                            int percent, int result_code, const char *result_msg, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
   OtaModule *m = agent_lookup_owned (self, owner, module, error);
   return m != NULL && ota_module_report_progress (m, state, percent, result_code, result_msg, error);
 }
@@ -586,6 +598,8 @@ ota_agent_report_progress (OtaAgent *self, const char *owner, const char *module
 gboolean
 ota_agent_cancel (OtaAgent *self, const char *owner, const char *module, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
+
   OtaModule *m = agent_lookup_owned (self, owner, module, error);
 
   if (m == NULL)
@@ -597,6 +611,7 @@ ota_agent_cancel (OtaAgent *self, const char *owner, const char *module, GError 
 gboolean
 ota_agent_check_now (OtaAgent *self, const char *module, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
   OtaModule *m = agent_lookup (self, module, error);
   return m != NULL && ota_module_check_now (m, error);
 }
@@ -604,6 +619,8 @@ ota_agent_check_now (OtaAgent *self, const char *module, GError **error)
 gboolean
 ota_agent_exit (OtaAgent *self, const char *owner, const char *module, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
+
   OtaModule *m = agent_lookup_owned (self, owner, module, error);
 
   if (m == NULL)
@@ -615,6 +632,7 @@ ota_agent_exit (OtaAgent *self, const char *owner, const char *module, GError **
 GVariant *
 ota_agent_get_status (OtaAgent *self, const char *module, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), NULL);
   OtaModule *m = agent_lookup (self, module, error);
   return m != NULL ? ota_module_get_status (m) : NULL;
 }
@@ -625,6 +643,8 @@ ota_agent_get_modules (OtaAgent *self)
   g_auto (GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE ("a{sa{sv}}"));
   GHashTableIter iter;
   gpointer name, module;
+
+  g_return_val_if_fail (OTA_IS_AGENT (self), NULL);
 
   g_hash_table_iter_init (&iter, self->modules);
   while (g_hash_table_iter_next (&iter, &name, &module))
@@ -637,6 +657,8 @@ ota_agent_release_owner (OtaAgent *self, const char *owner)
 {
   GHashTableIter iter;
   gpointer module;
+
+  g_return_if_fail (OTA_IS_AGENT (self));
 
   g_hash_table_iter_init (&iter, self->modules);
   while (g_hash_table_iter_next (&iter, NULL, &module)) {
@@ -651,6 +673,8 @@ ota_agent_has_owner (OtaAgent *self, const char *owner)
   GHashTableIter iter;
   gpointer module;
 
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
+
   g_hash_table_iter_init (&iter, self->modules);
   while (g_hash_table_iter_next (&iter, NULL, &module)) {
     if (g_strcmp0 (ota_module_get_owner (module), owner) == 0)
@@ -663,6 +687,7 @@ gboolean
 ota_agent_inhibit (OtaAgent *self, const char *holder, const char *module, const char *reason, guint32 *cookie,
                    GError **error)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
   if (!agent_check_module_name (module, error) ||
       !ota_inhibitions_add (self->inhibitions, holder, module, reason, cookie, error))
     return FALSE;
@@ -675,6 +700,8 @@ ota_agent_inhibit (OtaAgent *self, const char *holder, const char *module, const
 gboolean
 ota_agent_uninhibit (OtaAgent *self, const char *holder, guint32 cookie, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
+
   g_autofree char *module = ota_inhibitions_remove (self->inhibitions, holder, cookie, error);
 
   if (module == NULL)
@@ -687,6 +714,8 @@ ota_agent_uninhibit (OtaAgent *self, const char *holder, guint32 cookie, GError 
 void
 ota_agent_release_holder (OtaAgent *self, const char *holder)
 {
+  g_return_if_fail (OTA_IS_AGENT (self));
+
   g_autoptr (GPtrArray) modules = ota_inhibitions_remove_holder (self->inhibitions, holder);
 
   for (guint i = 0; i < modules->len; i++) {
@@ -699,6 +728,7 @@ ota_agent_release_holder (OtaAgent *self, const char *holder)
 gboolean
 ota_agent_has_holder (OtaAgent *self, const char *holder)
 {
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
   return ota_inhibitions_has_holder (self->inhibitions, holder);
 }
 

@@ -388,6 +388,9 @@ ota_bus_new (OtaAgent *agent, GDBusConnection *connection, GError **error)
 {
   g_autoptr (OtaBus) self = g_object_new (OTA_TYPE_BUS, NULL);
 
+  g_return_val_if_fail (OTA_IS_AGENT (agent), NULL);
+  g_return_val_if_fail (G_IS_DBUS_CONNECTION (connection), NULL);
+
   self->agent = g_object_ref (agent);
   self->connection = g_object_ref (connection);
   self->skeleton = ota_dbus_ota_skeleton_new ();

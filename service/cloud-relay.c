@@ -625,6 +625,10 @@ OtaCloudRelay *
 ota_cloud_relay_new (OtaMqttLink *link, OtaTopicRules *rules, GDBusConnection *connection, const char *object_path,
                      GError **error)
 {
+  g_return_val_if_fail (OTA_IS_MQTT_LINK (link), NULL);
+  g_return_val_if_fail (rules != NULL, NULL);
+  g_return_val_if_fail (G_IS_DBUS_CONNECTION (connection), NULL);
+
   g_autoptr (OtaCloudRelay) self = g_object_new (OTA_TYPE_CLOUD_RELAY, NULL);
   g_autofree char *described = ota_topic_rules_describe (rules);
 

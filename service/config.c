@@ -266,6 +266,8 @@ check_proxy (const char *value, GError **error)
 char **
 ota_config_get_trusted_keys (const OtaConfig *self)
 {
+  g_return_val_if_fail (self != NULL, NULL);
+
   g_auto (GStrv) items = g_strsplit (self->trusted_keys, ";", -1);
   g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
 
@@ -602,9 +604,13 @@ finish (OtaConfig *self, GError **error)
 OtaConfig *
 ota_config_load_from_data (const char *data, gsize length, GError **error)
 {
-  g_autoptr(GKeyFile) key_file = g_key_file_new ();
-  g_autoptr(OtaConfig) self = ota_config_new_defaults ();
+  g_autoptr(GKeyFile) key_file = NULL;
+  g_autoptr(OtaConfig) self = NULL;
 
+  g_return_val_if_fail (data != NULL, NULL);
+
+  key_file = g_key_file_new ();
+  self = ota_config_new_defaults ();
   /* Without KEEP_TRANSLATIONS, "host[de]" would be dropped silently instead of
    * being reported as unknown. */
   if (!g_key_file_load_from_data (key_file, data, length, G_KEY_FILE_KEEP_TRANSLATIONS, error)) {
@@ -629,6 +635,8 @@ ota_config_load (const char *path, GError **error)
   g_autofree char *data = NULL;
   gsize length = 0;
   OtaConfig *self = NULL;
+
+  g_return_val_if_fail (path != NULL, NULL);
 
   if (!g_file_get_contents (path, &data, &length, error)) {
     g_prefix_error (error, "%s: ", path);

@@ -32,6 +32,7 @@ ota_fail_kind_to_string (OtaFailKind kind)
 gboolean
 ota_fail_kind_from_string (const char *text, OtaFailKind *kind)
 {
+  g_return_val_if_fail (kind != NULL, FALSE);
   for (guint i = 0; text != NULL && i < G_N_ELEMENTS (fail_kind_names); i++) {
     if (g_str_equal (text, fail_kind_names[i])) {
       *kind = (OtaFailKind) i;

@@ -93,6 +93,8 @@ ota_inhibitions_add (OtaInhibitions *self, const char *holder, const char *modul
 {
   OtaInhibition *item;
 
+  g_return_val_if_fail (self != NULL, FALSE);
+
   if (!reason_is_valid (reason)) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_INVALID_ARGS,
                  "reason must be 1..%d characters without control characters", OTA_INHIBIT_REASON_MAX);
@@ -116,6 +118,8 @@ ota_inhibitions_add (OtaInhibitions *self, const char *holder, const char *modul
 char *
 ota_inhibitions_remove (OtaInhibitions *self, const char *holder, guint32 cookie, GError **error)
 {
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (holder != NULL, NULL);
   for (guint i = 0; i < self->items->len; i++) {
     OtaInhibition *item = g_ptr_array_index (self->items, i);
 
@@ -144,6 +148,9 @@ ota_inhibitions_remove_holder (OtaInhibitions *self, const char *holder)
 {
   GPtrArray *modules = g_ptr_array_new_with_free_func (g_free);
 
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (holder != NULL, NULL);
+
   for (guint i = self->items->len; i > 0; i--) {
     OtaInhibition *item = g_ptr_array_index (self->items, i - 1);
 
@@ -159,6 +166,7 @@ ota_inhibitions_remove_holder (OtaInhibitions *self, const char *holder)
 gboolean
 ota_inhibitions_has_holder (OtaInhibitions *self, const char *holder)
 {
+  g_return_val_if_fail (self != NULL, FALSE);
   return count_held_by (self, holder) > 0;
 }
 
@@ -166,6 +174,9 @@ char **
 ota_inhibitions_get_reasons (OtaInhibitions *self, const char *module)
 {
   GPtrArray *reasons = g_ptr_array_new ();
+
+  g_return_val_if_fail (self != NULL, NULL);
+  g_return_val_if_fail (module != NULL, NULL);
 
   for (guint i = 0; i < self->items->len; i++) {
     const OtaInhibition *item = g_ptr_array_index (self->items, i);

@@ -295,6 +295,9 @@ read_group (GKeyFile *key_file, const char *group, const char *module, const cha
 gboolean
 ota_install_config_consume (GKeyFile *key_file, const char *state_dir, GPtrArray *installers, GError **error)
 {
+  g_return_val_if_fail (key_file != NULL, FALSE);
+  g_return_val_if_fail (installers != NULL, FALSE);
+
   g_auto (GStrv) groups = g_key_file_get_groups (key_file, NULL);
 
   for (gsize i = 0; groups[i] != NULL; i++) {

@@ -43,6 +43,8 @@ static void installer_resume_cycle (OtaInstaller *self);
 void
 ota_installer_log (OtaInstaller *self, GLogLevelFlags level, const char *format, ...)
 {
+  g_return_if_fail (OTA_IS_INSTALLER (self));
+
   OtaInstallerPrivate *priv = PRIV (self);
   g_autofree char *text = NULL;
   va_list args;
@@ -273,6 +275,8 @@ installer_percent_timer_cb (gpointer user_data)
 void
 ota_installer_report_percent (OtaInstaller *self, int percent)
 {
+  g_return_if_fail (OTA_IS_INSTALLER (self));
+
   OtaInstallerPrivate *priv = PRIV (self);
   gint64 interval = (gint64) priv->config->progress_interval * G_USEC_PER_SEC;
   gint64 wait = priv->last_percent_time + interval - g_get_monotonic_time ();
@@ -540,6 +544,8 @@ void
 ota_installer_run_version_command (OtaInstaller *self, char **argv, GAsyncReadyCallback callback,
                                    gpointer user_data)
 {
+  g_return_if_fail (OTA_IS_INSTALLER (self));
+
   g_autoptr (GTask) task = g_task_new (self, NULL, callback, user_data);
   g_autoptr (GError) error = NULL;
   VersionRun *run = g_new0 (VersionRun, 1);
@@ -560,6 +566,8 @@ ota_installer_run_version_command (OtaInstaller *self, char **argv, GAsyncReadyC
 char *
 ota_installer_run_version_command_finish (OtaInstaller *self, GAsyncResult *result, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_INSTALLER (self), NULL);
+  g_return_val_if_fail (result != NULL, NULL);
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
@@ -568,6 +576,8 @@ ota_installer_run_version_command_finish (OtaInstaller *self, GAsyncResult *resu
 void
 ota_installer_start (OtaInstaller *self)
 {
+  g_return_if_fail (OTA_IS_INSTALLER (self));
+
   OtaInstallerPrivate *priv = PRIV (self);
 
   priv->running = TRUE;
@@ -578,6 +588,8 @@ ota_installer_start (OtaInstaller *self)
 void
 ota_installer_stop (OtaInstaller *self)
 {
+  g_return_if_fail (OTA_IS_INSTALLER (self));
+
   OtaInstallerPrivate *priv = PRIV (self);
   OtaInstallerClass *klass = OTA_INSTALLER_GET_CLASS (self);
 
@@ -593,24 +605,28 @@ ota_installer_stop (OtaInstaller *self)
 const char *
 ota_installer_get_module (OtaInstaller *self)
 {
+  g_return_val_if_fail (OTA_IS_INSTALLER (self), NULL);
   return PRIV (self)->install->module;
 }
 
 const char *
 ota_installer_get_owner (OtaInstaller *self)
 {
+  g_return_val_if_fail (OTA_IS_INSTALLER (self), NULL);
   return PRIV (self)->owner;
 }
 
 const OtaInstallConfig *
 ota_installer_get_install_config (OtaInstaller *self)
 {
+  g_return_val_if_fail (OTA_IS_INSTALLER (self), NULL);
   return PRIV (self)->install;
 }
 
 const OtaConfig *
 ota_installer_get_config (OtaInstaller *self)
 {
+  g_return_val_if_fail (OTA_IS_INSTALLER (self), NULL);
   return PRIV (self)->config;
 }
 
@@ -620,6 +636,10 @@ GType ota_installer_command_get_type (void);
 OtaInstaller *
 ota_installer_new (const OtaInstallConfig *install, const OtaConfig *config, OtaAgent *agent)
 {
+  g_return_val_if_fail (install != NULL, NULL);
+  g_return_val_if_fail (config != NULL, NULL);
+  g_return_val_if_fail (OTA_IS_AGENT (agent), NULL);
+
   GType type = install->method == OTA_INSTALL_METHOD_RAUC ? ota_installer_rauc_get_type ()
                                                            : ota_installer_command_get_type ();
   OtaInstaller *self = g_object_new (type, NULL);

@@ -72,6 +72,8 @@ limiter_lookup (OtaLogLimiter *self, const char *text, gint64 now_us)
 gboolean
 ota_log_limiter_check (OtaLogLimiter *self, const char *text, gint64 now_us, guint *suppressed)
 {
+  g_return_val_if_fail (self != NULL, FALSE);
+
   G_GNUC_UNUSED g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&self->mutex);
   LimitEntry *entry = limiter_lookup (self, text, now_us);
 

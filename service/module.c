@@ -851,6 +851,9 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
   OtaFailKind kind = OTA_FAIL_KIND_NONE;
   guint delay;
 
+  g_return_if_fail (OTA_IS_MODULE (self));
+  g_return_if_fail (offer != NULL);
+
   if (self->owner == NULL)
     return;
   if (g_strcmp0 (offer->version, self->version) == 0) {
@@ -894,6 +897,8 @@ ota_module_handle_offer (OtaModule *self, const OtaOffer *offer)
 void
 ota_module_handle_version_ack (OtaModule *self, const OtaVersionAck *ack)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
+  g_return_if_fail (ack != NULL);
   if (ack->result_code == 0) {
     module_log (self, G_LOG_LEVEL_DEBUG, "version %s acknowledged", ack->version);
     return;
@@ -907,6 +912,7 @@ ota_module_handle_version_ack (OtaModule *self, const OtaVersionAck *ack)
 void
 ota_module_handle_connected (OtaModule *self)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
   module_report_version (self);
 }
 
@@ -1085,6 +1091,8 @@ gboolean
 ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, const char *version,
                      const char *firmware_dir, gboolean ask_before_download, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_MODULE (self), FALSE);
+
   gboolean fresh = self->owner == NULL;
 
   if (self->owner != NULL && g_strcmp0 (self->owner, owner) != 0) {
@@ -1121,6 +1129,7 @@ ota_module_activate (OtaModule *self, const char *owner, uid_t uid, gid_t gid, c
 void
 ota_module_deactivate (OtaModule *self)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
   if (self->owner == NULL)
     return;
   module_log (self, G_LOG_LEVEL_INFO, "released by %s", self->owner);
@@ -1146,6 +1155,7 @@ ota_module_deactivate (OtaModule *self)
 gboolean
 ota_module_prepare (OtaModule *self, const char *version, gboolean accept, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_MODULE (self), FALSE);
   if (self->state != OTA_MODULE_STATE_OFFERED || g_strcmp0 (self->offer->version, version) != 0) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "no offer of version %s is waiting for an answer", version);
     return FALSE;
@@ -1262,6 +1272,8 @@ ota_module_report_progress (OtaModule *self, const char *state, int percent, int
 {
   OtaModuleState reported = OTA_MODULE_STATE_FAIL;
 
+  g_return_val_if_fail (OTA_IS_MODULE (self), FALSE);
+
   if (!module_check_progress_args (state, &reported, percent, result_msg, error))
     return FALSE;
   if (!module_may_report (self, reported)) {
@@ -1292,6 +1304,7 @@ ota_module_report_progress (OtaModule *self, const char *state, int percent, int
 void
 ota_module_cancel (OtaModule *self)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
   if (self->start_timer != 0)
     module_log (self, G_LOG_LEVEL_INFO, "next attempt of %s cancelled", self->offer->version);
   g_clear_handle_id (&self->start_timer, g_source_remove);
@@ -1307,6 +1320,7 @@ ota_module_cancel (OtaModule *self)
 gboolean
 ota_module_check_now (OtaModule *self, GError **error)
 {
+  g_return_val_if_fail (OTA_IS_MODULE (self), FALSE);
   if (self->owner == NULL) {
     g_set_error (error, OTA_ERROR, OTA_ERROR_FAILED, "module \"%s\" has no owner: nothing to check", self->name);
     return FALSE;
@@ -1325,6 +1339,7 @@ ota_module_check_now (OtaModule *self, GError **error)
 void
 ota_module_flush_reports (OtaModule *self)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
   if (self->local_report_timer == 0)
     return;
   g_clear_handle_id (&self->local_report_timer, g_source_remove);
@@ -1334,6 +1349,7 @@ ota_module_flush_reports (OtaModule *self)
 void
 ota_module_set_name_guard (OtaModule *self, OtaModuleNameGuard guard, gpointer user_data)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
   self->name_guard = guard;
   self->name_guard_data = user_data;
 }
@@ -1342,6 +1358,8 @@ gboolean
 ota_module_get_image_name (OtaModule *self, dev_t *dev, ino_t *ino, const char **file_name)
 {
   struct stat st;
+
+  g_return_val_if_fail (OTA_IS_MODULE (self), FALSE);
 
   if (self->dir_fd < 0 || self->offer == NULL)
     return FALSE;
@@ -1369,18 +1387,21 @@ ota_module_get_image_name (OtaModule *self, dev_t *dev, ino_t *ino, const char *
 const char *
 ota_module_get_name (OtaModule *self)
 {
+  g_return_val_if_fail (OTA_IS_MODULE (self), NULL);
   return self->name;
 }
 
 const char *
 ota_module_get_owner (OtaModule *self)
 {
+  g_return_val_if_fail (OTA_IS_MODULE (self), NULL);
   return self->owner;
 }
 
 void
 ota_module_set_problem (OtaModule *self, const char *problem)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
   module_set_result (self, problem != NULL ? OTA_RESULT_FAILED : 0, problem);
   module_emit_progress (self);
 }
@@ -1388,6 +1409,8 @@ ota_module_set_problem (OtaModule *self, const char *problem)
 void
 ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
+  g_return_if_fail (progress != NULL);
   progress->version = self->offer != NULL ? self->offer->version : (self->version ? self->version : "");
   progress->state = self->state;
   progress->percent = module_percent (self);
@@ -1426,12 +1449,15 @@ module_add_signature_status (OtaModule *self, GVariantBuilder *builder)
 void
 ota_module_set_keyring (OtaModule *self, const OtaKeyring *keyring)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
   self->keyring = keyring;
 }
 
 GVariant *
 ota_module_get_status (OtaModule *self)
 {
+  g_return_val_if_fail (OTA_IS_MODULE (self), NULL);
+
   g_auto (GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
   const OtaOffer *offer = self->offer;
 
@@ -1474,6 +1500,8 @@ module_pause_download (OtaModule *self)
 void
 ota_module_set_inhibitors (OtaModule *self, const char *const *reasons)
 {
+  g_return_if_fail (OTA_IS_MODULE (self));
+
   gboolean was = module_is_inhibited (self);
 
   g_strfreev (self->inhibitors);
@@ -1493,6 +1521,8 @@ OtaModule *
 ota_module_new (const char *name, const OtaConfig *config, SoupSession *session)
 {
   OtaModule *self = g_object_new (OTA_TYPE_MODULE, NULL);
+
+  g_return_val_if_fail (config != NULL, NULL);
 
   self->name = g_strdup (name);
   self->config = config;

@@ -576,6 +576,8 @@ ota_mqtt_link_new (const OtaMqttSettings *settings, GError **error)
 {
   OtaMqttLink *self;
 
+  g_return_val_if_fail (settings != NULL, NULL);
+
   if (settings->host == NULL || *settings->host == '\0' || settings->port == 0 || settings->port > 65535) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "mqtt: host and port are required");
     return NULL;
@@ -611,6 +613,7 @@ ota_mqtt_link_new (const OtaMqttSettings *settings, GError **error)
 void
 ota_mqtt_link_add_subscription (OtaMqttLink *self, const char *topic, int qos)
 {
+  g_return_if_fail (OTA_IS_MQTT_LINK (self));
   ota_mqtt_link_subscribe (self, topic, qos);
 }
 
@@ -631,6 +634,8 @@ link_find_subscription (OtaMqttLink *self, const char *topic, guint *index)
 int
 ota_mqtt_link_subscribe (OtaMqttLink *self, const char *topic, int qos)
 {
+  g_return_val_if_fail (OTA_IS_MQTT_LINK (self), -1);
+
   Subscription *sub = link_find_subscription (self, topic, NULL);
   int mid = -1;
   int rc;
@@ -657,6 +662,8 @@ ota_mqtt_link_unsubscribe (OtaMqttLink *self, const char *topic)
 {
   guint index;
 
+  g_return_if_fail (OTA_IS_MQTT_LINK (self));
+
   if (link_find_subscription (self, topic, &index) == NULL)
     return;
   g_ptr_array_remove_index (self->subscriptions, index);
@@ -667,18 +674,21 @@ ota_mqtt_link_unsubscribe (OtaMqttLink *self, const char *topic)
 gboolean
 ota_mqtt_link_get_message_retained (OtaMqttLink *self)
 {
+  g_return_val_if_fail (OTA_IS_MQTT_LINK (self), FALSE);
   return self->message_retained;
 }
 
 int
 ota_mqtt_link_get_publish_reason (OtaMqttLink *self)
 {
+  g_return_val_if_fail (OTA_IS_MQTT_LINK (self), -1);
   return self->publish_reason;
 }
 
 guint
 ota_mqtt_link_get_connect_count (OtaMqttLink *self)
 {
+  g_return_val_if_fail (OTA_IS_MQTT_LINK (self), 0);
   return self->connect_count;
 }
 
@@ -686,6 +696,8 @@ void
 ota_mqtt_link_start (OtaMqttLink *self)
 {
   MqttSource *ms;
+
+  g_return_if_fail (OTA_IS_MQTT_LINK (self));
 
   if (self->running)
     return;
@@ -722,6 +734,7 @@ link_flush (OtaMqttLink *self, guint timeout_ms)
 void
 ota_mqtt_link_stop (OtaMqttLink *self)
 {
+  g_return_if_fail (OTA_IS_MQTT_LINK (self));
   self->running = FALSE;
   g_clear_handle_id (&self->retry_id, g_source_remove);
   g_clear_handle_id (&self->misc_id, g_source_remove);
@@ -740,6 +753,7 @@ ota_mqtt_link_stop (OtaMqttLink *self)
 gboolean
 ota_mqtt_link_get_connected (OtaMqttLink *self)
 {
+  g_return_val_if_fail (OTA_IS_MQTT_LINK (self), FALSE);
   return self->connected;
 }
 
@@ -748,6 +762,8 @@ ota_mqtt_link_publish (OtaMqttLink *self, const char *topic, const void *payload
                        int qos, int *mid, GError **error)
 {
   int rc;
+
+  g_return_val_if_fail (OTA_IS_MQTT_LINK (self), FALSE);
 
   if (!self->connected || self->mosq == NULL) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED, "mqtt: not connected");

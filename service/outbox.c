@@ -94,6 +94,9 @@ ota_outbox_parse (const char *data, gsize length, GPtrArray *entries, GPtrArray 
   JsonArray *array;
   JsonNode *node;
 
+  g_return_val_if_fail (entries != NULL, FALSE);
+  g_return_val_if_fail (keys != NULL, FALSE);
+
   if (length > OUTBOX_MAX_FILE_SIZE) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "outbox larger than %d bytes",
                  OUTBOX_MAX_FILE_SIZE);
@@ -258,6 +261,7 @@ outbox_make_room (OtaOutbox *self)
 gboolean
 ota_outbox_push (OtaOutbox *self, const char *payload, const char *coalesce_key, GError **error)
 {
+  g_return_val_if_fail (self != NULL, FALSE);
   if (coalesce_key != NULL && *coalesce_key != '\0')
     outbox_remove_superseded (self, coalesce_key);
   if (self->entries.length >= OTA_OUTBOX_MAX_ENTRIES)
@@ -269,6 +273,7 @@ ota_outbox_push (OtaOutbox *self, const char *payload, const char *coalesce_key,
 const char *
 ota_outbox_peek (OtaOutbox *self)
 {
+  g_return_val_if_fail (self != NULL, NULL);
   OutboxEntry *entry = g_queue_peek_head (&self->entries);
   return entry != NULL ? entry->payload : NULL;
 }
@@ -276,6 +281,8 @@ ota_outbox_peek (OtaOutbox *self)
 gboolean
 ota_outbox_pop (OtaOutbox *self, GError **error)
 {
+  g_return_val_if_fail (self != NULL, FALSE);
+
   OutboxEntry *entry = g_queue_pop_head (&self->entries);
 
   if (entry == NULL)
@@ -287,5 +294,6 @@ ota_outbox_pop (OtaOutbox *self, GError **error)
 guint
 ota_outbox_get_length (OtaOutbox *self)
 {
+  g_return_val_if_fail (self != NULL, 0);
   return self->entries.length;
 }

@@ -81,12 +81,14 @@ ota_protocol_installed_version_is_valid (const char *version)
 const char *
 ota_protocol_module_label (const char *module)
 {
+  g_return_val_if_fail (module != NULL, NULL);
   return *module == '\0' ? "(main)" : module;
 }
 
 gboolean
 ota_protocol_md5sum_is_valid (const char *md5sum)
 {
+  g_return_val_if_fail (md5sum != NULL, FALSE);
   if (strlen (md5sum) != OTA_PROTOCOL_MD5_HEX_LEN)
     return FALSE;
   for (const char *p = md5sum; *p != '\0'; p++) {

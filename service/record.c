@@ -102,6 +102,8 @@ ota_record_parse (const char *data, gsize length, OtaRecord *record, GError **er
   g_autoptr(GError) local_error = NULL;
   JsonNode *root;
 
+  g_return_val_if_fail (record != NULL, FALSE);
+
   if (length > OTA_RECORD_MAX_SIZE) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                  "record larger than %d bytes", OTA_RECORD_MAX_SIZE);
@@ -131,6 +133,8 @@ ota_record_serialize (const OtaRecord *record)
   g_autoptr(JsonBuilder) builder = json_builder_new_immutable ();
   g_autoptr(JsonGenerator) generator = json_generator_new ();
   g_autoptr(JsonNode) root = NULL;
+
+  g_return_val_if_fail (record != NULL, NULL);
 
   /* Members are written in insertion order: the documented key order. */
   json_builder_begin_object (builder);
@@ -176,6 +180,8 @@ ota_record_load_at (int dir_fd, const char *name, OtaRecord *record, GError **er
   struct stat st;
   int fd;
 
+  g_return_val_if_fail (record != NULL, FALSE);
+
   fd = openat (dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return ota_set_error_from_errno (error, errno, "cannot open %s", name);
@@ -212,6 +218,8 @@ gboolean
 ota_record_save_at (int dir_fd, const char *name, const OtaRecord *record, uid_t owner,
                     gid_t group, GError **error)
 {
+  g_return_val_if_fail (record != NULL, FALSE);
+
   g_autofree char *data = ota_record_serialize (record);
 
   if (!ota_replace_file_at (dir_fd, name, data, strlen (data), 0644, owner, group, error)) {

@@ -64,6 +64,9 @@ ota_reporter_new (OtaMqttLink *link, OtaOutbox *outbox, const char *topic)
 {
   OtaReporter *self = g_object_new (OTA_TYPE_REPORTER, NULL);
 
+  g_return_val_if_fail (OTA_IS_MQTT_LINK (link), NULL);
+  g_return_val_if_fail (outbox != NULL, NULL);
+
   self->link = g_object_ref (link);
   self->outbox = outbox;
   self->topic = g_strdup (topic);
@@ -78,6 +81,8 @@ ota_reporter_send_reliable (OtaReporter *self, const char *payload, const char *
 {
   g_autoptr (GError) error = NULL;
 
+  g_return_if_fail (OTA_IS_REPORTER (self));
+
   if (!ota_outbox_push (self->outbox, payload, coalesce_key, &error))
     g_warning ("report not persisted, it will be lost if the agent stops before sending it: %s",
                error->message);
@@ -88,6 +93,9 @@ void
 ota_reporter_send_volatile (OtaReporter *self, const char *payload)
 {
   g_autoptr (GError) error = NULL;
+
+  g_return_if_fail (OTA_IS_REPORTER (self));
+  g_return_if_fail (payload != NULL);
 
   if (!ota_mqtt_link_get_connected (self->link))
     return;

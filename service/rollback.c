@@ -49,6 +49,8 @@ ota_rollback_state_parse (const char *data, gsize length, OtaRollbackState *stat
   JsonObject *obj = NULL;
   guint32 installed = 0, pending = 0;
 
+  g_return_val_if_fail (state != NULL, FALSE);
+
   /* Bounded like the reboot marker: at most this much nesting for json-glib's recursion. */
   if (length <= ROLLBACK_MAX_SIZE && memchr (data, '\0', length) == NULL &&
       json_parser_load_from_data (parser, data, (gssize) length, NULL) &&
@@ -77,6 +79,8 @@ ota_rollback_state_load (const char *state_dir, const char *module, OtaRollbackS
   g_autoptr (GError) local_error = NULL;
   gsize length = 0;
 
+  g_return_val_if_fail (state != NULL, FALSE);
+
   if (!g_file_get_contents (path, &data, &length, &local_error)) {
     if (g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
       memset (state, 0, sizeof *state);
@@ -100,6 +104,8 @@ ota_rollback_state_save (const char *state_dir, const char *module, const OtaRol
   g_autoptr (JsonNode) root = NULL;
   g_autofree char *path = rollback_path (state_dir, module);
   g_autofree char *data = NULL;
+
+  g_return_val_if_fail (state != NULL, FALSE);
 
   json_builder_begin_object (builder);
   json_builder_set_member_name (builder, "module");

@@ -295,8 +295,11 @@ ota_signature_statement_parse (const char *user_defined, gsize length, OtaSignat
 char *
 ota_signature_message (const OtaSignatureStatement *statement, gsize *length)
 {
-  GString *message = g_string_new (OTA_SIGNATURE_DOMAIN "\n");
+  GString *message = NULL;
 
+  g_return_val_if_fail (statement != NULL, NULL);
+
+  message = g_string_new (OTA_SIGNATURE_DOMAIN "\n");
   /* One "name value" line each, in this order; no value holds a space or a newline. */
   g_string_append_printf (message, "key %s\n", statement->key_id);
   g_string_append_printf (message, "module %s\n", statement->module);
@@ -312,6 +315,8 @@ ota_signature_message (const OtaSignatureStatement *statement, gsize *length)
 char *
 ota_signature_statement_to_json (const OtaSignatureStatement *statement)
 {
+  g_return_val_if_fail (statement != NULL, NULL);
+
   g_autoptr (JsonBuilder) builder = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
   g_autofree char *sig = g_base64_encode (statement->signature, OTA_SIGNATURE_ED25519_LEN);
@@ -416,6 +421,8 @@ ota_keyring_add_pem (OtaKeyring *keyring, const char *data, gsize length, const 
   OtaTrustedKey *key;
   const OtaTrustedKey *twin;
 
+  g_return_val_if_fail (keyring != NULL, FALSE);
+
   if (pkey == NULL || EVP_PKEY_get_base_id (pkey) != EVP_PKEY_ED25519 ||
       EVP_PKEY_get_raw_public_key (pkey, raw, &raw_length) != 1 || raw_length != sizeof raw) {
     EVP_PKEY_free (pkey);
@@ -439,6 +446,7 @@ ota_keyring_add_pem (OtaKeyring *keyring, const char *data, gsize length, const 
 gboolean
 ota_keyring_add_files (OtaKeyring *keyring, const char *const *paths, GError **error)
 {
+  g_return_val_if_fail (keyring != NULL, FALSE);
   for (gsize i = 0; paths != NULL && paths[i] != NULL; i++) {
     g_autofree char *data = NULL;
     g_autoptr (GError) local_error = NULL;
@@ -455,12 +463,15 @@ ota_keyring_add_files (OtaKeyring *keyring, const char *const *paths, GError **e
 guint
 ota_keyring_get_size (const OtaKeyring *keyring)
 {
+  g_return_val_if_fail (keyring != NULL, 0);
   return keyring->keys->len;
 }
 
 const char *
 ota_keyring_get_origin (const OtaKeyring *keyring, const char *key_id)
 {
+  g_return_val_if_fail (keyring != NULL, NULL);
+
   const OtaTrustedKey *key = keyring_find (keyring, key_id);
 
   return key != NULL ? key->origin : NULL;
@@ -506,6 +517,9 @@ ota_keyring_check (const OtaKeyring *keyring, const char *user_defined, const ch
 {
   g_auto (OtaSignatureStatement) parsed = { 0 };
   const OtaTrustedKey *key;
+
+  g_return_val_if_fail (keyring != NULL, FALSE);
+  g_return_val_if_fail (statement != NULL, FALSE);
 
   if (user_defined == NULL)
     return set_error (error, OTA_SIGNATURE_ERROR_MISSING, "unsigned offer: no user_defined");

@@ -21,6 +21,9 @@ ota_signin_compute (const char *product_id, const char *device_name, const char 
   g_autofree char *token = NULL;
   gsize key_length = 0;
 
+  g_return_val_if_fail (product_id != NULL && device_name != NULL && device_secret != NULL, FALSE);
+  g_return_val_if_fail (username != NULL && password != NULL, FALSE);
+
   if (!connid_is_valid (connid)) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                  "sign-in: connid must be %d characters of [A-Za-z0-9]", OTA_SIGNIN_CONNID_LENGTH);
@@ -61,9 +64,12 @@ ota_signin_new_connid (void)
 gboolean
 ota_signin_parse_fixed (const char *text, char **connid, gint64 *expiry, GError **error)
 {
-  g_auto (GStrv) parts = g_strsplit (text, ":", 2);
+  g_auto (GStrv) parts = NULL;
   guint64 value = 0;
 
+  g_return_val_if_fail (text != NULL && connid != NULL && expiry != NULL, FALSE);
+
+  parts = g_strsplit (text, ":", 2);
   if (g_strv_length (parts) != 2 || !connid_is_valid (parts[0]) ||
       !g_ascii_string_to_unsigned (parts[1], 10, 1, G_MAXINT64, &value, NULL)) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,

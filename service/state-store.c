@@ -68,6 +68,8 @@ ota_reboot_marker_save (const char *state_dir, const char *module, const OtaRebo
   g_autofree char *path = marker_path (state_dir, module);
   g_autofree char *data = NULL;
 
+  g_return_val_if_fail (marker != NULL, FALSE);
+
   json_builder_begin_object (builder);
   json_builder_set_member_name (builder, "module");
   json_builder_add_string_value (builder, module);
@@ -118,6 +120,8 @@ ota_reboot_marker_parse (const char *data, gsize length, OtaRebootMarker *marker
   JsonObject *obj;
   const char *version, *task_id;
 
+  g_return_val_if_fail (marker != NULL, FALSE);
+
   /* An empty or blank file parses as JSON without a root node. */
   if (length > MARKER_MAX_SIZE || !json_parser_load_from_data (parser, data, (gssize) length, NULL) ||
       (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
@@ -162,6 +166,8 @@ ota_reboot_marker_load (const char *state_dir, const char *module, OtaRebootMark
   g_autofree char *path = marker_path (state_dir, module);
   gsize length = 0;
   g_autofree char *data = state_file_read (path, &length, error);
+
+  g_return_val_if_fail (marker != NULL, FALSE);
 
   if (data == NULL)
     return FALSE;
@@ -212,6 +218,8 @@ ota_cycle_record_save (const char *state_dir, const char *module, const OtaCycle
   g_autofree char *path = state_file_path (state_dir, "cycle", module);
   g_autofree char *data = NULL;
 
+  g_return_val_if_fail (record != NULL, FALSE);
+
   json_builder_begin_object (builder);
   builder_add_string (builder, "module", module);
   builder_add_string (builder, "phase", ota_cycle_phase_to_string (record->phase));
@@ -261,6 +269,8 @@ ota_cycle_record_parse (const char *data, gsize length, OtaCycleRecord *record, 
   OtaCyclePhase phase;
   gint64 size;
 
+  g_return_val_if_fail (record != NULL, FALSE);
+
   /* The members shared with the reboot marker, validated the same way. */
   if (!ota_reboot_marker_parse (data, length, &marker, error))
     return FALSE;
@@ -294,6 +304,8 @@ ota_cycle_record_load (const char *state_dir, const char *module, OtaCycleRecord
   g_autofree char *path = state_file_path (state_dir, "cycle", module);
   gsize length = 0;
   g_autofree char *data = state_file_read (path, &length, error);
+
+  g_return_val_if_fail (record != NULL, FALSE);
 
   if (data == NULL)
     return FALSE;

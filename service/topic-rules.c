@@ -69,6 +69,9 @@ ota_topic_filter_check (const char *filter, GError **error)
 gboolean
 ota_topic_filter_matches (const char *filter, const char *topic)
 {
+  g_return_val_if_fail (filter != NULL, FALSE);
+  g_return_val_if_fail (topic != NULL, FALSE);
+
   g_auto (GStrv) f = g_strsplit (filter, "/", -1);
   g_auto (GStrv) t = g_strsplit (topic, "/", -1);
   guint i;
@@ -89,6 +92,9 @@ ota_topic_filter_matches (const char *filter, const char *topic)
 gboolean
 ota_topic_filter_covers (const char *outer, const char *inner)
 {
+  g_return_val_if_fail (outer != NULL, FALSE);
+  g_return_val_if_fail (inner != NULL, FALSE);
+
   g_auto (GStrv) o = g_strsplit (outer, "/", -1);
   g_auto (GStrv) n = g_strsplit (inner, "/", -1);
   guint i;
@@ -179,6 +185,7 @@ rules_deny (OtaTopicRules *self, const char *what, const char *text, GError **er
 gboolean
 ota_topic_rules_check_topic (OtaTopicRules *self, const char *topic, GError **error)
 {
+  g_return_val_if_fail (self != NULL, FALSE);
   if (!ota_topic_name_check (topic, error))
     return FALSE;
   return rules_allow (self, topic, FALSE) || rules_deny (self, "topic", topic, error);
@@ -187,6 +194,7 @@ ota_topic_rules_check_topic (OtaTopicRules *self, const char *topic, GError **er
 gboolean
 ota_topic_rules_check_filter (OtaTopicRules *self, const char *filter, GError **error)
 {
+  g_return_val_if_fail (self != NULL, FALSE);
   if (!ota_topic_filter_check (filter, error))
     return FALSE;
   return rules_allow (self, filter, TRUE) || rules_deny (self, "filter", filter, error);
@@ -196,6 +204,8 @@ char *
 ota_topic_rules_describe (OtaTopicRules *self)
 {
   g_autofree char *list = NULL;
+
+  g_return_val_if_fail (self != NULL, NULL);
 
   if (self->allowed == NULL)
     return g_strdup_printf ("topics with the levels %s/%s, except $ota/...", self->product_id, self->device_name);
@@ -216,11 +226,11 @@ topic_placeholder_value (const char *name, gsize length, const char *product_id,
 GString *
 ota_topic_expand (const char *template, const char *product_id, const char *device_name, GError **error)
 {
-  g_autoptr (GString) topic = g_string_new (NULL);
-  const char *p = template;
-
   g_return_val_if_fail (template != NULL, NULL);
   g_return_val_if_fail (product_id != NULL && device_name != NULL, NULL);
+
+  g_autoptr (GString) topic = g_string_new (NULL);
+  const char *p = template;
 
   while (*p != '\0') {
     const char *end = NULL;

@@ -14,6 +14,8 @@ ota_set_error_from_errno (GError **error, int saved_errno, const char *format, .
   g_autofree char *what = NULL;
   va_list args;
 
+  g_return_val_if_fail (format != NULL, FALSE);
+
   va_start (args, format);
   what = g_strdup_vprintf (format, args);
   va_end (args);
@@ -26,6 +28,9 @@ int
 ota_pwrite_all (int fd, const void *data, gsize length, off_t offset)
 {
   const guint8 *p = data;
+
+  g_return_val_if_fail (fd >= 0, EBADF);
+  g_return_val_if_fail (data != NULL || length == 0, EINVAL);
 
   while (length > 0) {
     ssize_t n = pwrite (fd, p, length, offset);
@@ -43,6 +48,7 @@ ota_pwrite_all (int fd, const void *data, gsize length, off_t offset)
 int
 ota_fsync_dir (int dir_fd)
 {
+  g_return_val_if_fail (dir_fd >= 0, EBADF);
   return fsync (dir_fd) == 0 ? 0 : errno;
 }
 
@@ -69,10 +75,14 @@ gboolean
 ota_replace_file_at (int dir_fd, const char *name, const char *data, gsize length, mode_t mode,
                      uid_t owner, gid_t group, GError **error)
 {
-  g_autofree char *tmp = g_strconcat (name, ".tmp", NULL);
+  g_autofree char *tmp = NULL;
   gboolean ok;
   int fd, saved;
 
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (data != NULL || length == 0, FALSE);
+
+  tmp = g_strconcat (name, ".tmp", NULL);
   /* Never O_TRUNC an existing name: in an app's directory it may be a hard
    * link to a file of someone else. A fresh file, or an error. */
   if (unlinkat (dir_fd, tmp, 0) < 0 && errno != ENOENT)
@@ -99,11 +109,16 @@ ota_replace_file_at (int dir_fd, const char *name, const char *data, gsize lengt
 gboolean
 ota_replace_file (const char *path, const char *data, gsize length, GError **error)
 {
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *name = g_path_get_basename (path);
+  g_autofree char *dir = NULL;
+  g_autofree char *name = NULL;
   gboolean ok;
-  int dir_fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dir_fd;
 
+  g_return_val_if_fail (path != NULL, FALSE);
+
+  dir = g_path_get_dirname (path);
+  name = g_path_get_basename (path);
+  dir_fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0)
     return ota_set_error_from_errno (error, errno, "cannot open %s", dir);
   ok = ota_replace_file_at (dir_fd, name, data, length, 0600, (uid_t) -1, (gid_t) -1, error);
@@ -116,8 +131,12 @@ ota_replace_file (const char *path, const char *data, gsize length, GError **err
 gboolean
 ota_remove_file (const char *path, GError **error)
 {
-  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *dir = NULL;
   int dir_fd, saved;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+
+  dir = g_path_get_dirname (path);
 
   if (unlink (path) != 0)
     return errno == ENOENT || ota_set_error_from_errno (error, errno, "cannot remove %s", path);
