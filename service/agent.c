@@ -70,17 +70,14 @@ on_module_offered (OtaModule *module, const char *version, guint64 size, OtaAgen
 }
 
 static void
-on_module_progress (OtaModule *module, OtaAgent *self)
+on_module_progress (OtaModule *module, gboolean transfer, OtaAgent *self)
 {
   OtaModuleProgress p;
 
   ota_module_get_progress (module, &p);
-  /* The property first: a client that sees Progress and then reads Modules
-   * must never find an older state there. */
-  g_signal_emit (self, signals[SIGNAL_MODULES_CHANGED], 0);
   g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, ota_module_get_name (module), p.version,
                  ota_module_state_to_string (p.state), p.percent, p.downloaded, p.total, p.result_code,
-                 p.result_msg);
+                 p.result_msg, transfer);
 }
 
 static void
@@ -629,27 +626,37 @@ ota_agent_exit (OtaAgent *self, const char *owner, const char *module, GError **
   return TRUE;
 }
 
-GVariant *
-ota_agent_get_status (OtaAgent *self, const char *module, GError **error)
+gboolean
+ota_agent_get_status (OtaAgent *self, const char *module, OtaModuleStatus *status, GError **error)
 {
-  g_return_val_if_fail (OTA_IS_AGENT (self), NULL);
-  OtaModule *m = agent_lookup (self, module, error);
-  return m != NULL ? ota_module_get_status (m) : NULL;
+  OtaModule *m = NULL;
+
+  g_return_val_if_fail (OTA_IS_AGENT (self), FALSE);
+  g_return_val_if_fail (status != NULL, FALSE);
+
+  m = agent_lookup (self, module, error);
+  if (m == NULL)
+    return FALSE;
+  ota_module_get_status (m, status);
+  return TRUE;
 }
 
-GVariant *
-ota_agent_get_modules (OtaAgent *self)
+void
+ota_agent_foreach_status (OtaAgent *self, OtaAgentStatusFunc func, gpointer user_data)
 {
-  g_auto (GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE ("a{sa{sv}}"));
   GHashTableIter iter;
   gpointer name, module;
 
-  g_return_val_if_fail (OTA_IS_AGENT (self), NULL);
+  g_return_if_fail (OTA_IS_AGENT (self));
+  g_return_if_fail (func != NULL);
 
   g_hash_table_iter_init (&iter, self->modules);
-  while (g_hash_table_iter_next (&iter, &name, &module))
-    g_variant_builder_add (&builder, "{s@a{sv}}", (const char *) name, ota_module_get_status (module));
-  return g_variant_builder_end (&builder);
+  while (g_hash_table_iter_next (&iter, &name, &module)) {
+    OtaModuleStatus status;
+
+    ota_module_get_status (module, &status);
+    func (name, &status, user_data);
+  }
 }
 
 void
@@ -771,8 +778,9 @@ ota_agent_class_init (OtaAgentClass *klass)
   signals[SIGNAL_OFFERED] = g_signal_new ("offered", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
                                           3, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_UINT64);
   signals[SIGNAL_PROGRESS] = g_signal_new ("progress", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-                                           G_TYPE_NONE, 8, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING,
-                                           G_TYPE_UINT, G_TYPE_UINT64, G_TYPE_UINT64, G_TYPE_INT, G_TYPE_STRING);
+                                           G_TYPE_NONE, 9, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING,
+                                           G_TYPE_UINT, G_TYPE_UINT64, G_TYPE_UINT64, G_TYPE_INT, G_TYPE_STRING,
+                                           G_TYPE_BOOLEAN);
   signals[SIGNAL_FIRMWARE_READY] = g_signal_new ("firmware-ready", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                                                  G_TYPE_NONE, 5, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING,
                                                  G_TYPE_UINT64, G_TYPE_STRING);

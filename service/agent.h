@@ -4,6 +4,7 @@
 #pragma once
 
 #include "config.h"
+#include "module.h"
 #include "mqtt-link.h"
 
 #include <gio/gio.h>
@@ -21,9 +22,12 @@ G_DECLARE_FINAL_TYPE (OtaAgent, ota_agent, OTA, AGENT, GObject)
  * Signals:
  *  "offered" (const char *module, const char *version, guint64 size)
  *  "progress" (const char *module, const char *version, const char *state, guint percent,
- *              guint64 downloaded, guint64 total, int result_code, const char *result_msg)
+ *              guint64 downloaded, guint64 total, int result_code, const char *result_msg,
+ *              gboolean transfer): the module's status changed (the Modules property
+ *              with it); @transfer when only a download's byte counts moved, after
+ *              every chunk (the bus adapter rate-limits those).
  *  "firmware-ready" (const char *module, const char *version, const char *path, guint64 size, const char *md5)
- *  "modules-changed" (): the Modules property changed.
+ *  "modules-changed" (): a module came or went (the Modules property changed).
  *  "connection-changed" (gboolean connected)
  */
 
@@ -56,9 +60,14 @@ gboolean ota_agent_report_progress (OtaAgent *self, const char *owner, const cha
 gboolean ota_agent_cancel (OtaAgent *self, const char *owner, const char *module, GError **error);
 gboolean ota_agent_check_now (OtaAgent *self, const char *module, GError **error);
 gboolean ota_agent_exit (OtaAgent *self, const char *owner, const char *module, GError **error);
-GVariant *ota_agent_get_status (OtaAgent *self, const char *module, GError **error);
-/* a{sa{sv}}, floating. */
-GVariant *ota_agent_get_modules (OtaAgent *self);
+/* GetStatus of @module (see OtaModuleStatus for how long its strings live).
+ * Errors: OTA_ERROR_INVALID_ARGS (a bad name), OTA_ERROR_NO_SUCH_MODULE. */
+gboolean ota_agent_get_status (OtaAgent *self, const char *module, OtaModuleStatus *status, GError **error);
+
+typedef void (*OtaAgentStatusFunc) (const char *module, const OtaModuleStatus *status, gpointer user_data);
+/* Calls @func with the status of every module the agent knows (the Modules
+ * property). */
+void ota_agent_foreach_status (OtaAgent *self, OtaAgentStatusFunc func, gpointer user_data);
 
 /* The agent's own installer of @module cannot register it now (RAUC absent,
  * version_command failing...): the module is listed with @problem as its

@@ -8,12 +8,16 @@
 #include <pwd.h>
 #include <unistd.h>
 
+/* Progress while downloading: at most ~4 signals per second per module. */
+#define BUS_PROGRESS_INTERVAL_US (250 * G_USEC_PER_SEC / 1000)
+
 struct _OtaBus {
   GObject parent_instance;
   OtaAgent *agent;
   GDBusConnection *connection;
   OtaDBusOta *skeleton;
   GHashTable *watches; /* owner unique name → watch id */
+  GHashTable *last_progress; /* module name → gint64 *: when its last Progress went out */
   guint name_id;
 };
 
@@ -41,6 +45,58 @@ init_request_free (InitRequest *req)
   g_free (req);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (InitRequest, init_request_free)
+
+/* ---- the shape of a module's status on the bus (docs/dbus.md) ---- */
+
+/* GetStatus's a{sv}, floating. The keys, their types and their order are
+ * what clients (libiv-ota, iv-ota, tests) read. */
+static GVariant *
+bus_status_to_variant (const OtaModuleStatus *s)
+{
+  g_auto (GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
+
+  g_variant_builder_add (&builder, "{sv}", "state", g_variant_new_string (ota_module_state_to_string (s->state)));
+  g_variant_builder_add (&builder, "{sv}", "version", g_variant_new_string (s->version));
+  g_variant_builder_add (&builder, "{sv}", "target_version", g_variant_new_string (s->target_version));
+  g_variant_builder_add (&builder, "{sv}", "downloaded", g_variant_new_uint64 (s->downloaded));
+  g_variant_builder_add (&builder, "{sv}", "total", g_variant_new_uint64 (s->total));
+  g_variant_builder_add (&builder, "{sv}", "percent", g_variant_new_uint32 (s->percent));
+  g_variant_builder_add (&builder, "{sv}", "path", g_variant_new_string (s->path));
+  g_variant_builder_add (&builder, "{sv}", "owner", g_variant_new_string (s->owner));
+  g_variant_builder_add (&builder, "{sv}", "result_code", g_variant_new_int32 (s->result_code));
+  g_variant_builder_add (&builder, "{sv}", "result_msg", g_variant_new_string (s->result_msg));
+  g_variant_builder_add (&builder, "{sv}", "fail_kind", g_variant_new_string (s->fail_kind));
+  if (s->task_id != NULL)
+    g_variant_builder_add (&builder, "{sv}", "task_id", g_variant_new_string (s->task_id));
+  if (s->user_defined != NULL)
+    g_variant_builder_add (&builder, "{sv}", "user_defined", g_variant_new_string (s->user_defined));
+  if (s->signatures)
+    g_variant_builder_add (&builder, "{sv}", "signature_checked", g_variant_new_boolean (s->signature_checked));
+  if (s->signature_checked) {
+    g_variant_builder_add (&builder, "{sv}", "signing_key", g_variant_new_string (s->signing_key));
+    g_variant_builder_add (&builder, "{sv}", "signing_key_file", g_variant_new_string (s->signing_key_file));
+    g_variant_builder_add (&builder, "{sv}", "security_version", g_variant_new_uint32 (s->security_version));
+  }
+  g_variant_builder_add (&builder, "{sv}", "inhibited",
+                         g_variant_new_strv (s->inhibited, s->inhibited != NULL ? -1 : 0));
+  return g_variant_builder_end (&builder);
+}
+
+static void
+bus_add_module_status (const char *module, const OtaModuleStatus *status, gpointer user_data)
+{
+  g_variant_builder_add (user_data, "{s@a{sv}}", module, bus_status_to_variant (status));
+}
+
+/* The Modules property: a{sa{sv}}, floating. */
+static GVariant *
+bus_modules_to_variant (OtaAgent *agent)
+{
+  g_auto (GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE ("a{sa{sv}}"));
+
+  ota_agent_foreach_status (agent, bus_add_module_status, &builder);
+  return g_variant_builder_end (&builder);
+}
 
 static gboolean
 bus_reply_error (GDBusMethodInvocation *invocation, const GError *error)
@@ -244,11 +300,11 @@ static gboolean
 handle_get_status (OtaDBusOta *skeleton, GDBusMethodInvocation *invocation, const char *module, OtaBus *self)
 {
   g_autoptr (GError) error = NULL;
-  GVariant *status = ota_agent_get_status (self->agent, module, &error);
+  OtaModuleStatus status;
 
-  if (status == NULL)
+  if (!ota_agent_get_status (self->agent, module, &status, &error))
     return bus_reply_error (invocation, error);
-  ota_dbus_ota_complete_get_status (skeleton, invocation, status);
+  ota_dbus_ota_complete_get_status (skeleton, invocation, bus_status_to_variant (&status));
   return TRUE;
 }
 
@@ -287,10 +343,43 @@ on_agent_offered (OtaAgent *agent, const char *module, const char *version, guin
   ota_dbus_ota_emit_update_offered (self->skeleton, module, version, size);
 }
 
+/* At once, and PropertiesChanged before any signal that follows: clients
+ * then never see a Progress newer than the Modules they can read. */
+static void
+bus_publish_modules (OtaBus *self)
+{
+  ota_dbus_ota_set_modules (self->skeleton, bus_modules_to_variant (self->agent));
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self->skeleton));
+}
+
+/* Whether a transfer-only Progress of @module goes out now; a state change
+ * always does. Either way the next transfer tick waits its interval. */
+static gboolean
+bus_progress_is_due (OtaBus *self, const char *module, gboolean transfer)
+{
+  gint64 now = g_get_monotonic_time ();
+  gint64 *last = g_hash_table_lookup (self->last_progress, module);
+
+  if (last == NULL) {
+    last = g_new (gint64, 1);
+    g_hash_table_insert (self->last_progress, g_strdup (module), last);
+  } else if (transfer && now - *last < BUS_PROGRESS_INTERVAL_US) {
+    return FALSE;
+  }
+  *last = now;
+  return TRUE;
+}
+
 static void
 on_agent_progress (OtaAgent *agent, const char *module, const char *version, const char *state, guint percent,
-                   guint64 downloaded, guint64 total, int result_code, const char *result_msg, OtaBus *self)
+                   guint64 downloaded, guint64 total, int result_code, const char *result_msg, gboolean transfer,
+                   OtaBus *self)
 {
+  if (!bus_progress_is_due (self, module, transfer))
+    return;
+  /* The property first: a client that sees Progress and then reads Modules
+   * must never find an older state there. */
+  bus_publish_modules (self);
   ota_dbus_ota_emit_progress (self->skeleton, module, version, state, percent, downloaded, total, result_code,
                               result_msg);
 }
@@ -302,13 +391,19 @@ on_agent_firmware_ready (OtaAgent *agent, const char *module, const char *versio
   ota_dbus_ota_emit_firmware_ready (self->skeleton, module, version, path, size, md5);
 }
 
+static gboolean
+bus_module_is_gone (gpointer key, gpointer value, gpointer user_data)
+{
+  OtaModuleStatus status;
+
+  return !ota_agent_get_status (user_data, key, &status, NULL);
+}
+
 static void
 on_agent_modules_changed (OtaAgent *agent, OtaBus *self)
 {
-  /* At once, and PropertiesChanged before any signal that follows: clients
-   * then never see a Progress newer than the Modules they can read. */
-  ota_dbus_ota_set_modules (self->skeleton, ota_agent_get_modules (self->agent));
-  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self->skeleton));
+  g_hash_table_foreach_remove (self->last_progress, bus_module_is_gone, self->agent);
+  bus_publish_modules (self);
 }
 
 static void
@@ -396,7 +491,7 @@ ota_bus_new (OtaAgent *agent, GDBusConnection *connection, GError **error)
   self->skeleton = ota_dbus_ota_skeleton_new ();
   ota_dbus_ota_set_daemon_version (self->skeleton, PACKAGE_VERSION);
   ota_dbus_ota_set_connected (self->skeleton, ota_agent_get_connected (agent));
-  ota_dbus_ota_set_modules (self->skeleton, ota_agent_get_modules (agent));
+  ota_dbus_ota_set_modules (self->skeleton, bus_modules_to_variant (agent));
   bus_connect_handlers (self);
   if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton), connection, OTA_BUS_PATH,
                                          error))
@@ -413,6 +508,7 @@ ota_bus_dispose (GObject *object)
 
   g_clear_handle_id (&self->name_id, g_bus_unown_name);
   g_clear_pointer (&self->watches, g_hash_table_unref);
+  g_clear_pointer (&self->last_progress, g_hash_table_unref);
   if (self->skeleton != NULL) {
     g_signal_handlers_disconnect_by_data (self->skeleton, self);
     if (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (self->skeleton)) != NULL)
@@ -444,4 +540,5 @@ static void
 ota_bus_init (OtaBus *self)
 {
   self->watches = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, unwatch);
+  self->last_progress = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 }

@@ -435,18 +435,16 @@ static void
 installer_resume_cycle (OtaInstaller *self)
 {
   OtaInstallerPrivate *priv = PRIV (self);
-  g_autoptr (GVariant) status = ota_agent_get_status (priv->agent, priv->install->module, NULL);
-  const char *state = "", *target = "", *path = "";
+  OtaModuleStatus status;
+  const char *target, *path;
 
-  if (status == NULL)
+  if (!ota_agent_get_status (priv->agent, priv->install->module, &status, NULL))
     return;
-  g_variant_ref_sink (status);
-  g_variant_lookup (status, "state", "&s", &state);
-  g_variant_lookup (status, "target_version", "&s", &target);
-  g_variant_lookup (status, "path", "&s", &path);
-  if (g_str_equal (state, "ready") && *path != '\0') {
+  target = status.target_version;
+  path = status.path;
+  if (status.state == OTA_MODULE_STATE_READY && *path != '\0') {
     installer_install (self, target, path);
-  } else if (g_str_equal (state, "burning")) {
+  } else if (status.state == OTA_MODULE_STATE_BURNING) {
     ota_installer_log (self, G_LOG_LEVEL_INFO, "the agent stopped while %s was being installed: how did it end?",
                        target);
     priv->installing = TRUE;

@@ -17,8 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* D-Bus Progress while downloading: at most ~4 per second. */
-#define BUS_PROGRESS_INTERVAL_US (250 * G_USEC_PER_SEC / 1000)
 /* Version reports asked for by apps (Init, CheckNow): at most one per module
  * per second, however often they ask. */
 #define LOCAL_REPORT_INTERVAL_US G_USEC_PER_SEC
@@ -65,7 +63,6 @@ struct _OtaModule {
    * agent itself knows who had the cycle, the persisted owner is history. */
   gboolean had_owner;
   gint64 last_cloud_progress;
-  gint64 last_bus_progress;
 
   const OtaKeyring *keyring;          /* NULL: offers need no signature */
   OtaSignatureStatement *signed_by;   /* the target's verified statement, NULL when none */
@@ -104,8 +101,7 @@ module_log (OtaModule *self, GLogLevelFlags level, const char *format, ...)
 static void
 module_emit_progress (OtaModule *self)
 {
-  self->last_bus_progress = g_get_monotonic_time ();
-  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0);
+  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, FALSE);
 }
 
 static void
@@ -370,8 +366,7 @@ on_download_progress (OtaDownload *download, guint64 downloaded, guint64 total, 
   if (now - self->last_cloud_progress >= (gint64) self->config->progress_interval * G_USEC_PER_SEC &&
       downloaded < total)
     module_send_cloud_progress (self, module_percent (self));
-  if (now - self->last_bus_progress >= BUS_PROGRESS_INTERVAL_US)
-    module_emit_progress (self);
+  g_signal_emit (self, signals[SIGNAL_PROGRESS], 0, TRUE);
 }
 
 static void
@@ -1431,19 +1426,18 @@ module_fail_kind (OtaModule *self)
 
 /* Only agents with trusted keys show these. */
 static void
-module_add_signature_status (OtaModule *self, GVariantBuilder *builder)
+module_fill_signature_status (OtaModule *self, OtaModuleStatus *status)
 {
   const OtaSignatureStatement *st = self->signed_by;
-  gboolean checked = st != NULL && self->offer != NULL && g_strcmp0 (st->version, self->offer->version) == 0;
 
-  if (self->keyring == NULL)
+  status->signatures = self->keyring != NULL;
+  status->signature_checked = status->signatures && st != NULL && self->offer != NULL &&
+                              g_strcmp0 (st->version, self->offer->version) == 0;
+  if (!status->signature_checked)
     return;
-  g_variant_builder_add (builder, "{sv}", "signature_checked", g_variant_new_boolean (checked));
-  if (!checked)
-    return;
-  g_variant_builder_add (builder, "{sv}", "signing_key", g_variant_new_string (st->key_id));
-  g_variant_builder_add (builder, "{sv}", "signing_key_file", g_variant_new_string (module_key_origin (self, st)));
-  g_variant_builder_add (builder, "{sv}", "security_version", g_variant_new_uint32 (st->security_version));
+  status->signing_key = st->key_id;
+  status->signing_key_file = module_key_origin (self, st);
+  status->security_version = st->security_version;
 }
 
 void
@@ -1453,34 +1447,32 @@ ota_module_set_keyring (OtaModule *self, const OtaKeyring *keyring)
   self->keyring = keyring;
 }
 
-GVariant *
-ota_module_get_status (OtaModule *self)
+void
+ota_module_get_status (OtaModule *self, OtaModuleStatus *status)
 {
-  g_return_val_if_fail (OTA_IS_MODULE (self), NULL);
+  const OtaOffer *offer = NULL;
 
-  g_auto (GVariantBuilder) builder = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
-  const OtaOffer *offer = self->offer;
+  g_return_if_fail (OTA_IS_MODULE (self));
+  g_return_if_fail (status != NULL);
 
-  g_variant_builder_add (&builder, "{sv}", "state", g_variant_new_string (ota_module_state_to_string (self->state)));
-  g_variant_builder_add (&builder, "{sv}", "version", g_variant_new_string (self->version ? self->version : ""));
-  g_variant_builder_add (&builder, "{sv}", "target_version", g_variant_new_string (offer ? offer->version : ""));
-  g_variant_builder_add (&builder, "{sv}", "downloaded", g_variant_new_uint64 (self->downloaded));
-  g_variant_builder_add (&builder, "{sv}", "total", g_variant_new_uint64 (self->total));
-  g_variant_builder_add (&builder, "{sv}", "percent", g_variant_new_uint32 (module_percent (self)));
-  g_variant_builder_add (&builder, "{sv}", "path", g_variant_new_string (self->path ? self->path : ""));
-  g_variant_builder_add (&builder, "{sv}", "owner", g_variant_new_string (self->owner ? self->owner : ""));
-  g_variant_builder_add (&builder, "{sv}", "result_code", g_variant_new_int32 (self->result_code));
-  g_variant_builder_add (&builder, "{sv}", "result_msg", g_variant_new_string (self->result_msg ? self->result_msg : ""));
-  g_variant_builder_add (&builder, "{sv}", "fail_kind",
-                         g_variant_new_string (module_fail_kind (self)));
-  if (offer != NULL && offer->task_id != NULL)
-    g_variant_builder_add (&builder, "{sv}", "task_id", g_variant_new_string (offer->task_id));
-  if (offer != NULL && offer->user_defined != NULL)
-    g_variant_builder_add (&builder, "{sv}", "user_defined", g_variant_new_string (offer->user_defined));
-  module_add_signature_status (self, &builder);
-  g_variant_builder_add (&builder, "{sv}", "inhibited",
-                         g_variant_new_strv ((const char *const *) self->inhibitors, self->inhibitors != NULL ? -1 : 0));
-  return g_variant_builder_end (&builder);
+  offer = self->offer;
+  *status = (OtaModuleStatus) {
+    .state = self->state,
+    .version = self->version ? self->version : "",
+    .target_version = offer ? offer->version : "",
+    .downloaded = self->downloaded,
+    .total = self->total,
+    .percent = module_percent (self),
+    .path = self->path ? self->path : "",
+    .owner = self->owner ? self->owner : "",
+    .result_code = self->result_code,
+    .result_msg = self->result_msg ? self->result_msg : "",
+    .fail_kind = module_fail_kind (self),
+    .task_id = offer != NULL ? offer->task_id : NULL,
+    .user_defined = offer != NULL ? offer->user_defined : NULL,
+    .inhibited = (const char *const *) self->inhibitors,
+  };
+  module_fill_signature_status (self, status);
 }
 
 /* The transfer stops; every byte received is written and checkpointed (the
@@ -1577,7 +1569,7 @@ ota_module_class_init (OtaModuleClass *klass)
   signals[SIGNAL_OFFERED] = g_signal_new ("offered", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
                                           2, G_TYPE_STRING, G_TYPE_UINT64);
   signals[SIGNAL_PROGRESS] = g_signal_new ("progress", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-                                           G_TYPE_NONE, 0);
+                                           G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
   signals[SIGNAL_FIRMWARE_READY] = g_signal_new ("firmware-ready", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                                                  G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_UINT64,
                                                  G_TYPE_STRING);

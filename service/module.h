@@ -46,7 +46,9 @@ G_DECLARE_FINAL_TYPE (OtaModule, ota_module, OTA, MODULE, GObject)
  *  "report" (const char *payload, gboolean reliable, const char *coalesce_key):
  *      a report for the cloud; reliable ones must go through the outbox.
  *  "offered" (const char *version, guint64 size): UpdateOffered.
- *  "progress" (): the state changed, or download progress (at most ~4/s).
+ *  "progress" (gboolean transfer): something GetStatus shows changed; @transfer
+ *      when only a download's byte counts moved (after every chunk: whoever
+ *      shows them rate-limits).
  *  "firmware-ready" (const char *version, const char *path, guint64 size, const char *md5).
  */
 
@@ -115,7 +117,34 @@ void ota_module_set_inhibitors (OtaModule *self, const char *const *reasons);
 void ota_module_set_problem (OtaModule *self, const char *problem);
 
 void ota_module_get_progress (OtaModule *self, OtaModuleProgress *progress);
-/* GetStatus as a floating a{sv}. */
-GVariant *ota_module_get_status (OtaModule *self);
+
+/* Everything GetStatus shows of a module (docs/dbus.md); the bus adapter
+ * gives it its shape on the bus. Strings and @inhibited are the module's,
+ * valid until it next changes: copy what must live longer. */
+typedef struct {
+  OtaModuleState state;
+  const char *version;        /* installed; "" when not known */
+  const char *target_version; /* "" without an offer */
+  guint64 downloaded;
+  guint64 total;
+  guint percent;
+  const char *path;  /* "" until the image is ready */
+  const char *owner; /* "" without one */
+  int result_code;
+  const char *result_msg;
+  const char *fail_kind;    /* "" unless in state fail */
+  const char *task_id;      /* NULL: the offer has none */
+  const char *user_defined; /* NULL: the offer has none */
+  /* The agent checks image signatures (it has trusted keys): only then is
+   * signature_checked shown, and the key's fields only once checked. */
+  gboolean signatures;
+  gboolean signature_checked;
+  const char *signing_key;
+  const char *signing_key_file;
+  guint32 security_version;
+  const char *const *inhibited; /* reasons of the Inhibit cookies; NULL: none */
+} OtaModuleStatus;
+
+void ota_module_get_status (OtaModule *self, OtaModuleStatus *status);
 
 G_END_DECLS
