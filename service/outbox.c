@@ -55,37 +55,6 @@ outbox_parse_entry (JsonNode *node, GPtrArray *entries, GPtrArray *keys, GError 
   return TRUE;
 }
 
-/* The file is our own json-glib output, strict JSON: a quote or comment that
- * json-glib would also accept (', /, #) outside a string is damage too, and
- * without them this count of brackets is the nesting json-glib will see. */
-static gboolean
-outbox_nesting_is_bounded (const char *data, gsize length)
-{
-  guint depth = 0;
-  gboolean in_string = FALSE;
-
-  for (gsize i = 0; i < length; i++) {
-    char c = data[i];
-
-    if (in_string) {
-      if (c == '\\')
-        i++;
-      else if (c == '"')
-        in_string = FALSE;
-    } else if (c == '"') {
-      in_string = TRUE;
-    } else if (c == '[' || c == '{') {
-      if (++depth > OUTBOX_MAX_DEPTH)
-        return FALSE;
-    } else if (c == ']' || c == '}') {
-      depth = depth > 0 ? depth - 1 : 0;
-    } else if (c == '\'' || c == '/' || c == '#') {
-      return FALSE;
-    }
-  }
-  return TRUE;
-}
-
 gboolean
 ota_outbox_parse (const char *data, gsize length, GPtrArray *entries, GPtrArray *keys, GError **error)
 {
@@ -102,7 +71,8 @@ ota_outbox_parse (const char *data, gsize length, GPtrArray *entries, GPtrArray 
                  OUTBOX_MAX_FILE_SIZE);
     return FALSE;
   }
-  if (!outbox_nesting_is_bounded (data, length)) {
+  /* The file is our own json-glib output: strict JSON. */
+  if (!ota_json_nesting_is_bounded (data, length, OUTBOX_MAX_DEPTH, TRUE)) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                  "outbox is not strict JSON nested at most %d levels", OUTBOX_MAX_DEPTH);
     return FALSE;

@@ -8,6 +8,7 @@
 #include "signature.h"
 
 #include "protocol.h"
+#include "util.h"
 
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
@@ -59,40 +60,13 @@ set_error (GError **error, OtaSignatureError code, const char *format, ...)
   return FALSE;
 }
 
-/* Brackets outside strings: what json-glib's recursion will meet. */
-static gboolean
-nesting_is_bounded (const char *data, gsize length)
-{
-  guint depth = 0;
-  gboolean in_string = FALSE;
-
-  for (gsize i = 0; i < length; i++) {
-    char c = data[i];
-
-    if (in_string) {
-      if (c == '\\')
-        i++;
-      else if (c == '"')
-        in_string = FALSE;
-    } else if (c == '"') {
-      in_string = TRUE;
-    } else if (c == '[' || c == '{') {
-      if (++depth > OTA_SIGNATURE_MAX_DEPTH)
-        return FALSE;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      depth--;
-    }
-  }
-  return TRUE;
-}
-
 static JsonParser *
 parse_json (const char *data, gsize length)
 {
   g_autoptr (JsonParser) parser = json_parser_new_immutable ();
 
   if (length > OTA_SIGNATURE_MAX_INPUT || memchr (data, '\0', length) != NULL ||
-      !nesting_is_bounded (data, length) ||
+      !ota_json_nesting_is_bounded (data, length, OTA_SIGNATURE_MAX_DEPTH, FALSE) ||
       !json_parser_load_from_data (parser, data, (gssize) length, NULL) ||
       json_parser_get_root (parser) == NULL)
     return NULL;

@@ -164,3 +164,33 @@ ota_jitter (guint64 delay)
 {
   return (guint64) ((double) delay * (0.75 + g_random_double () * 0.5));
 }
+
+gboolean
+ota_json_nesting_is_bounded (const char *data, gsize length, guint max_depth, gboolean strict)
+{
+  guint depth = 0;
+  gboolean in_string = FALSE;
+
+  g_return_val_if_fail (data != NULL || length == 0, FALSE);
+
+  for (gsize i = 0; i < length; i++) {
+    char c = data[i];
+
+    if (in_string) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_string = FALSE;
+    } else if (c == '"') {
+      in_string = TRUE;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        return FALSE;
+    } else if (c == ']' || c == '}') {
+      depth = depth > 0 ? depth - 1 : 0;
+    } else if (strict && (c == '\'' || c == '/' || c == '#')) {
+      return FALSE;
+    }
+  }
+  return TRUE;
+}

@@ -46,4 +46,12 @@ guint64 ota_backoff_delay (guint attempt, guint64 base, guint64 cap);
 /* @delay ±25 %, so that devices cut off together do not come back in lockstep. */
 guint64 ota_jitter (guint64 delay);
 
+/* Whether the JSON text @data (@length bytes) nests its brackets outside
+ * strings at most @max_depth deep: json-glib's parser recurses once per
+ * level, so untrusted text is looked at before it is parsed. With @strict, a
+ * quote, comment or '#' outside a string (which json-glib would also accept:
+ * ', /, #) is refused too: our own files are strict JSON, and without them
+ * this count is the nesting json-glib will see. */
+gboolean ota_json_nesting_is_bounded (const char *data, gsize length, guint max_depth, gboolean strict);
+
 G_END_DECLS

@@ -138,6 +138,28 @@ test_jitter_stays_within_a_quarter (void)
   g_assert_cmpuint (high - low, >, 2500);
 }
 
+/* Brackets inside strings (escaped quotes too) do not count; closing
+ * brackets never go below zero; strict refuses ', / and # outside strings. */
+static void
+test_json_nesting_is_bounded (void)
+{
+  const char *deep = "[[[1]]]";
+  const char *in_string = "[\"[[[\\\"[[\"]"; /* ["[[[\"[["] */
+  const char *unbalanced = "]]]][[1]]";
+  const char *comment = "[1] /* x */";
+  const char *quoted = "{\"a\":\"'/#\"}";
+
+  g_assert_true (ota_json_nesting_is_bounded (deep, strlen (deep), 3, FALSE));
+  g_assert_false (ota_json_nesting_is_bounded (deep, strlen (deep), 2, FALSE));
+  g_assert_true (ota_json_nesting_is_bounded (in_string, strlen (in_string), 1, TRUE));
+  g_assert_true (ota_json_nesting_is_bounded (unbalanced, strlen (unbalanced), 2, FALSE));
+  g_assert_false (ota_json_nesting_is_bounded (unbalanced, strlen (unbalanced), 1, FALSE));
+  g_assert_true (ota_json_nesting_is_bounded (comment, strlen (comment), 1, FALSE));
+  g_assert_false (ota_json_nesting_is_bounded (comment, strlen (comment), 1, TRUE));
+  g_assert_true (ota_json_nesting_is_bounded (quoted, strlen (quoted), 1, TRUE));
+  g_assert_true (ota_json_nesting_is_bounded (NULL, 0, 0, TRUE));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -151,5 +173,6 @@ main (int argc, char **argv)
   g_test_add_func ("/util/remove-file/absent-is-fine", test_remove_file_absent_is_fine);
   g_test_add_func ("/util/backoff/doubles-up-to-cap", test_backoff_doubles_up_to_cap);
   g_test_add_func ("/util/backoff/jitter-within-a-quarter", test_jitter_stays_within_a_quarter);
+  g_test_add_func ("/util/json/nesting-is-bounded", test_json_nesting_is_bounded);
   return g_test_run ();
 }
