@@ -86,24 +86,6 @@ static const KeySpec key_specs[] = {
 
 static const char *const known_groups[] = { "mqtt", "device", "ota", "security", "cloud" };
 
-static gboolean
-set_key_error (GError **error, const char *group, const char *key, const char *format, ...)
-  G_GNUC_PRINTF (4, 5);
-
-static gboolean
-set_key_error (GError **error, const char *group, const char *key, const char *format, ...)
-{
-  va_list args;
-  g_autofree char *message = NULL;
-
-  va_start (args, format);
-  message = g_strdup_vprintf (format, args);
-  va_end (args);
-  g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, "[%s] %s: %s", group, key,
-               message);
-  return FALSE;
-}
-
 OtaConfig *
 ota_config_new_defaults (void)
 {
@@ -480,8 +462,8 @@ check_tls (const OtaConfig *self, GError **error)
   if (!self->mqtt_tls || has_cert == has_key)
     return TRUE;
   if (has_cert)
-    return set_key_error (error, "mqtt", "key_file", "required when cert_file is set");
-  return set_key_error (error, "mqtt", "cert_file", "required when key_file is set");
+    return ota_key_file_error (error, "mqtt", "key_file", "required when cert_file is set");
+  return ota_key_file_error (error, "mqtt", "cert_file", "required when key_file is set");
 }
 
 /* A cap under the stall rate would turn every capped download into a stall. */
@@ -490,9 +472,9 @@ check_download_rates (const OtaConfig *self, GError **error)
 {
   if (self->max_download_rate == 0 || self->max_download_rate >= self->min_download_rate)
     return TRUE;
-  return set_key_error (error, "ota", "max_download_rate",
-                        "%" G_GUINT64_FORMAT " is below min_download_rate (%" G_GUINT64_FORMAT ")",
-                        self->max_download_rate, self->min_download_rate);
+  return ota_key_file_error (error, "ota", "max_download_rate",
+                             "%" G_GUINT64_FORMAT " is below min_download_rate (%" G_GUINT64_FORMAT ")",
+                             self->max_download_rate, self->min_download_rate);
 }
 
 /* The signed credentials are the MQTT username and password: a second pair
@@ -502,19 +484,19 @@ check_signin (const OtaConfig *self, GError **error)
 {
   if (*self->device_secret == '\0' || (*self->mqtt_username == '\0' && *self->mqtt_password == '\0'))
     return TRUE;
-  return set_key_error (error, "device", "device_secret",
-                        "cannot be combined with [mqtt] username or password: device key sign-in "
-                        "computes them (remove one or the other)");
+  return ota_key_file_error (error, "device", "device_secret",
+                             "cannot be combined with [mqtt] username or password: device key sign-in "
+                             "computes them (remove one or the other)");
 }
 
 static gboolean
 check_topic (const GString *topic, const char *key, GError **error)
 {
   if (topic->len == 0)
-    return set_key_error (error, "ota", key, "the topic is empty");
+    return ota_key_file_error (error, "ota", key, "the topic is empty");
   if (strlen (topic->str) != topic->len || strpbrk (topic->str, "+#") != NULL)
-    return set_key_error (error, "ota", key, "the topic \"%s\" contains '+', '#' or NUL",
-                          topic->str);
+    return ota_key_file_error (error, "ota", key, "the topic \"%s\" contains '+', '#' or NUL",
+                               topic->str);
   return TRUE;
 }
 
@@ -526,7 +508,7 @@ expand_template (const OtaConfig *self, const char *template, const char *group,
   GString *topic = ota_topic_expand (template, self->product_id, self->device_name, &local_error);
 
   if (topic == NULL)
-    set_key_error (error, group, key, "%s", local_error->message);
+    ota_key_file_error (error, group, key, "%s", local_error->message);
   return topic;
 }
 
@@ -559,7 +541,7 @@ expand_allowed_topics (OtaConfig *self, GError **error)
     if (filter == NULL)
       return FALSE;
     if (!ota_topic_filter_check (filter->str, &local_error))
-      return set_key_error (error, "cloud", "allowed_topics", "%s", local_error->message);
+      return ota_key_file_error (error, "cloud", "allowed_topics", "%s", local_error->message);
     g_ptr_array_add (filters, g_strdup (filter->str));
   }
   if (filters->len == 0)

@@ -29,14 +29,13 @@ ota_install_config_free (OtaInstallConfig *self)
   g_free (self);
 }
 
-static gboolean
-key_error (GError **error, const char *group, const char *key, const char *format, ...) G_GNUC_PRINTF (4, 5);
-
-static gboolean
-key_error (GError **error, const char *group, const char *key, const char *format, ...)
-{
-  va_list args;
+gboolean
+ota_key_file_error (GError **error, const char *group, const char *key, const char *format, ...)
+                    {
+                    va_list args;
   g_autofree char *message = NULL;
+
+  g_return_val_if_fail (group != NULL && key != NULL && format != NULL, FALSE);
 
   va_start (args, format);
   message = g_strdup_vprintf (format, args);
@@ -67,12 +66,12 @@ take_string (GKeyFile *key_file, const char *group, const char *key, GError **er
     return NULL;
   value = g_key_file_get_string (key_file, group, key, &local_error);
   if (local_error != NULL) {
-    key_error (error, group, key, "%s", local_error->message);
+    ota_key_file_error (error, group, key, "%s", local_error->message);
     return NULL;
   }
   for (const char *p = value; *p != '\0'; p++) {
     if (g_ascii_iscntrl (*p)) {
-      key_error (error, group, key, "must not contain control characters");
+      ota_key_file_error (error, group, key, "must not contain control characters");
       return NULL;
     }
   }
@@ -91,7 +90,7 @@ parse_argv (const char *group, const char *key, const char *value, GError **erro
   if (stripped == NULL || *stripped == '\0')
     return g_new0 (char *, 1);
   if (!g_shell_parse_argv (value, NULL, &argv, &local_error)) {
-    key_error (error, group, key, "not a command line: %s", local_error->message);
+    ota_key_file_error (error, group, key, "not a command line: %s", local_error->message);
     return NULL;
   }
   return argv;
@@ -112,12 +111,13 @@ check_placeholders (const char *group, char **argv, GError **error)
         has_path = TRUE;
       else if (end == NULL || !((length == strlen ("{version}") && strncmp (p, "{version}", length) == 0) ||
                                 (length == strlen ("{module}") && strncmp (p, "{module}", length) == 0)))
-        return key_error (error, group, "command", "unknown placeholder %.*s (known: {path} {version} {module})",
-                          (int) length, p);
+        return ota_key_file_error (error, group, "command",
+                                   "unknown placeholder %.*s (known: {path} {version} {module})",
+                                   (int) length, p);
     }
   }
   if (!has_path)
-    return key_error (error, group, "command", "must pass the image: {path} is missing");
+    return ota_key_file_error (error, group, "command", "must pass the image: {path} is missing");
   return TRUE;
 }
 
@@ -127,7 +127,7 @@ read_method (GKeyFile *key_file, const char *group, OtaInstallConfig *self, GErr
   g_autofree char *method = take_string (key_file, group, "method", error);
 
   if (method == NULL && (error == NULL || *error == NULL))
-    return key_error (error, group, "method", "required (rauc or command)");
+    return ota_key_file_error (error, group, "method", "required (rauc or command)");
   if (method == NULL)
     return FALSE;
   if (g_str_equal (method, "rauc"))
@@ -135,7 +135,7 @@ read_method (GKeyFile *key_file, const char *group, OtaInstallConfig *self, GErr
   else if (g_str_equal (method, "command"))
     self->method = OTA_INSTALL_METHOD_COMMAND;
   else
-    return key_error (error, group, "method", "expected rauc or command, got \"%s\"", method);
+    return ota_key_file_error (error, group, "method", "expected rauc or command, got \"%s\"", method);
   return TRUE;
 }
 
@@ -172,7 +172,7 @@ read_firmware_dir (GKeyFile *key_file, const char *group, OtaInstallConfig *self
   if (dir == NULL)
     return TRUE;
   if (!g_path_is_absolute (dir))
-    return key_error (error, group, "firmware_dir", "expected an absolute path, got \"%s\"", dir);
+    return ota_key_file_error (error, group, "firmware_dir", "expected an absolute path, got \"%s\"", dir);
   g_free (self->firmware_dir);
   self->firmware_dir = g_steal_pointer (&dir);
   return TRUE;
@@ -193,7 +193,7 @@ read_rauc_bus (GKeyFile *key_file, const char *group, OtaInstallConfig *self, GE
   else if (g_str_equal (bus, "session"))
     self->rauc_system_bus = FALSE;
   else
-    return key_error (error, group, "rauc_bus", "expected system or session, got \"%s\"", bus);
+    return ota_key_file_error (error, group, "rauc_bus", "expected system or session, got \"%s\"", bus);
   return TRUE;
 }
 
@@ -212,8 +212,8 @@ read_timeout (GKeyFile *key_file, const char *group, OtaInstallConfig *self, GEr
     return TRUE;
   g_strstrip (raw);
   if (!g_ascii_string_to_unsigned (raw, 10, 1, MAX_TIMEOUT_S, &value, NULL))
-    return key_error (error, group, "timeout", "expected an integer between 1 and %d, got \"%s\"", MAX_TIMEOUT_S,
-                      raw);
+    return ota_key_file_error (error, group, "timeout", "expected an integer between 1 and %d, got \"%s\"",
+                               MAX_TIMEOUT_S, raw);
   self->timeout = (guint) value;
   return TRUE;
 }
@@ -224,9 +224,10 @@ read_command_keys (GKeyFile *key_file, const char *group, OtaInstallConfig *self
   if (!read_argv (key_file, group, "command", &self->command, error) || !read_timeout (key_file, group, self, error))
     return FALSE;
   if (self->command[0] == NULL)
-    return key_error (error, group, "command", "required with method=command");
+    return ota_key_file_error (error, group, "command", "required with method=command");
   if (self->version_command[0] == NULL)
-    return key_error (error, group, "version_command", "required with method=command (it tells the running version)");
+    return ota_key_file_error (error, group, "version_command",
+                               "required with method=command (it tells the running version)");
   return check_placeholders (group, self->command, error);
 }
 
@@ -252,9 +253,9 @@ check_group_empty (GKeyFile *key_file, const char *group, OtaInstallMethod metho
   if (key == NULL)
     return TRUE;
   if (method == OTA_INSTALL_METHOD_RAUC && command_key && !rauc_key)
-    return key_error (error, group, key, "only with method=command");
+    return ota_key_file_error (error, group, key, "only with method=command");
   if (method == OTA_INSTALL_METHOD_COMMAND && rauc_key && !command_key)
-    return key_error (error, group, key, "only with method=rauc");
+    return ota_key_file_error (error, group, key, "only with method=rauc");
   g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
                rauc_key || command_key ? "duplicate key [%s] %s" : "unknown key [%s] %s", group, key);
   return FALSE;

@@ -6,6 +6,12 @@
 
 G_BEGIN_DECLS
 
+/* The one shape of a configuration error, for iv-otad.conf and its
+ * installer sections alike: G_KEY_FILE_ERROR_INVALID_VALUE with
+ * "[group] key: message". Returns FALSE. */
+gboolean ota_key_file_error (GError **error, const char *group, const char *key, const char *format, ...)
+  G_GNUC_PRINTF (4, 5);
+
 typedef enum {
   OTA_INSTALL_METHOD_RAUC,
   OTA_INSTALL_METHOD_COMMAND,
