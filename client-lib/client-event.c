@@ -1,6 +1,7 @@
 /* Events of the library thread: a FIFO of copies of the agent's signals and of
  * the library's own work items, and their public and SDK views. */
 #include "client.h"
+#include "common/ota-vocabulary.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -172,34 +173,33 @@ clamp_uint (uint64_t value)
  * (download_fail_cb) or of installing it (the app knows it already): the one
  * place that decides what an app is told. */
 static const struct {
-  const char *kind;
   iv_ota_fail_type_e type;
   bool download;
-} fail_kinds[] = {
-  { "timeout", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true },   /* stalls, connects, retries exhausted */
-  { "not-found", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true }, /* HTTP 404 */
-  { "forbidden", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true }, /* HTTP 403, an expired signature */
-  { "http", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true },      /* any other HTTP or TLS failure */
-  { "refused", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true },   /* the offer was refused before any request */
-  { "checksum", IV_OTA_FAIL_TYPE_MD5_CHECK, true },      /* MD5 (or the signed SHA-256) differs */
-  { "size", IV_OTA_FAIL_TYPE_WRONG_SIZE, true },         /* image size wrong, or over max_firmware_size */
-  { "no-space", IV_OTA_FAIL_TYPE_WRITE_FLASH, true },    /* not enough free space for the image */
-  { "write", IV_OTA_FAIL_TYPE_WRITE_FLASH, true },       /* writing, syncing or reading the image back */
-  { "open", IV_OTA_FAIL_TYPE_OPEN_FILE, true },          /* the image file could not be created or opened */
-  { "other", IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true },
-  { "app", IV_OTA_FAIL_TYPE_WRITE_FLASH, false },        /* the app reported the failure itself */
-  { "version", IV_OTA_FAIL_TYPE_WRITE_FLASH, false },    /* another version runs after the update */
-  { "install", IV_OTA_FAIL_TYPE_WRITE_FLASH, false },    /* the agent's installer failed */
+  bool known; /* false for OTA_VOCAB_FAIL_NONE: no failure to tell of */
+} fail_kinds[OTA_VOCAB_N_FAIL_KINDS] = {
+  [OTA_VOCAB_FAIL_TIMEOUT] = { IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true, true },   /* stalls, connects, retries exhausted */
+  [OTA_VOCAB_FAIL_NOT_FOUND] = { IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true, true }, /* HTTP 404 */
+  [OTA_VOCAB_FAIL_FORBIDDEN] = { IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true, true }, /* HTTP 403, an expired signature */
+  [OTA_VOCAB_FAIL_HTTP] = { IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true, true },      /* any other HTTP or TLS failure */
+  [OTA_VOCAB_FAIL_REFUSED] = { IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true, true },   /* the offer was refused before any request */
+  [OTA_VOCAB_FAIL_CHECKSUM] = { IV_OTA_FAIL_TYPE_MD5_CHECK, true, true },      /* MD5 (or the signed SHA-256) differs */
+  [OTA_VOCAB_FAIL_SIZE] = { IV_OTA_FAIL_TYPE_WRONG_SIZE, true, true },         /* image size wrong, or over max_firmware_size */
+  [OTA_VOCAB_FAIL_NO_SPACE] = { IV_OTA_FAIL_TYPE_WRITE_FLASH, true, true },    /* not enough free space for the image */
+  [OTA_VOCAB_FAIL_WRITE] = { IV_OTA_FAIL_TYPE_WRITE_FLASH, true, true },       /* writing, syncing or reading the image back */
+  [OTA_VOCAB_FAIL_OPEN] = { IV_OTA_FAIL_TYPE_OPEN_FILE, true, true },          /* the image file could not be created or opened */
+  [OTA_VOCAB_FAIL_OTHER] = { IV_OTA_FAIL_TYPE_HTTP_DOWNLOAD, true, true },
+  [OTA_VOCAB_FAIL_APP] = { IV_OTA_FAIL_TYPE_WRITE_FLASH, false, true },        /* the app reported the failure itself */
+  [OTA_VOCAB_FAIL_VERSION] = { IV_OTA_FAIL_TYPE_WRITE_FLASH, false, true },    /* another version runs after the update */
+  [OTA_VOCAB_FAIL_INSTALL] = { IV_OTA_FAIL_TYPE_WRITE_FLASH, false, true },    /* the agent's installer failed */
 };
 
+/* The kind's row, or -1: no kind, or one added after this library was built. */
 static int
 fail_kind_find (const char *fail_kind)
 {
-  for (size_t i = 0; fail_kind != NULL && i < sizeof fail_kinds / sizeof fail_kinds[0]; i++) {
-    if (strcmp (fail_kind, fail_kinds[i].kind) == 0)
-      return (int) i;
-  }
-  return -1;
+  int kind = ota_vocab_fail_kind_parse (fail_kind);
+
+  return kind >= 0 && fail_kinds[kind].known ? kind : -1;
 }
 
 iv_ota_fail_type_e

@@ -2,44 +2,25 @@
 
 #include "protocol.h"
 
-/* The one table of kinds and their strings, in OtaFailKind order. */
-static const char *const fail_kind_names[] = {
-  [OTA_FAIL_KIND_NONE] = "",
-  [OTA_FAIL_KIND_TIMEOUT] = "timeout",
-  [OTA_FAIL_KIND_NOT_FOUND] = "not-found",
-  [OTA_FAIL_KIND_FORBIDDEN] = "forbidden",
-  [OTA_FAIL_KIND_CHECKSUM] = "checksum",
-  [OTA_FAIL_KIND_SIZE] = "size",
-  [OTA_FAIL_KIND_NO_SPACE] = "no-space",
-  [OTA_FAIL_KIND_WRITE] = "write",
-  [OTA_FAIL_KIND_OPEN] = "open",
-  [OTA_FAIL_KIND_HTTP] = "http",
-  [OTA_FAIL_KIND_REFUSED] = "refused",
-  [OTA_FAIL_KIND_APP] = "app",
-  [OTA_FAIL_KIND_VERSION] = "version",
-  [OTA_FAIL_KIND_INSTALL] = "install",
-  [OTA_FAIL_KIND_OTHER] = "other",
-};
-
-G_STATIC_ASSERT (G_N_ELEMENTS (fail_kind_names) == OTA_FAIL_KIND_OTHER + 1);
+G_STATIC_ASSERT (OTA_FAIL_KIND_OTHER + 1 == OTA_VOCAB_N_FAIL_KINDS);
 
 const char *
 ota_fail_kind_to_string (OtaFailKind kind)
 {
-  return (guint) kind < G_N_ELEMENTS (fail_kind_names) ? fail_kind_names[kind] : fail_kind_names[OTA_FAIL_KIND_OTHER];
+  return ota_vocab_fail_kind_name ((int) kind);
 }
 
 gboolean
 ota_fail_kind_from_string (const char *text, OtaFailKind *kind)
 {
+  int parsed = ota_vocab_fail_kind_parse (text);
+
   g_return_val_if_fail (kind != NULL, FALSE);
-  for (guint i = 0; text != NULL && i < G_N_ELEMENTS (fail_kind_names); i++) {
-    if (g_str_equal (text, fail_kind_names[i])) {
-      *kind = (OtaFailKind) i;
-      return TRUE;
-    }
-  }
-  return FALSE;
+
+  if (parsed < 0)
+    return FALSE;
+  *kind = (OtaFailKind) parsed;
+  return TRUE;
 }
 
 OtaFailKind
