@@ -48,6 +48,7 @@ TARGETS = {
     "waste_cuts_bytes": 0,
     "getstatus_p99_ms": 20.0,
     "signed_vs_unsigned": 0.95,
+    "idle_wakeups_per_min": 3.0,
 }
 
 
@@ -156,7 +157,57 @@ def proc_kv(path):
     return values
 
 
-def memory_sample(pid):
+# An agent under qemu user mode (--target armhf) runs with its guest address
+# space at this host address (qemu-arm -B): a 32-bit guest's memory is then
+# exactly the mappings in [GUEST_BASE, GUEST_BASE + 4 GiB), and qemu's own
+# (its binary, heap, translated code) lies outside.
+GUEST_BASE = 0x100000000000
+GUEST_SPAN = 1 << 32
+TARGETS_QEMU = {"armhf": ("qemu-arm", "arm-linux-gnueabihf")}
+
+
+def guest_memory_sample(pid):
+    """Like memory_sample, summed over the guest's mappings only (smaps).
+    VmHWM has no per-mapping counterpart: the peak is the worst sample."""
+    totals = {"Rss": 0, "Private_Dirty": 0, "Private_Clean": 0, "Anonymous": 0}
+    inside = False
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            head = line.split(None, 1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = GUEST_BASE <= lo and hi <= GUEST_BASE + GUEST_SPAN
+            elif inside and head.rstrip(":") in totals:
+                totals[head.rstrip(":")] += int(line.split()[1]) * 1024
+    return {
+        "rss": totals["Rss"],
+        "hwm": totals["Rss"],
+        "private_dirty": totals["Private_Dirty"],
+        "private_clean": totals["Private_Clean"],
+        "anonymous": totals["Anonymous"],
+    }
+
+
+def context_switches(pid):
+    """Voluntary + involuntary context switches of the main thread (what
+    /proc/PID/status shows) and of all threads (/proc/PID/task/*/status)."""
+    main = total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                n = sum(int(l.split()[1]) for l in f
+                        if l.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")))
+        except OSError:
+            continue
+        total += n
+        if int(tid) == pid:
+            main = n
+    return main, total
+
+
+def memory_sample(pid, guest=False):
+    if guest:
+        return guest_memory_sample(pid)
     rollup = proc_kv("/proc/%d/smaps_rollup" % pid)
     status = proc_kv("/proc/%d/status" % pid)
     return {
@@ -230,16 +281,16 @@ class ForeignLoad:
 class MemorySampler(threading.Thread):
     """Samples a process's memory every @interval seconds until stopped."""
 
-    def __init__(self, pid, interval=0.05):
+    def __init__(self, pid, interval=0.05, guest=False):
         super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
+        self.pid, self.interval, self.guest = pid, interval, guest
         self.samples = []
         self.halt = threading.Event()
 
     def run(self):
         while not self.halt.is_set():
             try:
-                self.samples.append(memory_sample(self.pid))
+                self.samples.append(memory_sample(self.pid, self.guest))
             except (OSError, ValueError):
                 return
             self.halt.wait(self.interval)
@@ -362,9 +413,19 @@ class Bench:
 
     # agent
 
-    def start_agent(self, device, state_dir):
-        """Starts iv-otad with its defaults (checkpoint_bytes 4 MiB...) and
-        waits for it on the bus; @device picks the cloud scenario."""
+    def agent_argv(self):
+        """The agent to measure: --agent, the armhf build under qemu
+        (--target), or this build's."""
+        if self.args.target:
+            qemu, _ = TARGETS_QEMU[self.args.target]
+            build = os.path.join(self.args.source, "build-" + self.args.target)
+            exe = self.args.agent or os.path.join(build, "service", "iv-otad")
+            return [qemu, "-L", os.path.join(build, "sysroot"), "-B", "0x%x" % GUEST_BASE, exe]
+        return [self.args.agent or self.exe("service/iv-otad")]
+
+    def start_agent(self, device, state_dir, argv=None):
+        """Starts iv-otad with its defaults (checkpoint_bytes 4 MiB, keepalive
+        60 s...) and waits for it on the bus; @device picks the cloud scenario."""
         os.makedirs(state_dir, exist_ok=True)
         conf = state_dir + ".conf"
         with open(conf, "w") as f:
@@ -373,8 +434,7 @@ class Bench:
                     % (self.broker_port, PRODUCT, device, state_dir, self.agent_conf.get(device, "")))
         log = self.path("logs", os.path.basename(os.path.dirname(state_dir)) + "-iv-otad.log")
         # GLib writes info lines (the protocol events) to stdout: both go to the log.
-        exe = self.args.agent or self.exe("service/iv-otad")
-        proc = self.procs.spawn("iv-otad", [exe, "--config", conf, "--bus", "session"],
+        proc = self.procs.spawn("iv-otad", (argv or self.agent_argv()) + ["--config", conf, "--bus", "session"],
                                 stdout=log, env=self.env)
         agent = Agent(proc, log)
 
@@ -500,7 +560,7 @@ def agent_download(bench, device, size, timeout=300, sample_memory=False, idle_s
             # Idle: an app owns the module, its version is current: nothing to do.
             idle_app = bench.start_app(fw_dir, version=VERSION_NEW)
             time.sleep(1.0)
-            sampler = MemorySampler(agent.pid)
+            sampler = MemorySampler(agent.pid, guest=bool(bench.args.target))
             sampler.start()
             time.sleep(idle_seconds)
             idle = sampler.finish()
@@ -512,7 +572,7 @@ def agent_download(bench, device, size, timeout=300, sample_memory=False, idle_s
             latency_proc = bench.procs.spawn("getstatus-latency",
                                              [bench.exe("bench/getstatus-latency"), "", "2000"],
                                              stdout=lat_out, stderr=lat_out + ".err", env=bench.env)
-        sampler = MemorySampler(agent.pid) if sample_memory else None
+        sampler = MemorySampler(agent.pid, guest=bool(bench.args.target)) if sample_memory else None
         cpu_before = proc_cpu_seconds(agent.pid)
         if sampler:
             sampler.start()
@@ -705,6 +765,46 @@ def bench_footprint(bench, runs, results):
         "curl_tee_md5sum_mibps": size / MIB / curl_tee[0],
     }
     results["footprint"] = res
+
+
+def idle_wakeups(bench, label, argv, seconds):
+    """An agent (default keepalive, 60 s) connected and idle, and a device
+    app on libiv-ota that owns the main firmware at the current version:
+    context switches of each over @seconds, per minute."""
+    fw_dir, state_dir = scenario_dirs(bench, "idle-" + label)
+    agent = bench.start_agent("idle", state_dir, argv)
+    try:
+        env = dict(bench.env, IV_OTA_BUS="session")
+        out = bench.path("logs", bench.fresh_name("device-app") + ".out")
+        app = bench.procs.spawn("device-app", [bench.exe("examples/device-app"), "-d", fw_dir, "-v", "1.0"],
+                                stdout=out, env=env)
+        time.sleep(5.0)  # registered, version reported, session up: nothing left to do
+        if app.poll() is not None:
+            raise BenchError("device-app exited early, see %s" % out)
+        before = context_switches(agent.pid), context_switches(app.pid)
+        time.sleep(seconds)
+        after = context_switches(agent.pid), context_switches(app.pid)
+        bench.procs.stop(app)
+    finally:
+        bench.stop_agent(agent)
+    remove_tree(os.path.dirname(fw_dir))
+    per_min = lambda i, j: (after[i][j] - before[i][j]) * 60.0 / seconds
+    return {"agent_main_per_min": per_min(0, 0), "agent_all_threads_per_min": per_min(0, 1),
+            "app_main_per_min": per_min(1, 0), "app_all_threads_per_min": per_min(1, 1),
+            "seconds": seconds}
+
+
+def bench_wakeups(bench, seconds, results):
+    res = {"current": idle_wakeups(bench, "current", None, seconds)}
+    log("  this agent: %.1f wakeups/min (all threads %.1f); app %.1f (all threads %.1f)"
+        % (res["current"]["agent_main_per_min"], res["current"]["agent_all_threads_per_min"],
+           res["current"]["app_main_per_min"], res["current"]["app_all_threads_per_min"]))
+    if bench.args.baseline_agent:
+        res["baseline"] = idle_wakeups(bench, "baseline", [bench.args.baseline_agent], seconds)
+        res["baseline_agent"] = bench.args.baseline_agent
+        log("  baseline agent: %.1f wakeups/min (all threads %.1f)"
+            % (res["baseline"]["agent_main_per_min"], res["baseline"]["agent_all_threads_per_min"]))
+    results["wakeups"] = res
 
 
 def bench_latency(bench, results):
@@ -963,6 +1063,11 @@ def evaluate(results):
     if k:
         checks["resume waste after a kill <= 1 checkpoint"] = (
             k["waste_checkpoints_max"] <= TARGETS["waste_kill_checkpoints"])
+    w = results.get("wakeups")
+    if w:
+        checks["idle agent <= 3 wakeups/min"] = (w["current"]["agent_all_threads_per_min"] <=
+                                                 TARGETS["idle_wakeups_per_min"])
+        checks["idle app 0 wakeups/min"] = w["current"]["app_all_threads_per_min"] == 0
     g = results.get("getstatus")
     if g:
         checks["GetStatus p99 <= 20 ms"] = (g["p99_ms"] is not None and
@@ -1019,6 +1124,20 @@ def table_getstatus(row, g, v):
         "p99 <= 20 " + v["GetStatus p99 <= 20 ms"])
 
 
+def table_wakeups(row, w, v):
+    cur = w["current"]
+    row("6. idle wakeups per minute (%d s, keepalive 60 s)" % cur["seconds"])
+    row("   agent, all threads (main thread)",
+        "%.1f (%.1f)" % (cur["agent_all_threads_per_min"], cur["agent_main_per_min"]),
+        "<= 3 " + v["idle agent <= 3 wakeups/min"])
+    if "baseline" in w:
+        base = w["baseline"]
+        row("   baseline agent, all threads (main thread)",
+            "%.1f (%.1f)" % (base["agent_all_threads_per_min"], base["agent_main_per_min"]))
+    row("   device-app on libiv-ota, all threads", "%.1f" % cur["app_all_threads_per_min"],
+        "0 " + v["idle app 0 wakeups/min"])
+
+
 def table_fanout(row, fo):
     lib = fo.get("libiv_ota")
     if isinstance(lib, dict):
@@ -1041,6 +1160,8 @@ def print_table(results):
 
     row("machine: %d x %s, %s, %d MiB RAM, temp dir on %s" % (
         m["nproc"], m["cpu_model"], m["kernel"], m["memory_mib"], m["temp_fs"]))
+    if results.get("target") == "armhf":
+        row("agent: armhf build under qemu-arm; memory = the guest's mappings only")
     if "throughput" in results:
         table_throughput(row, results["throughput"], v)
     if "footprint" in results:
@@ -1051,6 +1172,8 @@ def print_table(results):
         table_getstatus(row, results["getstatus"], v)
     if "fanout" in results:
         table_fanout(row, results["fanout"])
+    if "wakeups" in results:
+        table_wakeups(row, results["wakeups"], v)
     foreign = results.get("foreign_cpus", {})
     if foreign:
         worst = max(foreign.values())
@@ -1068,7 +1191,7 @@ def log(msg):
     print(msg, flush=True)
 
 
-SECTIONS = ("throughput", "footprint", "resume", "latency", "fanout")
+SECTIONS = ("throughput", "footprint", "resume", "latency", "fanout", "wakeups")
 
 
 def main():
@@ -1090,6 +1213,11 @@ def main():
     # For experiments: another iv-otad binary, firmware dirs elsewhere (e.g. a tmpfs).
     ap.add_argument("--agent", help="iv-otad to measure instead of the build's")
     ap.add_argument("--fw-root", help="where firmware and state dirs go (default: the temp dir)")
+    ap.add_argument("--wakeup-seconds", type=int, default=60)
+    ap.add_argument("--baseline-agent", help="wakeups: an older iv-otad measured the same way")
+    ap.add_argument("--target", choices=sorted(TARGETS_QEMU),
+                    help="run the agent of build-TARGET/ (scripts/cross.sh) under qemu user mode; "
+                         "memory counts the guest's mappings only")
     args = ap.parse_args()
     only = set(args.only.split(","))
     if not only <= set(SECTIONS):
@@ -1106,7 +1234,12 @@ def main():
         f.write("%d\n" % os.getpid())
     bench = Bench(args)
     os.makedirs(bench.path("logs"))
-    results = {"machine": machine_info(args.tmp), "build": build_info(args), "targets_set": TARGETS}
+    results = {"machine": machine_info(args.tmp), "build": build_info(args), "targets_set": TARGETS,
+               "target": args.target or platform.machine()}
+    # A partial run or another target must not overwrite the full native figures.
+    suffix = ([args.target] if args.target else []) + (sorted(only) if only != set(SECTIONS) else [])
+    if suffix:
+        args.out = re.sub(r"(\.json)?$", "-%s.json" % "-".join(suffix), args.out, count=1)
     try:
         log("generating firmware images (random data) ...")
         tp_fw = make_firmware(bench.path("fw-tp.bin"), args.tp_size)
@@ -1137,6 +1270,8 @@ def main():
             ("latency", "4. responsiveness", lambda: bench_latency(bench, results)),
             ("fanout", "5. fan-out", lambda: bench_fanout(bench, args.observers,
                                                          args.fanout_rounds, results)),
+            ("wakeups", "6. idle wakeups (%d s each)" % args.wakeup_seconds,
+             lambda: bench_wakeups(bench, args.wakeup_seconds, results)),
         ]
         for name, title, run in sections:
             if name in only:

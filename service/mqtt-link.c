@@ -8,7 +8,6 @@
 #include <poll.h>
 #include <string.h>
 
-#define MISC_INTERVAL_MS 1000
 /* How long a clean shutdown waits for the DISCONNECT to leave the socket. */
 #define FLUSH_TIMEOUT_MS 1000
 
@@ -49,7 +48,7 @@ struct _OtaMqttLink {
   gboolean connected;
   guint attempt;           /* consecutive failed attempts, drives backoff */
   guint retry_id;
-  guint misc_id;
+  guint misc_id;           /* the housekeeping timer, armed for its next deadline */
   gint64 attempt_started;  /* monotonic µs of the current connection attempt */
   gint64 last_connect_at;  /* monotonic µs of the last CONNECT sent, 0: none yet */
   gint64 connack_at;       /* monotonic µs of the current session's CONNACK */
@@ -57,6 +56,7 @@ struct _OtaMqttLink {
   guint connect_count;
   gboolean message_retained; /* of the message being emitted */
   int publish_reason;        /* of the PUBACK being emitted */
+  gint64 io_in_s, io_out_s; /* monotonic s of the last packet in and out, as libmosquitto counts them */
 };
 
 G_DEFINE_TYPE (OtaMqttLink, ota_mqtt_link, G_TYPE_OBJECT)
@@ -69,6 +69,8 @@ static GParamSpec *props[N_PROPS];
 
 static void link_schedule_retry (OtaMqttLink *self, guint min_delay_ms);
 static void link_drop_session (OtaMqttLink *self);
+static void link_schedule_misc (OtaMqttLink *self);
+static void link_note_io (OtaMqttLink *self, gboolean in, gboolean out);
 
 static void
 subscription_free (gpointer data)
@@ -196,10 +198,14 @@ mqtt_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
   if (ms->tag == NULL || self->mosq == NULL)
     return G_SOURCE_CONTINUE;
   revents = g_source_query_unix_fd (source, ms->tag);
-  if (revents & (G_IO_IN | G_IO_ERR | G_IO_HUP))
+  if (revents & (G_IO_IN | G_IO_ERR | G_IO_HUP)) {
     rc = mosquitto_loop_read (self->mosq, 1);
-  if (rc == MOSQ_ERR_SUCCESS && self->mosq != NULL && (revents & G_IO_OUT))
+    link_note_io (self, TRUE, FALSE);
+  }
+  if (rc == MOSQ_ERR_SUCCESS && self->mosq != NULL && (revents & G_IO_OUT)) {
     rc = mosquitto_loop_write (self->mosq, 1);
+    link_note_io (self, FALSE, TRUE);
+  }
   if (rc != MOSQ_ERR_SUCCESS && self->mosq != NULL && self->running)
     link_fail (self, rc, errno);
   return G_SOURCE_CONTINUE;
@@ -210,27 +216,94 @@ static GSourceFuncs mqtt_source_funcs = {
   .dispatch = mqtt_source_dispatch,
 };
 
+/* ---- Housekeeping without polling ----
+ * mosquitto_loop_misc() sends the keepalive PINGREQ, or gives up on a broker
+ * that did not answer the last one, once `keepalive` seconds have passed since
+ * the last packet out or in. libmosquitto counts whole seconds of
+ * CLOCK_MONOTONIC (the clock of g_get_monotonic_time()). Calling it every
+ * second would wake an idle device 60 times a minute; instead the link notes
+ * when it last let libmosquitto send or receive, after the call, so its own
+ * deadline is never earlier than libmosquitto's, and arms one timer for it.
+ * An idle session then wakes twice per keepalive: the PINGREQ and its answer. */
+
+static gint64
+monotonic_s (void)
+{
+  return g_get_monotonic_time () / G_USEC_PER_SEC;
+}
+
+static void
+link_note_io (OtaMqttLink *self, gboolean in, gboolean out)
+{
+  gint64 now = monotonic_s ();
+
+  if (in)
+    self->io_in_s = now;
+  if (out)
+    self->io_out_s = now;
+}
+
+/* A connect that neither succeeds nor fails (a silent peer) is abandoned
+ * after this many µs. */
+static gint64
+link_connect_timeout (OtaMqttLink *self)
+{
+  return (gint64) MAX (self->keepalive, 10) * G_USEC_PER_SEC;
+}
+
+/* When mosquitto_loop_misc() has work, in monotonic µs. */
+static gint64
+link_misc_due (OtaMqttLink *self)
+{
+  gint64 due = (MIN (self->io_in_s, self->io_out_s) + self->keepalive) * G_USEC_PER_SEC;
+
+  if (!self->connected)
+    due = MIN (due, self->attempt_started + link_connect_timeout (self));
+  return due;
+}
+
 static gboolean
 link_misc_cb (gpointer user_data)
 {
   OtaMqttLink *self = user_data;
   int rc;
 
-  if (self->mosq == NULL)
-    return G_SOURCE_CONTINUE;
-  /* A connect that neither succeeds nor fails (a silent peer) is abandoned. */
-  if (!self->connected && self->running &&
-      g_get_monotonic_time () - self->attempt_started > (gint64) MAX (self->keepalive, 10) * G_USEC_PER_SEC) {
+  self->misc_id = 0;
+  if (self->mosq == NULL || !self->running)
+    return G_SOURCE_REMOVE;
+  /* Traffic since the timer was armed moved the deadline on. */
+  if (g_get_monotonic_time () < link_misc_due (self)) {
+    link_schedule_misc (self);
+    return G_SOURCE_REMOVE;
+  }
+  if (!self->connected && g_get_monotonic_time () - self->attempt_started > link_connect_timeout (self)) {
     g_info ("mqtt: no answer from %s:%u, trying again", self->host, self->port);
     link_drop_session (self);
     link_schedule_retry (self, 0);
-    return G_SOURCE_CONTINUE;
+    return G_SOURCE_REMOVE;
   }
-  /* Keepalive pings and retries of in-flight QoS 1 messages. */
+  /* Keepalive: a PINGREQ now (which restarts both of libmosquitto's clocks),
+   * or the end of a session whose broker did not answer the last one. */
   rc = mosquitto_loop_misc (self->mosq);
+  link_note_io (self, TRUE, TRUE);
   if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && self->running)
     link_fail (self, rc, errno);
-  return G_SOURCE_CONTINUE;
+  else
+    link_schedule_misc (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* (Re)arms the housekeeping timer for the current deadline. */
+static void
+link_schedule_misc (OtaMqttLink *self)
+{
+  gint64 delay_ms;
+
+  g_clear_handle_id (&self->misc_id, g_source_remove);
+  if (self->mosq == NULL || !self->running)
+    return;
+  delay_ms = (link_misc_due (self) - g_get_monotonic_time () + 999) / 1000;
+  self->misc_id = g_timeout_add ((guint) CLAMP (delay_ms, 0, G_MAXINT), link_misc_cb, self);
 }
 
 /* MQTT 5 reason codes of a refused CONNACK, as the MQTT 3.1.1 return code
@@ -286,6 +359,7 @@ on_connect (struct mosquitto *mosq, void *obj, int rc, int flags, const mosquitt
     if (src != MOSQ_ERR_SUCCESS)
       g_warning ("mqtt: cannot subscribe to %s: %s", sub->topic, mosquitto_strerror (src));
   }
+  link_note_io (self, FALSE, self->subscriptions->len > 0);
   g_info ("mqtt: connected to %s:%u%s as %s%s%s%s", self->host, self->port, self->tls ? " over TLS" : "",
           self->client_id, self->session_username != NULL ? " (user " : "",
           self->session_username != NULL ? self->session_username : "", self->session_username != NULL ? ")" : "");
@@ -331,6 +405,9 @@ on_message (struct mosquitto *mosq, void *obj, const struct mosquitto_message *m
   OtaMqttLink *self = obj;
   g_autoptr (GBytes) payload = NULL;
 
+  /* A QoS 1 message was answered with a PUBACK inside mosquitto_loop_read(). */
+  if (msg->qos > 0)
+    link_note_io (self, FALSE, TRUE);
   /* Only a broker without MQTT 5 sends more than we announced: libmosquitto
    * holds it twice by now, we add no third copy. */
   if (self->max_packet_size > 0 && (guint) msg->payloadlen > self->max_packet_size) {
@@ -372,6 +449,7 @@ link_drop_session (OtaMqttLink *self)
   struct mosquitto *old = self->mosq;
 
   self->mosq = NULL;
+  g_clear_handle_id (&self->misc_id, g_source_remove);
   link_set_connected (self, FALSE);
   /* Never called from inside one of its callbacks, so it can go now. */
   if (old != NULL)
@@ -535,6 +613,9 @@ link_connect (OtaMqttLink *self)
   /* The CONNECT is on its way: the broker counts this request. */
   self->last_connect_at = g_get_monotonic_time ();
   self->connect_count++;
+  /* libmosquitto starts both keepalive clocks here. */
+  link_note_io (self, TRUE, TRUE);
+  link_schedule_misc (self);
 }
 
 static gboolean
@@ -649,6 +730,7 @@ ota_mqtt_link_subscribe (OtaMqttLink *self, const char *topic, int qos)
   if (!self->connected || self->mosq == NULL)
     return -1;
   rc = mosquitto_subscribe (self->mosq, &mid, topic, qos);
+  link_note_io (self, FALSE, TRUE);
   if (rc != MOSQ_ERR_SUCCESS) {
     /* Made again at the next connect. */
     g_info ("mqtt: cannot subscribe to %s now: %s", topic, mosquitto_strerror (rc));
@@ -667,8 +749,10 @@ ota_mqtt_link_unsubscribe (OtaMqttLink *self, const char *topic)
   if (link_find_subscription (self, topic, &index) == NULL)
     return;
   g_ptr_array_remove_index (self->subscriptions, index);
-  if (self->connected && self->mosq != NULL)
+  if (self->connected && self->mosq != NULL) {
     mosquitto_unsubscribe (self->mosq, NULL, topic);
+    link_note_io (self, FALSE, TRUE);
+  }
 }
 
 gboolean
@@ -710,7 +794,6 @@ ota_mqtt_link_start (OtaMqttLink *self)
     g_source_set_name (self->source, "mqtt-link");
     g_source_attach (self->source, NULL);
   }
-  self->misc_id = g_timeout_add (MISC_INTERVAL_MS, link_misc_cb, self);
   link_connect (self);
 }
 
@@ -770,8 +853,10 @@ ota_mqtt_link_publish (OtaMqttLink *self, const char *topic, const void *payload
     return FALSE;
   }
   rc = mosquitto_publish (self->mosq, mid, topic, (int) length, payload, qos, FALSE);
-  if (rc == MOSQ_ERR_SUCCESS)
+  if (rc == MOSQ_ERR_SUCCESS) {
+    link_note_io (self, FALSE, TRUE);
     return TRUE;
+  }
   if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO) {
     /* The socket died before the loop noticed: start over now. */
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED, "mqtt: publish on %s failed: %s", topic,

@@ -45,6 +45,14 @@ agent_connected_now (OtaTestEnv *env)
   return g_variant_get_boolean (value);
 }
 
+static guint
+broker_log_count (OtaTestEnv *env, const char *needle)
+{
+  g_autofree char *path = g_build_filename (env->broker->dir, "mosquitto.log", NULL);
+
+  return ota_test_file_count_lines (path, needle);
+}
+
 /* Stops the broker and waits until the agent says it is offline. */
 static void
 broker_stop_and_wait_offline (OtaTestEnv *env)
@@ -506,6 +514,57 @@ test_reboot_marker_ignored_mid_cycle (OtaTestEnv *env, gconstpointer data)
   g_assert_true (ota_test_process_is_running (env->agent->proc));
 }
 
+/* ---- keepalive: the agent wakes for its pings only, and they still go out ---- */
+
+/* Restarts the agent with [mqtt] keepalive=@seconds (the harness uses 10) and
+ * waits until it is connected; returns the broker log's count of connections
+ * of our client before that. */
+static guint
+restart_agent_with_keepalive (OtaTestEnv *env, guint seconds)
+{
+  g_autofree char *conf = NULL;
+  g_autofree char *setting = g_strdup_printf ("keepalive=%u\n", seconds);
+  g_autoptr (GString) edited = NULL;
+
+  ota_test_agent_stop (env->agent);
+  g_assert_true (g_file_get_contents (env->agent->config_path, &conf, NULL, NULL));
+  edited = g_string_new (conf);
+  g_assert_cmpuint (g_string_replace (edited, "keepalive=10\n", setting, 1), ==, 1);
+  g_assert_true (g_file_set_contents (env->agent->config_path, edited->str, -1, NULL));
+  ota_test_agent_start (env->agent);
+  g_assert_true (ota_test_env_wait_connected (env, TRUE, OTA_TEST_TIMEOUT_MS));
+  return broker_log_count (env, "as " OTA_TEST_PRODUCT OTA_TEST_DEVICE);
+}
+
+/* An idle session with a short keepalive: the broker receives a PINGREQ every
+ * keepalive and keeps the one session open, long past 1.5 x keepalive (when
+ * mosquitto drops a silent client). */
+static void
+test_keepalive_pings_keep_idle_session (OtaTestEnv *env, gconstpointer data)
+{
+  const char *pingreq = "Received PINGREQ from " OTA_TEST_PRODUCT OTA_TEST_DEVICE;
+  guint connects = restart_agent_with_keepalive (env, 5);
+  guint pings = broker_log_count (env, pingreq);
+
+  ota_test_spin (13 * 1000);
+  g_assert_cmpuint (broker_log_count (env, pingreq), >=, pings + 2);
+  g_assert_cmpuint (broker_log_count (env, "as " OTA_TEST_PRODUCT OTA_TEST_DEVICE), ==, connects);
+  g_assert_cmpuint (broker_log_count (env, OTA_TEST_PRODUCT OTA_TEST_DEVICE " has exceeded timeout"), ==, 0);
+  g_assert_true (agent_connected_now (env));
+}
+
+/* A broker that stops answering (frozen, socket open) is noticed by the
+ * keepalive: the unanswered PINGREQ ends the session. */
+static void
+test_keepalive_notices_frozen_broker (OtaTestEnv *env, gconstpointer data)
+{
+  restart_agent_with_keepalive (env, 5);
+  g_assert_cmpint (kill (env->broker->proc->pid, SIGSTOP), ==, 0);
+  g_assert_true (ota_test_env_wait_connected (env, FALSE, OTA_TEST_TIMEOUT_MS));
+  g_assert_cmpint (kill (env->broker->proc->pid, SIGCONT), ==, 0);
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "keepalive timeout"), >=, 1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -521,5 +580,7 @@ main (int argc, char **argv)
   ADD ("reboot-marker/target-version-reports-done", test_reboot_marker_target_version_reports_done);
   ADD ("reboot-marker/other-version-reports-fail", test_reboot_marker_other_version_reports_fail);
   ADD ("reboot-marker/ignored-by-init-mid-cycle", test_reboot_marker_ignored_mid_cycle);
+  ADD ("keepalive/pings-keep-idle-session", test_keepalive_pings_keep_idle_session);
+  ADD ("keepalive/notices-frozen-broker", test_keepalive_notices_frozen_broker);
   return g_test_run ();
 }
