@@ -67,6 +67,10 @@
 #include <openssl/sha.h>
 #endif
 
+/* Offsets into an image are off_t: it must hold sizes over 2 GiB on 32-bit
+ * targets too (meson.build sets _FILE_OFFSET_BITS=64). */
+G_STATIC_ASSERT (sizeof (off_t) == 8);
+
 /* Reads of this size run near the MD5 ceiling (docs/downloads.md); hashing works on whole buffers. */
 #define OTA_CHUNK_SIZE (512 * 1024)
 /* A buffer with less room than this is handed over: no read asks for less (docs/downloads.md). */
