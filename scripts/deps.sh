@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the packages iv-ota needs to build, test and run its demo (Debian 12).
-# Does nothing when they are all present; needs root (or sudo) otherwise.
+# Installs the packages iv-ota needs to build, test and run its demo (Debian 12),
+# plus the packages named as arguments (scripts/cross.sh adds its cross
+# compiler and qemu-user). Does nothing when they are all present; needs root
+# (or sudo) otherwise.
 set -euo pipefail
 
 packages=(meson ninja-build pkg-config gcc libc6-dev
@@ -8,7 +10,7 @@ packages=(meson ninja-build pkg-config gcc libc6-dev
   libmosquitto-dev mosquitto mosquitto-clients libdbus-1-dev dbus dbus-bin
   libssl-dev ca-certificates curl openssl systemd python3
   clang libclang-rt-14-dev tinyproxy iproute2
-  rauc squashfs-tools util-linux)
+  rauc squashfs-tools util-linux "$@")
 
 missing=()
 for p in "${packages[@]}"; do

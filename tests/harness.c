@@ -67,9 +67,43 @@ child_setup (gpointer user_data)
   prctl (PR_SET_PDEATHSIG, SIGKILL);
 }
 
-OtaTestProcess *
-ota_test_process_spawn (char **argv, char **envp, const char *log_path, const char *stderr_path)
+/* e_machine of an ELF file, 0 when @path is not one (a script, missing). */
+static guint
+elf_machine (const char *path)
 {
+  guint8 header[20] = { 0 };
+  g_autoptr (GFile) file = g_file_new_for_path (path);
+  g_autoptr (GFileInputStream) in = g_file_read (file, NULL, NULL);
+
+  if (in == NULL || !g_input_stream_read_all (G_INPUT_STREAM (in), header, sizeof header, NULL, NULL, NULL) ||
+      memcmp (header, "\177ELF", 4) != 0)
+    return 0;
+  /* e_machine at byte 18, in the file's byte order (EI_DATA 1: little endian). */
+  return header[5] == 1 ? (guint) (header[18] | header[19] << 8) : (guint) (header[18] << 8 | header[19]);
+}
+
+char **
+ota_test_wrap_argv (const char *const *argv)
+{
+  const char *wrapper = g_getenv ("IV_OTA_TEST_WRAPPER");
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  g_autofree char *self_exe = g_file_read_link ("/proc/self/exe", NULL);
+
+  /* Only programs built for this test's own machine: mosquitto and the
+   * shell stay native. */
+  if (wrapper != NULL && *wrapper != '\0' && self_exe != NULL && elf_machine (argv[0]) != 0 &&
+      elf_machine (argv[0]) == elf_machine (self_exe)) {
+    g_auto (GStrv) words = g_strsplit (wrapper, " ", -1);
+    g_strv_builder_addv (builder, (const char **) words);
+  }
+  g_strv_builder_addv (builder, (const char **) argv);
+  return g_strv_builder_end (builder);
+}
+
+OtaTestProcess *
+ota_test_process_spawn (char **argv_in, char **envp, const char *log_path, const char *stderr_path)
+{
+  g_auto (GStrv) argv = ota_test_wrap_argv ((const char *const *) argv_in);
   g_autoptr (GError) error = NULL;
   OtaTestProcess *proc = g_new0 (OtaTestProcess, 1);
   int out = open (log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -31,8 +31,15 @@ typedef struct {
   gboolean exited;
 } OtaTestProcess;
 
-/* Spawns @argv with stdout to @log_path (stderr too when @stderr_path is
- * NULL), dying with the test. */
+/* @argv (NULL-terminated) with $IV_OTA_TEST_WRAPPER's words in front when
+ * argv[0] is a program built for the machine this test is built for: in a
+ * cross build (scripts/cross.sh) that is "qemu-arm -L SYSROOT", since a
+ * process under qemu user mode cannot exec another foreign binary by itself.
+ * Natively (no wrapper) a plain copy. Free with g_strfreev(). */
+char **ota_test_wrap_argv (const char *const *argv);
+
+/* Spawns @argv (through ota_test_wrap_argv()) with stdout to @log_path
+ * (stderr too when @stderr_path is NULL), dying with the test. */
 OtaTestProcess *ota_test_process_spawn (char **argv, char **envp, const char *log_path, const char *stderr_path);
 /* Sends @sig and reaps; returns the wait status. */
 int ota_test_process_stop (OtaTestProcess *proc, int sig);

@@ -5,6 +5,10 @@
 
 n=0
 failures=0
+# Programs of ours run as "${ours[@]}" PROGRAM...: through qemu user mode in a
+# cross build (IV_OTA_TEST_WRAPPER, see tests/meson.build), directly otherwise.
+read -r -a ours <<<"${IV_OTA_TEST_WRAPPER:-}"
+
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }

@@ -332,10 +332,11 @@ test_bad_config_exits (void)
     g_autofree char *err = NULL;
     g_autoptr (GError) error = NULL;
     int status = 0;
-    const char *argv[] = { g_getenv ("IV_OTAD"), "--config", path, "--bus", "session", NULL };
+    const char *args[] = { g_getenv ("IV_OTAD"), "--config", path, "--bus", "session", NULL };
+    g_auto (GStrv) argv = ota_test_wrap_argv (args);
 
     g_assert_true (g_file_set_contents (path, cases[i].config, -1, NULL));
-    g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err, &status, &error);
+    g_spawn_sync (NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err, &status, &error);
     g_assert_no_error (error);
     g_assert_false (g_spawn_check_wait_status (status, NULL));
     g_assert_nonnull (strstr (err, cases[i].needle));
@@ -347,11 +348,12 @@ test_bad_config_exits (void)
 static void
 test_bad_bus_option (void)
 {
-  const char *argv[] = { g_getenv ("IV_OTAD"), "--bus", "tram", NULL };
+  const char *args[] = { g_getenv ("IV_OTAD"), "--bus", "tram", NULL };
+  g_auto (GStrv) argv = ota_test_wrap_argv (args);
   g_autofree char *err = NULL;
   int status = 0;
 
-  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err,
+  g_assert_true (g_spawn_sync (NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err,
                                &status, NULL));
   g_assert_false (g_spawn_check_wait_status (status, NULL));
   g_assert_nonnull (strstr (err, "--bus"));

@@ -53,7 +53,8 @@ run_program (const char *exe, const char *const *args)
   for (guint i = 0; args[i] != NULL; i++)
     g_ptr_array_add (argv, (gpointer) args[i]);
   g_ptr_array_add (argv, NULL);
-  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, envp, G_SPAWN_DEFAULT, NULL, NULL, &r.out, &r.err,
+  g_auto (GStrv) wrapped = ota_test_wrap_argv ((const char *const *) argv->pdata);
+  g_assert_true (g_spawn_sync (NULL, wrapped, envp, G_SPAWN_DEFAULT, NULL, NULL, &r.out, &r.err,
                                &status, &error));
   g_assert_no_error (error);
   if (WIFEXITED (status))

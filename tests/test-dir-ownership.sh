@@ -90,7 +90,7 @@ done
 # (slow enough to look at the files while they download)
 start_cloud() { # start_cloud NAME MODULE
   head -c $((4 * 1024 * 1024)) /dev/urandom >"$tmp/$1.img"
-  "$IV_OTA_CLOUD" --product=PROD --device=dev1 --port="$broker_port" --version=2.0.0 --module="$2" \
+  "${ours[@]}" "$IV_OTA_CLOUD" --product=PROD --device=dev1 --port="$broker_port" --version=2.0.0 --module="$2" \
     --firmware="$tmp/$1.img" --rate=$((2 * 1024 * 1024)) --ready-file="$tmp/$1.ready" \
     >"$tmp/$1-reports.log" 2>"$tmp/$1.log" &
   pids+=($!)
@@ -112,14 +112,14 @@ state_dir=$tmp/state
 require_https=false
 retry_interval=1
 EOF
-"$IV_OTAD" --config "$tmp/iv-otad.conf" --bus session >"$tmp/iv-otad.log" 2>&1 &
+"${ours[@]}" "$IV_OTAD" --config "$tmp/iv-otad.conf" --bus session >"$tmp/iv-otad.log" 2>&1 &
 agent_pid=$!
 pids+=("$agent_pid")
 wait_for grep -q "cloud connected" "$tmp/iv-otad.log" || bail "the agent did not connect"
 
 # init_as_app NAME MODULE VERSION DIR: runs ota-test-client as nobody; its lines in NAME.log.
 init_as_app() {
-  as_app "$OTA_TEST_CLIENT" "$2" "$3" "$4" >"$tmp/$1.log" 2>&1 &
+  as_app "${ours[@]}" "$OTA_TEST_CLIENT" "$2" "$3" "$4" >"$tmp/$1.log" 2>&1 &
   pids+=($!)
   wait_for grep -qE "^(owner|error) " "$tmp/$1.log"
 }
