@@ -132,13 +132,38 @@ test_wrapper = ['$qemu_path', '-L', '$sysroot']
 EOF
 }
 
+# Configured as the Yocto and Buildroot recipes in contrib/ do (--prefix=/usr,
+# /etc, the systemd and sysusers.d directories), tests on for --test only.
 configure_and_build() {
+  local tests=false
+  [ "$run_tests" = 1 ] && tests=true
   if [ ! -f "$build/build.ninja" ]; then
     meson setup "$build" --cross-file "$build/sysroot.ini" --cross-file "cross/$arch.ini" --werror \
-      -Dbuildtype=debugoptimized >"$build.setup.log" 2>&1 || { cat "$build.setup.log"; return 1; }
+      -Dbuildtype=debugoptimized --prefix=/usr --sysconfdir=/etc --localstatedir=/var \
+      -Dsystemdsystemunitdir=/usr/lib/systemd/system -Dsysusersdir=/usr/lib/sysusers.d \
+      -Dtests=$tests >"$build.setup.log" 2>&1 || { cat "$build.setup.log"; return 1; }
+  else
+    meson configure "$build" -Dtests=$tests >"$build.setup.log" 2>&1 || { cat "$build.setup.log"; return 1; }
   fi
   meson compile -C "$build" >"$build.compile.log" 2>&1 || { cat "$build.compile.log"; return 1; }
   echo "cross: built $("$triplet-readelf" -h "$build/service/iv-otad" | sed -n 's/^ *Machine: *//p')"
+}
+
+# What a recipe packages: `meson install` into a staging tree, every file there.
+install_and_check() {
+  local dest=$build/image f missing=0
+  rm -rf "$dest"
+  meson install -C "$build" --no-rebuild --destdir "$dest" >"$build.install.log" 2>&1 ||
+    { cat "$build.install.log"; return 1; }
+  for f in usr/sbin/iv-otad usr/bin/iv-ota usr/bin/iv-ota-cloud usr/lib/libiv-ota.so.0 \
+    usr/lib/pkgconfig/iv-ota.pc usr/include/iv-ota/iv_ota.h usr/include/iv-ota/iv_ota_ext.h \
+    usr/share/dbus-1/system.d/org.iv.Ota.conf usr/share/dbus-1/system-services/org.iv.Ota.service \
+    usr/share/dbus-1/interfaces/org.iv.Ota.xml usr/lib/systemd/system/iv-otad.service \
+    usr/lib/sysusers.d/iv-ota.conf etc/iv-ota/iv-otad.conf; do
+    [ -e "$dest/$f" ] || { echo "cross: meson install did not install /$f" >&2; missing=1; }
+  done
+  [ "$missing" = 0 ] && echo "cross: installed into $dest (as contrib/ recipes package it)"
+  return "$missing"
 }
 
 run_test_suite() {
@@ -157,6 +182,7 @@ mkdir -p "$build"
 make_sysroot || fail "cannot make the $arch sysroot"
 write_machine_file
 configure_and_build || fail "the $arch build failed"
+install_and_check || fail "the $arch install tree is incomplete"
 if [ "$run_tests" = 1 ]; then
   run_test_suite
 else

@@ -167,7 +167,7 @@ main (int argc, char **argv)
   OtaConfig *config;
   GBusType bus_type;
   const GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file (default /etc/iv-ota/iv-otad.conf)", "FILE" },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file (default " OTA_DEFAULT_CONFIG ")", "FILE" },
     { "bus", 'b', 0, G_OPTION_ARG_STRING, &bus_name, "Bus to serve org.iv.Ota on: system (default) or session", "BUS" },
     { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
     G_OPTION_ENTRY_NULL,
@@ -191,7 +191,7 @@ main (int argc, char **argv)
     return EXIT_SUCCESS;
   }
   if (config_path == NULL)
-    config_path = g_strdup ("/etc/iv-ota/iv-otad.conf");
+    config_path = g_strdup (OTA_DEFAULT_CONFIG);
   config = ota_config_load (config_path, &error);
   if (config == NULL) {
     g_printerr ("iv-otad: %s\n", error->message);
