@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what is missing, builds with
 # warnings as errors, runs the suite, then runs it again under ASan+UBSan, then
-# runs each libFuzzer target for a bounded time (IV_OTA_SKIP_FUZZ=1 skips that).
+# runs each libFuzzer target for a bounded time (IV_OTA_SKIP_FUZZ=1 skips that),
+# then cross-builds for 32-bit ARM and runs the unit and integration tests
+# under qemu (scripts/cross.sh armhf --test; IV_OTA_SKIP_CROSS=1 skips that).
 # Integration tests each run under their own dbus-run-session (see tests/meson.build).
 # Last line: "N passed, N failed".
 set -uo pipefail
@@ -103,6 +105,30 @@ run_fuzz() {
 
 if [ "${IV_OTA_SKIP_FUZZ:-0}" != 1 ]; then
   run_fuzz
+fi
+
+# run_cross ARCH: the suite's unit and integration tests on 32-bit ARM, every
+# program of ours under qemu user mode (scripts/cross.sh; docs/targets.md).
+run_cross() {
+  local arch=$1 log=build-$1.cross.log p f last
+  echo "== cross build and test: $arch under qemu"
+  scripts/cross.sh "$arch" --test >"$log" 2>&1
+  grep -E '^ *[0-9]+/[0-9]+ |^cross:' "$log"
+  last=$(tail -n 1 "$log")
+  if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}
+  else
+    tail -n 40 "$log"
+    p=0 f=1
+  fi
+  [ "$f" -eq 0 ] || tail -n 200 "$log"
+  echo "$arch: $p passed, $f failed"
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+if [ "${IV_OTA_SKIP_CROSS:-0}" != 1 ]; then
+  run_cross armhf
 fi
 
 echo "$passed passed, $failed failed"
