@@ -1168,6 +1168,13 @@ test_fork_child (Fixture *f, gconstpointer data)
   int child = 0, rc = 1;
   const char *line;
 
+  /* qemu 7.2 user mode aborts (an assertion in its vCPU setup) when a fork
+   * child of a threaded program starts a thread, as the library does here:
+   * an emulator bug, not ours; this case runs natively only. */
+  if (g_strcmp0 (g_getenv ("IV_OTA_TEST_WRAPPER"), "") > 0) {
+    g_test_skip ("qemu user mode cannot run threads in a fork child of a threaded program");
+    return;
+  }
   g_assert_nonnull (argv[0]);
   g_setenv ("TEST_PID", test_pid, TRUE);
   app = spawn_app (f, "forked.log", argv);
