@@ -41,7 +41,8 @@ run_sign_tool (const char *const *args, int expected_status)
     g_ptr_array_add (argv, (char *) args[i]);
   g_ptr_array_add (argv, NULL);
   g_assert_nonnull (argv->pdata[0]);
-  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err,
+  g_auto (GStrv) wrapped = ota_test_wrap_argv ((const char *const *) argv->pdata);
+  g_assert_true (g_spawn_sync (NULL, wrapped, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err,
                                &status, &error));
   g_assert_no_error (error);
   if (err != NULL && *err != '\0')
@@ -154,7 +155,8 @@ cli_status (void)
   int status = -1;
 
   g_assert_nonnull (argv[0]);
-  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out, NULL,
+  g_auto (GStrv) wrapped = ota_test_wrap_argv (argv);
+  g_assert_true (g_spawn_sync (NULL, wrapped, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out, NULL,
                                &status, NULL));
   g_assert_true (WIFEXITED (status));
   g_assert_cmpint (WEXITSTATUS (status), ==, 0);
@@ -518,8 +520,10 @@ test_bad_key_file_stops_the_agent (void)
     g_autofree char *std_err = NULL;
     int status = 0;
 
+    g_auto (GStrv) wrapped = ota_test_wrap_argv (argv);
+
     g_assert_true (g_file_set_contents (conf, text, -1, NULL));
-    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &std_out, &std_err,
+    g_assert_true (g_spawn_sync (NULL, wrapped, NULL, G_SPAWN_DEFAULT, NULL, NULL, &std_out, &std_err,
                                  &status, NULL));
     g_test_message ("%s", std_err);
     g_assert_true (WIFEXITED (status));
@@ -566,7 +570,8 @@ run_tool_full (const char *const *args, int *exit_status, char **err)
   for (gsize i = 0; args[i] != NULL; i++)
     g_ptr_array_add (argv, (char *) args[i]);
   g_ptr_array_add (argv, NULL);
-  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, err, &status,
+  g_auto (GStrv) wrapped = ota_test_wrap_argv ((const char *const *) argv->pdata);
+  g_assert_true (g_spawn_sync (NULL, wrapped, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, err, &status,
                                NULL));
   g_assert_true (WIFEXITED (status));
   *exit_status = WEXITSTATUS (status);
