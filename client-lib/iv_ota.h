@@ -193,8 +193,8 @@ int iv_ota_init (iv_ota_init_parm_s *init_parm);
 
 /* Which iv_ota_init_parm_s the caller has. The SDK shipped two generations
  * of iv_ota.h: the first ends iv_ota_init_parm_s with iv_ota_thread_exit_cb
- * (256 bytes on 64-bit targets), the later one (and this header) adds
- * iv_ota_download_fail_cb (264 bytes). A compiled object does not say which
+ * (256 bytes on 64-bit targets, 240 on 32-bit ones), the later one (and
+ * this header) adds iv_ota_download_fail_cb (264 bytes; 244 on 32-bit). A compiled object does not say which
  * header it saw, so libiv-ota never guesses:
  *
  *  - An object compiled against this header calls iv_ota_init_sized() with
@@ -204,7 +204,7 @@ int iv_ota_init (iv_ota_init_parm_s *init_parm);
  *  - The plain iv_ota_init symbol is what an object compiled against an SDK
  *    header links to (and what &iv_ota_init, or a call written
  *    (iv_ota_init) (p), reaches). It reads the first generation only, the
- *    256 bytes up to iv_ota_thread_exit_cb: never past the end of any
+ *    bytes up to iv_ota_thread_exit_cb: never past the end of any
  *    caller's structure. Such an application gets every callback but
  *    iv_ota_download_fail_cb; rebuilding it against this header adds that.
  *
