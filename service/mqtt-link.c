@@ -57,6 +57,7 @@ struct _OtaMqttLink {
   gboolean message_retained; /* of the message being emitted */
   int publish_reason;        /* of the PUBACK being emitted */
   gint64 io_in_s, io_out_s; /* monotonic s of the last packet in and out, as libmosquitto counts them */
+  guint session_keepalive; /* s: ours, or the broker's Server Keep Alive (MQTT 5) once connected */
 };
 
 G_DEFINE_TYPE (OtaMqttLink, ota_mqtt_link, G_TYPE_OBJECT)
@@ -255,7 +256,7 @@ link_connect_timeout (OtaMqttLink *self)
 static gint64
 link_misc_due (OtaMqttLink *self)
 {
-  gint64 due = (MIN (self->io_in_s, self->io_out_s) + self->keepalive) * G_USEC_PER_SEC;
+  gint64 due = (MIN (self->io_in_s, self->io_out_s) + self->session_keepalive) * G_USEC_PER_SEC;
 
   if (!self->connected)
     due = MIN (due, self->attempt_started + link_connect_timeout (self));
@@ -306,6 +307,22 @@ link_schedule_misc (OtaMqttLink *self)
   self->misc_id = g_timeout_add ((guint) CLAMP (delay_ms, 0, G_MAXINT), link_misc_cb, self);
 }
 
+/* An MQTT 5 broker may impose its own keepalive in the CONNACK (Server Keep
+ * Alive); libmosquitto then pings on that one, and so must our timer. */
+static void
+link_take_server_keepalive (OtaMqttLink *self, const mosquitto_property *props_in)
+{
+  uint16_t server_keepalive = 0;
+
+  if (mosquitto_property_read_int16 (props_in, MQTT_PROP_SERVER_KEEP_ALIVE, &server_keepalive, false) == NULL ||
+      server_keepalive == 0 || server_keepalive == self->session_keepalive)
+    return;
+  g_info ("mqtt: broker %s:%u sets the keepalive to %u s (ours: %u s)", self->host, self->port,
+          (guint) server_keepalive, self->keepalive);
+  self->session_keepalive = server_keepalive;
+  link_schedule_misc (self);
+}
+
 /* MQTT 5 reason codes of a refused CONNACK, as the MQTT 3.1.1 return code
  * that says the same (mosquitto_connack_string() words those). */
 static int
@@ -351,6 +368,7 @@ on_connect (struct mosquitto *mosq, void *obj, int rc, int flags, const mosquitt
   }
   self->attempt = 0;
   self->connack_at = g_get_monotonic_time ();
+  link_take_server_keepalive (self, props_in);
   /* Whatever libmosquitto complained about on the way is no longer news. */
   g_clear_pointer (&self->last_error, g_free);
   for (guint i = 0; i < self->subscriptions->len; i++) {
@@ -614,6 +632,7 @@ link_connect (OtaMqttLink *self)
   self->last_connect_at = g_get_monotonic_time ();
   self->connect_count++;
   /* libmosquitto starts both keepalive clocks here. */
+  self->session_keepalive = self->keepalive;
   link_note_io (self, TRUE, TRUE);
   link_schedule_misc (self);
 }

@@ -553,6 +553,30 @@ test_keepalive_pings_keep_idle_session (OtaTestEnv *env, gconstpointer data)
   g_assert_true (agent_connected_now (env));
 }
 
+/* An MQTT 5 broker that imposes a shorter keepalive (Server Keep Alive in the
+ * CONNACK: mosquitto's max_keepalive, 10 s at least) gets its pings on that
+ * schedule: the agent's own 30 s would leave it silent past 1.5 x 10 s. */
+static void
+test_keepalive_follows_server_keepalive (OtaTestEnv *env, gconstpointer data)
+{
+  const char *pingreq = "Received PINGREQ from " OTA_TEST_PRODUCT OTA_TEST_DEVICE;
+  guint connects, pings;
+
+  ota_test_agent_stop (env->agent);
+  g_free (env->broker->extra_conf);
+  env->broker->extra_conf = g_strdup ("max_keepalive 10\n");
+  ota_test_env_broker_restart_cloud_first (env);
+  connects = restart_agent_with_keepalive (env, 30);
+  pings = broker_log_count (env, pingreq);
+  g_assert_cmpuint (ota_test_agent_log_count (env->agent, "sets the keepalive to 10 s"), ==, 1);
+
+  ota_test_spin (25 * 1000);
+  g_assert_cmpuint (broker_log_count (env, pingreq), >=, pings + 2);
+  g_assert_cmpuint (broker_log_count (env, "as " OTA_TEST_PRODUCT OTA_TEST_DEVICE), ==, connects);
+  g_assert_cmpuint (broker_log_count (env, OTA_TEST_PRODUCT OTA_TEST_DEVICE " has exceeded timeout"), ==, 0);
+  g_assert_true (agent_connected_now (env));
+}
+
 /* A broker that stops answering (frozen, socket open) is noticed by the
  * keepalive: the unanswered PINGREQ ends the session. */
 static void
@@ -582,5 +606,6 @@ main (int argc, char **argv)
   ADD ("reboot-marker/ignored-by-init-mid-cycle", test_reboot_marker_ignored_mid_cycle);
   ADD ("keepalive/pings-keep-idle-session", test_keepalive_pings_keep_idle_session);
   ADD ("keepalive/notices-frozen-broker", test_keepalive_notices_frozen_broker);
+  ADD ("keepalive/follows-server-keepalive", test_keepalive_follows_server_keepalive);
   return g_test_run ();
 }
