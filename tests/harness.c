@@ -29,11 +29,35 @@ wait_tick_cb (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+guint
+ota_test_time_scale (void)
+{
+  static guint scale = 0;
+
+  if (scale == 0) {
+    const char *text = g_getenv ("IV_OTA_TEST_TIME_SCALE");
+    guint64 value = 1;
+
+    if (text != NULL && !g_ascii_string_to_unsigned (text, 10, 1, 100, &value, NULL))
+      g_error ("IV_OTA_TEST_TIME_SCALE=%s: expected 1..100", text);
+    scale = (guint) value;
+  }
+  return scale;
+}
+
+gboolean
+ota_test_emulated (void)
+{
+  const char *wrapper = g_getenv ("IV_OTA_TEST_WRAPPER");
+
+  return wrapper != NULL && *wrapper != '\0';
+}
+
 gboolean
 ota_test_wait (gboolean (*cond) (gpointer data), gpointer data, guint timeout_ms)
 {
   WaitCtx ctx = { cond, data, FALSE };
-  guint id = g_timeout_add (timeout_ms, wait_timeout_cb, &ctx);
+  guint id = g_timeout_add (timeout_ms * ota_test_time_scale (), wait_timeout_cb, &ctx);
   /* Conditions on files or other processes are not main-loop events: poll them too. */
   guint tick = g_timeout_add (20, wait_tick_cb, NULL);
   gboolean ok;

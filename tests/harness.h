@@ -18,8 +18,18 @@ G_BEGIN_DECLS
 /* Generous: the machines are shared and the suite also runs under ASan. */
 #define OTA_TEST_TIMEOUT_MS 20000
 
-/* Runs the default main context until @cond(@data) or @timeout_ms. */
+/* Runs the default main context until @cond(@data) or @timeout_ms times
+ * ota_test_time_scale(). */
 gboolean ota_test_wait (gboolean (*cond) (gpointer data), gpointer data, guint timeout_ms);
+/* $IV_OTA_TEST_TIME_SCALE (1..100, default 1): how much longer a wait may take
+ * than natively. The cross build's tests set 3, since every program of ours
+ * runs emulated there (tests/meson.build). Only limits scale, never what a
+ * test asserts happened. */
+guint ota_test_time_scale (void);
+/* TRUE when our programs run emulated (IV_OTA_TEST_WRAPPER is set: the cross
+ * build under qemu user mode). Their /proc figures (VmHWM, RSS) then include
+ * the emulator's own memory, its translated code above all. */
+gboolean ota_test_emulated (void);
 /* Runs the default main context for @ms. */
 void ota_test_spin (guint ms);
 

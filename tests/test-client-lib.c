@@ -1171,7 +1171,7 @@ test_fork_child (Fixture *f, gconstpointer data)
   /* qemu 7.2 user mode aborts (an assertion in its vCPU setup) when a fork
    * child of a threaded program starts a thread, as the library does here:
    * an emulator bug, not ours; this case runs natively only. */
-  if (g_strcmp0 (g_getenv ("IV_OTA_TEST_WRAPPER"), "") > 0) {
+  if (ota_test_emulated ()) {
     g_test_skip ("qemu user mode cannot run threads in a fork child of a threaded program");
     return;
   }
