@@ -17,7 +17,7 @@
 # Env: IV_OTA_CROSS_ROOTS overrides the root packages (space-separated);
 # TIMEOUT_MULTIPLIER (default 3) scales the tests' timeouts under emulation.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 usage() {
   echo "usage: scripts/cross.sh arm64|armhf [--test]" >&2
@@ -102,7 +102,7 @@ make_sysroot() {
   # shellcheck disable=SC2086 # roots is a word list
   list=$(python3 scripts/sysroot-closure.py $roots <"$apt_dir/avail") || return 1
   echo "cross: downloading $(wc -l <<<"$list") packages"
-  # shellcheck disable=SC2046
+  # shellcheck disable=SC2086 # one name=version per word
   (cd "$apt_dir/debs" && apt_private download $list >"$apt_dir/download.log" 2>&1) ||
     { tail -n 20 "$apt_dir/download.log" >&2; return 1; }
   for deb in "$apt_dir"/debs/*.deb; do

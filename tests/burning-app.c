@@ -95,13 +95,35 @@ burn_copy (App *app, const char *from, const char *to)
   return ok && rename (tmp, to) == 0;
 }
 
+/* Starts this program again in place. Under qemu user mode (the cross
+ * build's tests, IV_OTA_TEST_WRAPPER) an emulated program cannot exec an ARM
+ * binary itself: the wrapper goes first, as for every program of ours. */
+static void
+exec_self (char **argv)
+{
+  const char *wrapper = g_getenv ("IV_OTA_TEST_WRAPPER");
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  g_auto (GStrv) words = NULL;
+  g_auto (GStrv) full = NULL;
+
+  if (wrapper == NULL || *wrapper == '\0') {
+    execv (argv[0], argv);
+    return;
+  }
+  words = g_strsplit (wrapper, " ", -1);
+  g_strv_builder_addv (builder, (const char **) words);
+  g_strv_builder_addv (builder, (const char **) argv);
+  full = g_strv_builder_end (builder);
+  execv (full[0], full);
+}
+
 static gboolean
 reboot_cb (gpointer data)
 {
   App *app = data;
 
   say ("reboot");
-  execv (app->argv[0], app->argv);
+  exec_self (app->argv);
   say ("exec failed: %s", g_strerror (errno));
   _exit (1);
   return G_SOURCE_REMOVE;

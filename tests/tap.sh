@@ -7,6 +7,7 @@ n=0
 failures=0
 # Programs of ours run as "${ours[@]}" PROGRAM...: through qemu user mode in a
 # cross build (IV_OTA_TEST_WRAPPER, see tests/meson.build), directly otherwise.
+# shellcheck disable=SC2034 # used by the sourcing tests
 read -r -a ours <<<"${IV_OTA_TEST_WRAPPER:-}"
 
 ok() { n=$((n + 1)); echo "ok $n - $1"; }

@@ -257,8 +257,8 @@ cli_run (const char *const *args, char **out)
   for (guint i = 0; args[i] != NULL; i++)
     g_ptr_array_add (argv, (gpointer) args[i]);
   g_ptr_array_add (argv, NULL);
-  g_assert_true (
-    g_spawn_sync (NULL, (char **) argv->pdata, envp, G_SPAWN_DEFAULT, NULL, NULL, out, &err, &status, &error));
+  g_auto (GStrv) wrapped = ota_test_wrap_argv ((const char *const *) argv->pdata);
+  g_assert_true (g_spawn_sync (NULL, wrapped, envp, G_SPAWN_DEFAULT, NULL, NULL, out, &err, &status, &error));
   g_assert_no_error (error);
   g_test_message ("iv-ota %s: %s", args[0], err);
   return WIFEXITED (status) ? WEXITSTATUS (status) : -1;

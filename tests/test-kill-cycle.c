@@ -223,6 +223,13 @@ test_kill_anywhere (OtaTestEnv *env, gconstpointer data)
   GHashTableIter iter;
   gpointer state, count;
 
+  /* Its kill moments are drawn for native speed: emulated, an agent restart
+   * outlasts most rounds and too few kills land (13 to 16 of 24 measured
+   * under qemu-arm). test-faults' random kills run there instead. */
+  if (ota_test_emulated ()) {
+    g_test_skip ("kill timing is calibrated for native speed, not for qemu user mode");
+    return;
+  }
   g_assert_nonnull (app_bin);
   g_assert_cmpint (g_mkdir (home, 0700), ==, 0);
   app = ota_test_process_spawn (argv, NULL, app_log, NULL);
