@@ -62,7 +62,7 @@ start_cloud() {
   local dir=$1 module=$2 version=$3 image=$4
   shift 4
   rm -f "$dir/cloud.ready"
-  "$IV_OTA_CLOUD" --product=PROD --device=dev1 --port="$broker_port" --version="$version" --module="$module" \
+  "${ours[@]}" "$IV_OTA_CLOUD" --product=PROD --device=dev1 --port="$broker_port" --version="$version" --module="$module" \
     --firmware="$image" --ready-file="$dir/cloud.ready" "$@" >"$dir/cloud.out" 2>"$dir/cloud.log" &
   cloud_pid=$!
   pids+=("$cloud_pid")
@@ -95,7 +95,7 @@ EOF
 
 # start_agent DIR: iv-otad with DIR/iv-otad.conf, log appended to DIR/iv-otad.log.
 start_agent() {
-  "$IV_OTAD" --config "$1/iv-otad.conf" --bus session >>"$1/iv-otad.log" 2>&1 &
+  "${ours[@]}" "$IV_OTAD" --config "$1/iv-otad.conf" --bus session >>"$1/iv-otad.log" 2>&1 &
   agent_pid=$!
   pids+=("$agent_pid")
   wait_for gdbus_name_owned || bail "the agent did not take its bus name (see $1/iv-otad.log)"

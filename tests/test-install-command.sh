@@ -82,7 +82,7 @@ check "progress: the image is removed after the install ($(ls "$fw_dir"))" test 
 check "progress: firmware_dir is root's, mode 700 ($(stat -c '%u %a' "$fw_dir"))" \
   test "$(stat -c '%u %a' "$fw_dir")" = "$(id -u) 700"
 check "progress: status shows the agent as owner ($(status mcu owner))" status_is mcu owner "'iv-otad:command'"
-check "progress: iv-ota status lists the installer module" sh -c "'$IV_OTA' --bus session status | grep -q 'iv-otad:command'"
+check "progress: iv-ota status lists the installer module" sh -c "${ours[*]} '$IV_OTA' --bus session status | grep -q 'iv-otad:command'"
 app_init=$(gdbus call --session --dest org.iv.Ota --object-path /org/iv/Ota --method org.iv.Ota.Init mcu 1.0.0 \
   "$dir" '{}' 2>&1)
 check "progress: an app's Init of the module gets Busy ($app_init)" grep -q "org.iv.Ota.Error.Busy" <<<"$app_init"
