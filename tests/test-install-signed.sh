@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_bus_and_broker
-"$IV_OTA_SIGN" keygen "$tmp/vendor" >/dev/null || bail "iv-ota-sign keygen failed"
+"${ours[@]}" "$IV_OTA_SIGN" keygen "$tmp/vendor" >/dev/null || bail "iv-ota-sign keygen failed"
 
 # new_case NAME: the image (2.0.0), the version file (1.0.0), an install
 # script that copies the image and takes its version, and the agent config.
@@ -44,7 +44,7 @@ http_requests() { grep -c '^http: GET' "$1/cloud.log"; }
 
 # ---- a signed image installs ----
 new_case signed
-statement=$("$IV_OTA_SIGN" sign --key "$tmp/vendor" --module mcu --version 2.0.0 "$dir/image.bin")
+statement=$("${ours[@]}" "$IV_OTA_SIGN" sign --key "$tmp/vendor" --module mcu --version 2.0.0 "$dir/image.bin")
 start_cloud "$dir" mcu 2.0.0 "$dir/image.bin" --user-defined="$statement"
 start_agent "$dir"
 wait_for has_report "$dir" '"state":"done"' || bail "no done report for the signed image"
@@ -68,7 +68,7 @@ stop_pid "$cloud_pid"
 
 # ---- a statement for another module ----
 new_case other-module
-statement=$("$IV_OTA_SIGN" sign --key "$tmp/vendor" --module radio --version 2.0.0 "$dir/image.bin")
+statement=$("${ours[@]}" "$IV_OTA_SIGN" sign --key "$tmp/vendor" --module radio --version 2.0.0 "$dir/image.bin")
 start_cloud "$dir" mcu 2.0.0 "$dir/image.bin" --user-defined="$statement"
 start_agent "$dir"
 wait_for has_report "$dir" '"state":"fail"' || bail "no fail report for the statement of another module"
