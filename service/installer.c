@@ -184,20 +184,25 @@ on_confirmed (GObject *source, GAsyncResult *result, gpointer user_data)
     installer_register (data->self, data->version);
 }
 
-/* A reboot marker for the running version: this start completes that
- * update, and the installer makes it final before the module reports done. */
+/* The running version is the target of a pending cycle (a reboot marker,
+ * or an install the agent was stopped in, RAUC finishing it and the device
+ * rebooting meanwhile): this start completes that update, and the installer
+ * makes it final before the module reports done. */
 static gboolean
 installer_reached_target (OtaInstaller *self, const char *version)
 {
   OtaInstallerPrivate *priv = PRIV (self);
   OtaRebootMarker marker = { 0 };
-  gboolean reached;
+  g_auto (OtaCycleRecord) record = { 0 };
+  gboolean reached = FALSE;
 
-  if (!ota_reboot_marker_load (priv->config->state_dir, priv->install->module, &marker, NULL))
-    return FALSE;
-  reached = g_strcmp0 (marker.target_version, version) == 0;
-  ota_reboot_marker_clear (&marker);
-  return reached;
+  if (ota_reboot_marker_load (priv->config->state_dir, priv->install->module, &marker, NULL)) {
+    reached = g_strcmp0 (marker.target_version, version) == 0;
+    ota_reboot_marker_clear (&marker);
+    return reached;
+  }
+  return ota_cycle_record_load (priv->config->state_dir, priv->install->module, &record, NULL) &&
+         record.phase == OTA_CYCLE_PHASE_BURNING && g_strcmp0 (record.target_version, version) == 0;
 }
 
 static void

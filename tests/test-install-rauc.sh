@@ -14,7 +14,8 @@
 #    fail -5 with RAUC's LastError, image removed, no reboot;
 #  - a "reboot" that comes back on the old slot: fail -5 naming both versions;
 #  - the agent killed during InstallBundle: RAUC completes it, the restarted
-#    agent reboots, and exactly one terminal report (done) follows.
+#    agent reboots, and exactly one terminal report (done) follows; also when
+#    the device rebooted before the agent came back (the slot is marked good).
 # Loop devices and mounts are tracked and removed in the EXIT trap, also when
 # a case fails. Needs root, rauc, squashfs-tools, losetup and openssl;
 # otherwise every case is skipped with the reason (and not counted as passed).
@@ -28,7 +29,7 @@ source "$here/installers-common.sh"
 WAIT_SECONDS=40
 
 cases=("rauc absent" "install and reboot into the new slot" "stranger's signature refused"
-  "other compatible refused" "reboot back on the old slot" "agent killed during InstallBundle")
+  "other compatible refused" "reboot back on the old slot" "agent killed during InstallBundle" "killed, then rebooted")
 skip_all() {
   for what in "${cases[@]}"; do skip "$what" "$1"; done
   echo "1..$n"
@@ -81,6 +82,7 @@ make_bundle stranger 3.0.0 iv-ota-test stranger
 make_bundle other 3.1.0 another-product signer
 make_bundle fallback 3.2.0 iv-ota-test signer
 make_bundle killed 3.3.0 iv-ota-test signer
+make_bundle killed2 3.4.0 iv-ota-test signer
 
 # ---- two raw slots on loop devices ----
 for slot in A B; do
@@ -274,6 +276,22 @@ check "agent killed during InstallBundle: exactly one terminal report, done" \
   test "$(reports "$cloud_dir" done)$(reports "$cloud_dir" fail)" = 10
 check "agent killed during InstallBundle: slot A is marked good" grep -qx "set-state A good" "$tmp/boot/backend.log"
 
+
+# ---- the agent killed during InstallBundle, and the device rebooted before it came back ----
+rauc_idle() { ! rauc_installing; }
+touch "$tmp/hold"
+offer killed2 3.4.0
+wait_for rauc_installing || bail "RAUC is not installing 3.4.0"
+wait_for has_report "$cloud_dir" '"state":"burning"' || bail "no burning report for 3.4.0"
+kill_agent
+rm -f "$tmp/hold"
+wait_for rauc_idle || bail "RAUC did not finish installing 3.4.0"
+check "killed, then rebooted: RAUC installed 3.4.0 into slot B" slot_holds "$dev_B" "$tmp/killed2.img"
+reboot_into "$(cat "$tmp/boot/primary")"
+wait_for has_report "$cloud_dir" '"state":"done"' || bail "no done for 3.4.0 after the reboot"
+check "killed, then rebooted: exactly one terminal report, done" \
+  test "$(reports "$cloud_dir" done)$(reports "$cloud_dir" fail)" = 10
+check "killed, then rebooted: slot B is marked good" test "$(grep -c "set-state B good" "$tmp/boot/backend.log")" = 2
 
 stop_agent
 check "no sanitizer report in the agent's log" sh -c "! grep -q Sanitizer '$agent_dir/iv-otad.log'"
