@@ -2,6 +2,7 @@
 # The iv-ota demo: the whole update story on this machine, in under a minute.
 #
 #   scripts/demo.sh
+#   scripts/demo.sh --rauc   the root file system updated by RAUC, no app (root)
 #
 # Installs what is missing (scripts/deps.sh), builds into build-demo/ (release),
 # then plays, on a private D-Bus session bus: a mosquitto broker on a free
@@ -21,6 +22,12 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+
+# scripts/demo.sh --rauc: the RAUC story instead (scripts/demo-rauc.sh, as root).
+if [ "${1:-}" = --rauc ]; then
+  shift
+  exec "$root/scripts/demo-rauc.sh" "$@"
+fi
 
 # ---- stage 1: dependencies, build, then the same script on a private bus ----
 if [ -z "${IV_OTA_DEMO_IN_SESSION:-}" ]; then
