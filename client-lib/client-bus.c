@@ -205,20 +205,22 @@ client_bus_get_agent (DBusConnection *connection)
   return result;
 }
 
-static bool
-bus_append_options (DBusMessageIter *iter, bool ask)
+bool
+client_bus_append_bool_option (DBusMessageIter *iter, const char *key, bool value)
 {
   DBusMessageIter dict, entry, variant;
-  const char *key = "ask_before_download";
-  dbus_bool_t value = ask;
+  dbus_bool_t boolean = value;
 
-  return dbus_message_iter_open_container (iter, DBUS_TYPE_ARRAY, "{sv}", &dict) &&
-         dbus_message_iter_open_container (&dict, DBUS_TYPE_DICT_ENTRY, NULL, &entry) &&
-         dbus_message_iter_append_basic (&entry, DBUS_TYPE_STRING, &key) &&
-         dbus_message_iter_open_container (&entry, DBUS_TYPE_VARIANT, "b", &variant) &&
-         dbus_message_iter_append_basic (&variant, DBUS_TYPE_BOOLEAN, &value) &&
-         dbus_message_iter_close_container (&entry, &variant) && dbus_message_iter_close_container (&dict, &entry) &&
-         dbus_message_iter_close_container (iter, &dict);
+  if (!dbus_message_iter_open_container (iter, DBUS_TYPE_ARRAY, "{sv}", &dict))
+    return false;
+  if (key != NULL &&
+      !(dbus_message_iter_open_container (&dict, DBUS_TYPE_DICT_ENTRY, NULL, &entry) &&
+        dbus_message_iter_append_basic (&entry, DBUS_TYPE_STRING, &key) &&
+        dbus_message_iter_open_container (&entry, DBUS_TYPE_VARIANT, "b", &variant) &&
+        dbus_message_iter_append_basic (&variant, DBUS_TYPE_BOOLEAN, &boolean) &&
+        dbus_message_iter_close_container (&entry, &variant) && dbus_message_iter_close_container (&dict, &entry)))
+    return false;
+  return dbus_message_iter_close_container (iter, &dict);
 }
 
 static DBusMessage *
@@ -235,7 +237,7 @@ bus_init_message (const iv_ota_module_s *handle)
       !dbus_message_iter_append_basic (&iter, DBUS_TYPE_STRING, &version) ||
       !dbus_message_iter_append_basic (&iter, DBUS_TYPE_STRING, &handle->dir) ||
       /* A prepare callback means: ask before every download. */
-      !bus_append_options (&iter, handle->parm.iv_ota_prepare_cb != NULL))
+      !client_bus_append_bool_option (&iter, "ask_before_download", handle->parm.iv_ota_prepare_cb != NULL))
     dbus_clear_message (&message);
   return message;
 }

@@ -62,27 +62,6 @@ cloud_send (DBusConnection *connection, DBusMessage *message, DBusError *error)
   return reply;
 }
 
-/* {"queue": <true>} when @queue, else {}. */
-static bool
-cloud_append_options (DBusMessageIter *iter, bool queue)
-{
-  DBusMessageIter dict, entry, variant;
-  const char *key = "queue";
-  dbus_bool_t value = TRUE;
-
-  if (!dbus_message_iter_open_container (iter, DBUS_TYPE_ARRAY, "{sv}", &dict))
-    return false;
-  if (queue) {
-    if (!dbus_message_iter_open_container (&dict, DBUS_TYPE_DICT_ENTRY, NULL, &entry) ||
-        !dbus_message_iter_append_basic (&entry, DBUS_TYPE_STRING, &key) ||
-        !dbus_message_iter_open_container (&entry, DBUS_TYPE_VARIANT, "b", &variant) ||
-        !dbus_message_iter_append_basic (&variant, DBUS_TYPE_BOOLEAN, &value) ||
-        !dbus_message_iter_close_container (&entry, &variant) || !dbus_message_iter_close_container (&dict, &entry))
-      return false;
-  }
-  return dbus_message_iter_close_container (iter, &dict);
-}
-
 static DBusMessage *
 cloud_publish_message (const char *topic, const void *payload, size_t length, int qos, bool queue)
 {
@@ -100,7 +79,9 @@ cloud_publish_message (const char *topic, const void *payload, size_t length, in
       !dbus_message_iter_open_container (&iter, DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE_AS_STRING, &array) ||
       !dbus_message_iter_append_fixed_array (&array, DBUS_TYPE_BYTE, &bytes, n) ||
       !dbus_message_iter_close_container (&iter, &array) ||
-      !dbus_message_iter_append_basic (&iter, DBUS_TYPE_UINT32, &qos32) || !cloud_append_options (&iter, queue)) {
+      !dbus_message_iter_append_basic (&iter, DBUS_TYPE_UINT32, &qos32) ||
+      /* {"queue": <true>} when @queue, else {} */
+      !client_bus_append_bool_option (&iter, queue ? "queue" : NULL, true)) {
     dbus_message_unref (message);
     return NULL;
   }

@@ -149,6 +149,9 @@ typedef struct {
 /* A private connection to the bus @bus names (IV_OTA_BUS), never exiting the
  * app, with the match rules for the agent's signals already active. */
 DBusConnection *client_bus_connect (const char *bus, char *error, size_t error_len);
+/* Appends the options a{sv} of a call: {@key: <@value>}, or {} when @key is
+ * NULL. */
+bool client_bus_append_bool_option (DBusMessageIter *iter, const char *key, bool value);
 void client_bus_disconnect (DBusConnection *connection);
 /* Unique name of the owner of org.iv.Ota, NULL when none (caller frees). */
 char *client_bus_get_agent (DBusConnection *connection);
