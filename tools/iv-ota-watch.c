@@ -701,6 +701,16 @@ watch_tick (Watch *w, double now)
 
 /* ---- the command ---- */
 
+/* "idle, offered, ..., fail": every state, in the order of a cycle. */
+static void
+format_state_names (char *buffer, size_t size)
+{
+  buffer[0] = '\0';
+  for (int state = 0; state < OTA_VOCAB_N_STATES; state++)
+    snprintf (buffer + strlen (buffer), size - strlen (buffer), "%s%s", state > 0 ? ", " : "",
+              ota_vocab_state_name (state));
+}
+
 static int
 watch_parse_until (Watch *w, const char *list)
 {
@@ -708,9 +718,12 @@ watch_parse_until (Watch *w, const char *list)
 
   snprintf (copy, sizeof copy, "%s", list);
   for (char *s = strtok_r (copy, ",", &save); s != NULL; s = strtok_r (NULL, ",", &save)) {
-    if (ota_vocab_state_parse (s) < 0)
-      return cli_usage_error (cli_usage_watch, "unknown state \"%s\" in --until (states: idle, offered, downloading, "
-                                       "verifying, ready, burning, rebooting, done, fail)", s);
+    if (ota_vocab_state_parse (s) < 0) {
+      char names[128];
+
+      format_state_names (names, sizeof names);
+      return cli_usage_error (cli_usage_watch, "unknown state \"%s\" in --until (states: %s)", s, names);
+    }
     if (w->n_until < (int) (sizeof w->until / sizeof w->until[0]))
       snprintf (w->until[w->n_until++], STATE_LEN, "%s", s);
   }
