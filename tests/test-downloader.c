@@ -1,6 +1,9 @@
 /* The download engine against servers in this process: a SoupServer (it
  * answers Range requests by itself) and, for broken connections, a tiny
  * threaded HTTP/1.1 server. */
+
+/* O_DIRECT */
+#define _GNU_SOURCE
 #include "downloader.h"
 #include "record.h"
 
@@ -459,6 +462,15 @@ fixture_set_up (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
 }
 
+/* Connections the download closed end their threads: waits for them. */
+static void
+raw_wait_idle (Fixture *f)
+{
+  for (guint i = 0; i < 500 && g_atomic_int_get (&f->raw.active) > 0; i++)
+    g_usleep (10 * 1000);
+  g_assert_cmpint (g_atomic_int_get (&f->raw.active), ==, 0);
+}
+
 static void
 fixture_tear_down (Fixture *f, gconstpointer data)
 {
@@ -467,10 +479,8 @@ fixture_tear_down (Fixture *f, gconstpointer data)
 
   g_clear_object (&f->download);
   g_clear_object (&f->session);
-  /* Connections closed by the download end their threads; wait for them, they use @f. */
-  for (guint i = 0; i < 500 && g_atomic_int_get (&f->raw.active) > 0; i++)
-    g_usleep (10 * 1000);
-  g_assert_cmpint (g_atomic_int_get (&f->raw.active), ==, 0);
+  /* They use @f. */
+  raw_wait_idle (f);
   if (f->raw.service != NULL) {
     g_socket_service_stop (f->raw.service);
     g_socket_listener_close (G_SOCKET_LISTENER (f->raw.service));
@@ -687,19 +697,35 @@ run_download (Fixture *f, const OtaDownloadParams *params)
 }
 
 /* ---- a disk that does not keep what it was given ----
- * The test binary is linked with --wrap=pwrite (and pwrite64, its name for
- * 32-bit builds with 64-bit offsets): every pwrite of the download engine
- * comes here. With corrupt_image_byte set, the byte at that offset of the
- * image (a name ending in .bin) reaches the file flipped, as bad memory, a
- * bad cable or a bad flash block would leave it. */
+ * The test binary is linked with --wrap=pwrite, pread and open (and their
+ * ...64 names for 32-bit builds with 64-bit offsets): every such call of the
+ * download engine comes here. With corrupt_image_byte set, the byte at that
+ * offset of the image (a name ending in .bin) reaches the file flipped, as
+ * bad memory, a bad cable or a bad flash block would leave it. Writes and
+ * reads with direct I/O are counted; refuse_direct_open has an open with
+ * O_DIRECT fail as on a file system without direct I/O, refuse_direct_io
+ * has direct reads and writes fail as on one that wants other alignments. */
 static gint64 corrupt_image_byte = -1;
+static gboolean refuse_direct_open;
+static gboolean refuse_direct_io;
+static gint direct_writes;
+static gint direct_reads;
 
 ssize_t __real_pwrite (int fd, const void *buf, size_t n, off_t offset);
 ssize_t __wrap_pwrite (int fd, const void *buf, size_t n, off_t offset);
 ssize_t __real_pwrite64 (int fd, const void *buf, size_t n, off_t offset);
 ssize_t __wrap_pwrite64 (int fd, const void *buf, size_t n, off_t offset);
+ssize_t __real_pread (int fd, void *buf, size_t n, off_t offset);
+ssize_t __wrap_pread (int fd, void *buf, size_t n, off_t offset);
+ssize_t __real_pread64 (int fd, void *buf, size_t n, off_t offset);
+ssize_t __wrap_pread64 (int fd, void *buf, size_t n, off_t offset);
+int __real_open (const char *path, int flags, ...);
+int __wrap_open (const char *path, int flags, ...);
+int __real_open64 (const char *path, int flags, ...);
+int __wrap_open64 (const char *path, int flags, ...);
 
-/* A copy of @buf with the chosen byte flipped, when this write carries it. */
+/* A copy of @buf with the chosen byte flipped, when this write carries it;
+ * aligned as the original, so that a direct write stays one. */
 static guint8 *
 corrupted_copy (int fd, const void *buf, size_t n, off_t offset)
 {
@@ -710,23 +736,100 @@ corrupted_copy (int fd, const void *buf, size_t n, off_t offset)
 
   if (at < 0 || at < offset || at >= offset + (off_t) n || target == NULL || !g_str_has_suffix (target, ".bin"))
     return NULL;
-  copy = g_memdup2 (buf, n);
+  copy = g_aligned_alloc (1, n, 4096);
+  memcpy (copy, buf, n);
   copy[at - offset] ^= 0x5a;
   return copy;
+}
+
+/* Counts a call on a descriptor opened with O_DIRECT; FALSE: it is to fail. */
+static gboolean
+direct_call (int fd, gint *count)
+{
+  int flags = fcntl (fd, F_GETFL);
+
+  if (flags < 0 || !(flags & O_DIRECT))
+    return TRUE;
+  if (g_atomic_int_get (&refuse_direct_io)) {
+    errno = EINVAL;
+    return FALSE;
+  }
+  g_atomic_int_inc (count);
+  return TRUE;
 }
 
 ssize_t
 __wrap_pwrite (int fd, const void *buf, size_t n, off_t offset)
 {
-  g_autofree guint8 *copy = corrupted_copy (fd, buf, n, offset);
-  return __real_pwrite (fd, copy != NULL ? copy : buf, n, offset);
+  guint8 *copy;
+  ssize_t rc;
+
+  if (!direct_call (fd, &direct_writes))
+    return -1;
+  copy = corrupted_copy (fd, buf, n, offset);
+  rc = __real_pwrite (fd, copy != NULL ? copy : buf, n, offset);
+  g_aligned_free (copy);
+  return rc;
 }
 
 ssize_t
 __wrap_pwrite64 (int fd, const void *buf, size_t n, off_t offset)
 {
-  g_autofree guint8 *copy = corrupted_copy (fd, buf, n, offset);
-  return __real_pwrite64 (fd, copy != NULL ? copy : buf, n, offset);
+  guint8 *copy;
+  ssize_t rc;
+
+  if (!direct_call (fd, &direct_writes))
+    return -1;
+  copy = corrupted_copy (fd, buf, n, offset);
+  rc = __real_pwrite64 (fd, copy != NULL ? copy : buf, n, offset);
+  g_aligned_free (copy);
+  return rc;
+}
+
+ssize_t
+__wrap_pread (int fd, void *buf, size_t n, off_t offset)
+{
+  return direct_call (fd, &direct_reads) ? __real_pread (fd, buf, n, offset) : -1;
+}
+
+ssize_t
+__wrap_pread64 (int fd, void *buf, size_t n, off_t offset)
+{
+  return direct_call (fd, &direct_reads) ? __real_pread64 (fd, buf, n, offset) : -1;
+}
+
+int
+__wrap_open (const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  va_list args;
+
+  va_start (args, flags);
+  if (flags & O_CREAT)
+    mode = va_arg (args, mode_t);
+  va_end (args);
+  if ((flags & O_DIRECT) && g_atomic_int_get (&refuse_direct_open)) {
+    errno = EINVAL;
+    return -1;
+  }
+  return __real_open (path, flags, mode);
+}
+
+int
+__wrap_open64 (const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  va_list args;
+
+  va_start (args, flags);
+  if (flags & O_CREAT)
+    mode = va_arg (args, mode_t);
+  va_end (args);
+  if ((flags & O_DIRECT) && g_atomic_int_get (&refuse_direct_open)) {
+    errno = EINVAL;
+    return -1;
+  }
+  return __real_open64 (path, flags, mode);
 }
 
 /* ---- the order of file system calls ----
@@ -1218,17 +1321,80 @@ test_discarded_image_is_durable_before_finish (Fixture *f, gconstpointer data)
   g_assert_true (trace_assert_durable_at_finish (events, "unlink " BIN_NAME));
 }
 
+/* How the image goes to the disk and back, by the data of a test. */
+typedef enum {
+  DISK_AS_IT_IS,        /* direct I/O where the file system has it */
+  DISK_NO_DIRECT_OPEN,  /* a file system without direct I/O */
+  DISK_NO_DIRECT_IO,    /* one that opens with O_DIRECT but refuses the I/O */
+} DiskMode;
+
+static void
+disk_set_mode (DiskMode mode)
+{
+  g_atomic_int_set (&refuse_direct_open, mode == DISK_NO_DIRECT_OPEN);
+  g_atomic_int_set (&refuse_direct_io, mode == DISK_NO_DIRECT_IO);
+  g_atomic_int_set (&direct_writes, 0);
+  g_atomic_int_set (&direct_reads, 0);
+}
+
+/* Whether the test directory's file system takes direct I/O at all. */
+static gboolean
+dir_has_direct_io (Fixture *f)
+{
+  g_autofree char *path = g_build_filename (f->dir, "direct-io-probe", NULL);
+  int fd = __real_open (path, O_RDWR | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0600);
+
+  if (fd < 0)
+    return FALSE;
+  close (fd);
+  g_unlink (path);
+  return TRUE;
+}
+
+/* Whole blocks are written and read back with direct I/O where the file
+ * system has it, also after a resume from an offset off a block boundary;
+ * without it, or when the I/O is refused, through the page cache: the same
+ * image either way. */
+static void
+test_direct_io_or_page_cache (Fixture *f, gconstpointer data)
+{
+  DiskMode mode = GPOINTER_TO_INT (data);
+  OtaDownloadParams params = fixture_params (f);
+  const gsize done = 1000001;
+  gboolean direct = mode == DISK_AS_IT_IS && dir_has_direct_io (f);
+  int code;
+
+  write_partial (f, done, 0);
+  write_record (f, "", VERSION, f->md5, done);
+  disk_set_mode (mode);
+  code = run_download (f, &params);
+  g_assert_cmpint (code, ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (ota_download_get_resumed_from (f->download), ==, done);
+  if (direct) {
+    g_assert_cmpint (g_atomic_int_get (&direct_writes), >, 0);
+    g_assert_cmpint (g_atomic_int_get (&direct_reads), >, 0);
+  } else {
+    g_assert_cmpint (g_atomic_int_get (&direct_writes), ==, 0);
+    g_assert_cmpint (g_atomic_int_get (&direct_reads), ==, 0);
+  }
+  disk_set_mode (DISK_AS_IT_IS);
+}
+
 /* The stream was right, the file is not: the MD5 is the one of the bytes read
- * back from the file, so the image is never handed over. */
+ * back from the file, so the image is never handed over; with direct I/O or
+ * through the page cache. */
 static void
 test_byte_changed_on_disk_fails_md5 (Fixture *f, gconstpointer data)
 {
   OtaDownloadParams params = fixture_params (f);
   int code;
 
+  disk_set_mode (GPOINTER_TO_INT (data));
   corrupt_image_byte = FW_SIZE / 3;
   code = run_download (f, &params);
   corrupt_image_byte = -1;
+  disk_set_mode (DISK_AS_IT_IS);
   g_assert_cmpint (code, ==, -4);
   g_assert_nonnull (strstr (f->message, "md5 mismatch"));
   g_assert_false (file_exists (f, BIN_NAME));
@@ -1374,7 +1540,9 @@ test_invalid_version_touches_nothing (Fixture *f, gconstpointer data)
 }
 
 /* After cancel the files stay resumable, and a new download of the same
- * offer (started at once) picks up where the cancelled one stopped. */
+ * offer (started at once) picks up where the cancelled one stopped. The link
+ * is paced: on loopback the whole image could be written before the first
+ * buffer was read back, whose progress cancels. */
 static void
 test_cancel_keeps_partial (Fixture *f, gconstpointer data)
 {
@@ -1384,6 +1552,9 @@ test_cancel_keeps_partial (Fixture *f, gconstpointer data)
   g_autofree char *range = NULL;
   guint64 resumed;
 
+  f->raw.pace_ms = 10;
+  raw_server_start (f);
+  params.url = f->raw.url;
   f->cancel_at_first_progress = TRUE;
   f->unref_at_cancel = GPOINTER_TO_INT (data);
   begin_download (f, &params);
@@ -1394,7 +1565,8 @@ test_cancel_keeps_partial (Fixture *f, gconstpointer data)
   g_assert_cmpuint (rec.downloaded_size, <=, file_size (f, BIN_NAME));
   /* Keep the cancelled object (if still ours) alive to see that it stays quiet. */
   cancelled = g_steal_pointer (&f->download);
-
+  /* The cancelled response's last piece counts for the first download. */
+  raw_wait_idle (f);
   observations_reset (&f->seen);
   f->cancel_at_first_progress = FALSE;
   f->cancelled = FALSE;
@@ -1836,7 +2008,18 @@ main (int argc, char **argv)
   ADD ("/download/retry/cut-connection-resumes", test_cut_connection_resumes, NULL);
   ADD ("/download/retry/stall-in-body-resumes", test_stall_in_body_resumes, NULL);
   ADD ("/download/verify/md5-mismatch-deletes-files", test_md5_mismatch_deletes_files, NULL);
-  ADD ("/download/verify/byte-changed-on-disk-fails-md5", test_byte_changed_on_disk_fails_md5, NULL);
+  ADD ("/download/verify/byte-changed-on-disk-fails-md5", test_byte_changed_on_disk_fails_md5,
+       GINT_TO_POINTER (DISK_AS_IT_IS));
+  ADD ("/download/verify/byte-changed-on-disk-fails-md5-without-direct-io", test_byte_changed_on_disk_fails_md5,
+       GINT_TO_POINTER (DISK_NO_DIRECT_OPEN));
+  ADD ("/download/verify/byte-changed-on-disk-fails-md5-when-direct-io-is-refused", test_byte_changed_on_disk_fails_md5,
+       GINT_TO_POINTER (DISK_NO_DIRECT_IO));
+  ADD ("/download/disk/direct-io-where-available", test_direct_io_or_page_cache,
+       GINT_TO_POINTER (DISK_AS_IT_IS));
+  ADD ("/download/disk/page-cache-without-direct-io", test_direct_io_or_page_cache,
+       GINT_TO_POINTER (DISK_NO_DIRECT_OPEN));
+  ADD ("/download/disk/page-cache-when-direct-io-is-refused", test_direct_io_or_page_cache,
+       GINT_TO_POINTER (DISK_NO_DIRECT_IO));
   ADD ("/download/durable/verified-image-before-finish", test_verified_image_is_durable_before_finish, NULL);
   ADD ("/download/durable/discarded-image-before-finish", test_discarded_image_is_durable_before_finish, NULL);
   ADD ("/download/verify/longer-body-is-a-mismatch", test_longer_body_is_a_mismatch, NULL);
