@@ -14,7 +14,7 @@
  *  - the verifier thread feeds MD5 with what was read, never with what came
  *    from the network: the image handed over is the one hashed (a byte the
  *    disk or another process changed fails the MD5). A signed image's SHA-256
- *    is fed in the same pass, block by block beside MD5. It re-hashes a
+ *    is fed in the same pass (digest.c). It re-hashes a
  *    resumed prefix the same way, and at the end compares, checks the file
  *    once more and hands it over to the app.
  * Every job comes back from the verifier, with its result, as an idle source
@@ -38,6 +38,8 @@
 
 #include "downloader.h"
 
+#include "digest.h"
+
 #include "fail-kind.h"
 #include "network.h"
 #include "protocol.h"
@@ -54,19 +56,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#ifdef OTA_HAVE_LIBCRYPTO
-/* MD5_Init/Update/Final are deprecated since OpenSSL 3.0 in favour of EVP.
- * They are used on purpose: they run libcrypto's assembly MD5 with no setup,
- * about 10 % faster than GChecksum on one core here (730 vs 665 MiB/s), while
- * the first EVP_md5() digest loads the default provider and its configuration
- * (+2 MiB of private memory, measured: as much as the whole download engine).
- * Declaring the 1.1.1 API keeps them free of deprecation warnings. Only the
- * ota_hash_* functions below use them: the one place to change should OpenSSL
- * drop this API. */
-#define OPENSSL_API_COMPAT 0x10100000L
-#include <openssl/md5.h>
-#include <openssl/sha.h>
-#endif
 
 /* Offsets into an image are off_t: it must hold sizes over 2 GiB on 32-bit
  * targets too (meson.build sets _FILE_OFFSET_BITS=64). */
@@ -121,29 +110,6 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (OtaRecord, ota_record_clear)
 GQuark ota_image_error_quark (void);
 G_DEFINE_QUARK (ota-image-error-quark, ota_image_error)
 enum { OTA_IMAGE_ERROR_TAMPERED };
-
-/* An MD5 in progress, the verifier's. */
-typedef struct {
-#ifdef OTA_HAVE_LIBCRYPTO
-  MD5_CTX ctx;
-#else
-  GChecksum *checksum;
-#endif
-} OtaHash;
-
-#define OTA_MD5_HEX_LENGTH 32
-#define OTA_SHA256_HEX_LENGTH 64
-
-/* The SHA-256 of the image, when a signature names it: fed by the writer, and
- * by the verifier with a resumed prefix before the writer sees a byte. */
-typedef struct {
-#ifdef OTA_HAVE_LIBCRYPTO
-  SHA256_CTX ctx;
-#else
-  GChecksum *checksum;
-#endif
-  char expected[OTA_SHA256_HEX_LENGTH + 1];
-} OtaSha256;
 
 typedef enum {
   OTA_JOB_PREPARE,    /* check limits, find the record, open the image, re-hash the prefix */
@@ -210,7 +176,7 @@ typedef struct {
   OtaRecord record; /* the offer; downloaded_size is the last checkpoint */
   uid_t owner_uid;
   gid_t owner_gid;
-  OtaSha256 *sha256; /* NULL: no signature to check */
+  char *sha256; /* the signed SHA-256, lowercase hex; NULL: no signature to check */
   guint64 checkpoint_every;
   guint64 max_firmware_size;
   guint64 written;
@@ -230,7 +196,7 @@ typedef struct {
   gboolean read_failed;
   /* The verifier's. */
   guint8 *read_buf; /* for a resumed prefix or a full re-read, allocated then */
-  OtaHash *hash;
+  OtaDigest *digest; /* MD5, and SHA-256 with @sha256 */
   GError *verify_error;
   gboolean writer_failed;
   OtaFailKind verify_fail_kind; /* of @verify_error */
@@ -324,166 +290,6 @@ enum { SIGNAL_PROGRESS, SIGNAL_VERIFYING, SIGNAL_FINISHED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static void ota_download_handle_reply (OtaDownload *self, OtaJob *job);
-
-/* ---- MD5 (any thread, one at a time) ---- */
-
-static OtaHash *
-ota_hash_new (void)
-{
-  OtaHash *hash = g_new0 (OtaHash, 1);
-
-#ifdef OTA_HAVE_LIBCRYPTO
-  MD5_Init (&hash->ctx);
-#else
-  hash->checksum = g_checksum_new (G_CHECKSUM_MD5);
-#endif
-  return hash;
-}
-
-static void
-ota_hash_free (OtaHash *hash)
-{
-#ifndef OTA_HAVE_LIBCRYPTO
-  g_checksum_free (hash->checksum);
-#endif
-  g_free (hash);
-}
-
-static void
-ota_hash_reset (OtaHash *hash)
-{
-#ifdef OTA_HAVE_LIBCRYPTO
-  MD5_Init (&hash->ctx);
-#else
-  g_checksum_reset (hash->checksum);
-#endif
-}
-
-static void
-ota_hash_update (OtaHash *hash, const guint8 *data, gsize length)
-{
-#ifdef OTA_HAVE_LIBCRYPTO
-  MD5_Update (&hash->ctx, data, length);
-#else
-  g_checksum_update (hash->checksum, data, (gssize) length);
-#endif
-}
-
-/* The MD5 of the bytes so far, in lowercase hex; @hash may go on. */
-static void
-ota_hash_get_hex (const OtaHash *hash, char hex[OTA_MD5_HEX_LENGTH + 1])
-{
-  static const char digits[] = "0123456789abcdef";
-  guint8 digest[OTA_MD5_HEX_LENGTH / 2];
-  gsize length = sizeof digest;
-#ifdef OTA_HAVE_LIBCRYPTO
-  MD5_CTX ctx = hash->ctx;
-
-  MD5_Final (digest, &ctx);
-#else
-  g_autoptr(GChecksum) checksum = g_checksum_copy (hash->checksum);
-
-  g_checksum_get_digest (checksum, digest, &length);
-#endif
-  for (gsize i = 0; i < length; i++) {
-    hex[2 * i] = digits[digest[i] >> 4];
-    hex[2 * i + 1] = digits[digest[i] & 0xf];
-  }
-  hex[2 * length] = '\0';
-}
-
-/* ---- SHA-256 (writer thread) ---- */
-
-static OtaSha256 *
-ota_sha256_new (const char *expected)
-{
-  OtaSha256 *sha = g_new0 (OtaSha256, 1);
-
-#ifdef OTA_HAVE_LIBCRYPTO
-  SHA256_Init (&sha->ctx);
-#else
-  sha->checksum = g_checksum_new (G_CHECKSUM_SHA256);
-#endif
-  g_strlcpy (sha->expected, expected, sizeof sha->expected);
-  return sha;
-}
-
-static void
-ota_sha256_free (OtaSha256 *sha)
-{
-#ifndef OTA_HAVE_LIBCRYPTO
-  g_checksum_free (sha->checksum);
-#endif
-  g_free (sha);
-}
-
-static void
-ota_sha256_reset (OtaSha256 *sha)
-{
-  if (sha == NULL)
-    return;
-#ifdef OTA_HAVE_LIBCRYPTO
-  SHA256_Init (&sha->ctx);
-#else
-  g_checksum_reset (sha->checksum);
-#endif
-}
-
-static void
-ota_sha256_update (OtaSha256 *sha, const guint8 *data, gsize length)
-{
-  if (sha == NULL)
-    return;
-#ifdef OTA_HAVE_LIBCRYPTO
-  SHA256_Update (&sha->ctx, data, length);
-#else
-  g_checksum_update (sha->checksum, data, (gssize) length);
-#endif
-}
-
-/* Both digests of the same bytes, block by block: MD5 is one long chain of
- * dependent steps that leaves most of the core idle, and SHA-256's rounds
- * (SHA extensions) fill it in. Measured on 256 MiB here: MD5 0.35 s, SHA-256
- * 0.15 s, one after the other 0.50 s, interleaved per 64-byte block 0.41 s;
- * larger slices lose most of the gain. @sha may be NULL. */
-static void
-ota_hash_update_both (OtaHash *hash, OtaSha256 *sha, const guint8 *data, gsize length)
-{
-#ifdef OTA_HAVE_LIBCRYPTO
-  gsize done = 0;
-
-  if (sha == NULL) {
-    ota_hash_update (hash, data, length);
-    return;
-  }
-  for (; length - done >= 64; done += 64) {
-    MD5_Update (&hash->ctx, data + done, 64);
-    SHA256_Update (&sha->ctx, data + done, 64);
-  }
-  data += done;
-  length -= done;
-#endif
-  ota_hash_update (hash, data, length);
-  ota_sha256_update (sha, data, length);
-}
-
-static void
-ota_sha256_get_hex (OtaSha256 *sha, char hex[OTA_SHA256_HEX_LENGTH + 1])
-{
-#ifdef OTA_HAVE_LIBCRYPTO
-  static const char digits[] = "0123456789abcdef";
-  guint8 digest[SHA256_DIGEST_LENGTH];
-
-  SHA256_Final (digest, &sha->ctx);
-  for (gsize i = 0; i < sizeof digest; i++) {
-    hex[2 * i] = digits[digest[i] >> 4];
-    hex[2 * i + 1] = digits[digest[i] & 0xf];
-  }
-  hex[OTA_SHA256_HEX_LENGTH] = '\0';
-#else
-  g_strlcpy (hex, g_checksum_get_string (sha->checksum), OTA_SHA256_HEX_LENGTH + 1);
-#endif
-}
 
 /* ---- jobs and replies (any thread) ---- */
 
@@ -654,7 +460,6 @@ ota_writer_new (const OtaDownloadParams *params, OtaLink *link, GMainContext *co
   w->verify_jobs = g_async_queue_new_full ((GDestroyNotify) ota_job_free);
   w->read_bufs = g_async_queue_new_full (g_aligned_free);
   w->direct_fd = -1;
-  w->hash = ota_hash_new ();
   w->context = g_main_context_ref (context);
   w->link = g_atomic_rc_box_acquire (link);
   w->dir_fd = fcntl (params->dir_fd, F_DUPFD_CLOEXEC, 3);
@@ -671,10 +476,9 @@ ota_writer_new (const OtaDownloadParams *params, OtaLink *link, GMainContext *co
   w->owner_gid = params->owner_gid;
   w->checkpoint_every = ota_checkpoint_threshold (params->checkpoint_bytes);
   w->max_firmware_size = params->max_firmware_size;
-  if (params->sha256 != NULL && params->sha256[0] != '\0') {
-    g_autofree char *expected = g_ascii_strdown (params->sha256, -1);
-    w->sha256 = ota_sha256_new (expected);
-  }
+  if (params->sha256 != NULL && params->sha256[0] != '\0')
+    w->sha256 = g_ascii_strdown (params->sha256, -1);
+  w->digest = ota_digest_new (w->sha256 != NULL);
   return w;
 }
 
@@ -688,14 +492,14 @@ ota_writer_free (OtaWriter *w)
   g_async_queue_unref (w->jobs);
   g_async_queue_unref (w->read_jobs);
   g_async_queue_unref (w->verify_jobs);
-  ota_hash_free (w->hash);
+  ota_digest_free (w->digest);
   g_main_context_unref (w->context);
   ota_link_unref (w->link);
   g_free (w->dir_path);
   g_free (w->bin_name);
   g_free (w->record_name);
   g_free (w->turn_key);
-  g_clear_pointer (&w->sha256, ota_sha256_free);
+  g_free (w->sha256);
   if (w->direct_fd >= 0)
     close (w->direct_fd);
   g_async_queue_unref (w->read_bufs);
@@ -1239,13 +1043,13 @@ ota_writer_check_sha256 (OtaWriter *w, OtaJob *job)
 
   if (w->sha256 == NULL)
     return TRUE;
-  ota_sha256_get_hex (w->sha256, sha256);
-  if (strcmp (sha256, w->sha256->expected) == 0)
+  ota_digest_get_sha256 (w->digest, sha256);
+  if (strcmp (sha256, w->sha256) == 0)
     return TRUE;
   job->code = OTA_RESULT_MD5_MISMATCH;
   job->fail_kind = OTA_FAIL_KIND_CHECKSUM;
   job->message = g_strdup_printf ("sha256 mismatch: the image is not the signed one (signed %s, got %s)",
-                                  w->sha256->expected, sha256);
+                                  w->sha256, sha256);
   return FALSE;
 }
 
@@ -1443,7 +1247,7 @@ ota_reader_thread (gpointer data)
 /* Hashes @length bytes of the image from @start. Stops when the download is
  * cancelled. */
 static gboolean
-ota_verifier_hash_range (OtaWriter *w, guint64 start, guint64 length, gboolean sha256, GError **error)
+ota_verifier_hash_range (OtaWriter *w, guint64 start, guint64 length, GError **error)
 {
   guint64 offset = 0;
 
@@ -1462,7 +1266,7 @@ ota_verifier_hash_range (OtaWriter *w, guint64 start, guint64 length, gboolean s
       return ota_set_error_from_errno (error, errno, "cannot read back %s", w->bin_name);
     if ((gsize) n < want)
       return ota_set_tampered (error, w, "shrank");
-    ota_hash_update_both (w->hash, sha256 ? w->sha256 : NULL, w->read_buf, want);
+    ota_digest_update (w->digest, w->read_buf, want);
     offset += want;
   }
   return TRUE;
@@ -1473,13 +1277,12 @@ ota_verifier_hash_range (OtaWriter *w, guint64 start, guint64 length, gboolean s
 static gboolean
 ota_verifier_hash_prefix (OtaWriter *w, guint64 length, GError **error)
 {
-  ota_hash_reset (w->hash);
-  ota_sha256_reset (w->sha256);
+  ota_digest_reset (w->digest);
   if (length == 0)
     return TRUE;
   posix_fadvise (w->bin_fd, 0, (off_t) length, POSIX_FADV_DONTNEED);
   /* SHA-256 too: no new byte comes before this job's reply. */
-  return ota_verifier_hash_range (w, 0, length, TRUE, error);
+  return ota_verifier_hash_range (w, 0, length, error);
 }
 
 /* The buffer's bytes as the reader read them back, into MD5 and, for a signed
@@ -1493,7 +1296,7 @@ ota_verifier_hash_write (OtaWriter *w, OtaJob *job, GError **error)
     return FALSE;
   }
   if (job->back != NULL && !g_atomic_int_get (&w->link->stop))
-    ota_hash_update_both (w->hash, w->sha256, job->back + job->back_skew, job->length);
+    ota_digest_update (w->digest, job->back + job->back_skew, job->length);
   return TRUE;
 }
 
@@ -1521,10 +1324,10 @@ ota_verifier_check_holes (OtaWriter *w, GError **error)
     return TRUE;
   g_message ("%s has a hole at byte %" PRIdMAX ": reading it again in full", w->bin_name,
              (intmax_t) hole);
-  ota_hash_reset (w->hash);
-  if (!ota_verifier_hash_range (w, 0, w->record.file_size, FALSE, error))
+  ota_digest_reset (w->digest);
+  if (!ota_verifier_hash_range (w, 0, w->record.file_size, error))
     return FALSE;
-  ota_hash_get_hex (w->hash, md5);
+  ota_digest_get_md5 (w->digest, md5);
   if (strcmp (md5, w->record.md5sum) != 0)
     return ota_set_tampered (error, w, "got a hole of zeros");
   return TRUE;
@@ -1533,7 +1336,7 @@ ota_verifier_check_holes (OtaWriter *w, GError **error)
 static gboolean
 ota_verifier_verify (OtaWriter *w, OtaJob *job, GError **error)
 {
-  ota_hash_get_hex (w->hash, job->md5);
+  ota_digest_get_md5 (w->digest, job->md5);
   if (strcmp (job->md5, w->record.md5sum) != 0) {
     job->code = OTA_RESULT_MD5_MISMATCH;
     job->fail_kind = OTA_FAIL_KIND_CHECKSUM;
@@ -1567,8 +1370,7 @@ ota_verifier_do (OtaWriter *w, OtaJob *job, GError **error)
   case OTA_JOB_WRITE:
     return ota_verifier_hash_write (w, job, error);
   case OTA_JOB_RESTART:
-    ota_hash_reset (w->hash);
-    ota_sha256_reset (w->sha256);
+    ota_digest_reset (w->digest);
     return TRUE;
   case OTA_JOB_VERIFY:
     if (g_atomic_int_get (&w->link->stop) || job->code != OTA_RESULT_OK)
