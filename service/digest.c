@@ -163,6 +163,13 @@ static const guint32 ota_sha256_k[64] = {
 
 #define OTA_NOTHING(i)
 
+/* After a block: its result is added to the state it started from. */
+#define OTA_MD5_ADD_START() \
+  a += a0;                  \
+  b += b0;                  \
+  c += c0;                  \
+  d += d0;
+
 /* @n_blocks whole 64-byte blocks into MD5's A, B, C, D as the context keeps
  * them. */
 static void
@@ -176,10 +183,7 @@ ota_digest_md5_blocks (guint32 md5[4], const guint8 *data, gsize n_blocks)
 
     memcpy (x, data, sizeof x);
     OTA_MD5_BLOCK (OTA_NOTHING)
-    a += a0;
-    b += b0;
-    c += c0;
-    d += d0;
+    OTA_MD5_ADD_START ()
   }
   md5[0] = a;
   md5[1] = b;
@@ -248,10 +252,7 @@ ota_digest_both_blocks (guint32 md5[4], guint32 sha256[8], const guint8 *data, g
 
     memcpy (x, data, sizeof x);
     OTA_MD5_BLOCK (OTA_SHA_QUAD)
-    a += a0;
-    b += b0;
-    c += c0;
-    d += d0;
+    OTA_MD5_ADD_START ()
     abef = _mm_add_epi32 (abef, abef0);
     cdgh = _mm_add_epi32 (cdgh, cdgh0);
   }

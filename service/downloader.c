@@ -631,26 +631,11 @@ ota_writer_open_direct (OtaWriter *w)
   w->direct_writes = w->direct_reads = TRUE;
 }
 
+/* Reads @length bytes from @offset, fewer only at the end of the file. With
+ * @direct, a read that ends off a block boundary was the end of the file: no
+ * aligned read goes on from there. */
 static gssize
-ota_pread_all (int fd, guint8 *data, gsize length, off_t offset)
-{
-  gsize done = 0;
-
-  while (done < length) {
-    ssize_t n = pread (fd, data + done, length - done, offset + (off_t) done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return -1;
-    if (n == 0)
-      break;
-    done += (gsize) n;
-  }
-  return (gssize) done;
-}
-
-static gssize
-ota_pread_direct (int fd, guint8 *data, gsize length, off_t offset)
+ota_pread_all (int fd, guint8 *data, gsize length, off_t offset, gboolean direct)
 {
   gsize done = 0;
 
@@ -661,8 +646,7 @@ ota_pread_direct (int fd, guint8 *data, gsize length, off_t offset)
     if (n < 0)
       return -1;
     done += (gsize) n;
-    /* The end of the file, off a block boundary: no aligned read goes on. */
-    if (n == 0 || (offset + (off_t) done) % OTA_DIRECT_ALIGN != 0)
+    if (n == 0 || (direct && (offset + (off_t) done) % OTA_DIRECT_ALIGN != 0))
       break;
   }
   return (gssize) done;
@@ -684,7 +668,7 @@ ota_reader_read_range (OtaWriter *w, OtaJob *job, GError **error)
     guint64 to = end + (OTA_DIRECT_ALIGN - end % OTA_DIRECT_ALIGN) % OTA_DIRECT_ALIGN;
 
     job->back_skew = (gsize) (job->start - from);
-    n = ota_pread_direct (w->direct_fd, job->back, (gsize) (to - from), (off_t) from);
+    n = ota_pread_all (w->direct_fd, job->back, (gsize) (to - from), (off_t) from, TRUE);
     if (n >= 0 || errno != EINVAL)
       goto done;
     g_message ("%s is read back through the page cache: %s", w->bin_name, g_strerror (errno));
@@ -694,7 +678,7 @@ ota_reader_read_range (OtaWriter *w, OtaJob *job, GError **error)
   sync_file_range (w->bin_fd, (off_t) job->start, (off_t) job->length,
                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
   posix_fadvise (w->bin_fd, (off_t) job->start, (off_t) job->length, POSIX_FADV_DONTNEED);
-  n = ota_pread_all (w->bin_fd, job->back, job->length, (off_t) job->start);
+  n = ota_pread_all (w->bin_fd, job->back, job->length, (off_t) job->start, FALSE);
 done:
   if (n < 0)
     return ota_set_error_from_errno (error, errno, "cannot read back %s", w->bin_name);
@@ -1261,7 +1245,7 @@ ota_verifier_hash_range (OtaWriter *w, guint64 start, guint64 length, GError **e
       g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
       return FALSE;
     }
-    n = ota_pread_all (w->bin_fd, w->read_buf, want, (off_t) (start + offset));
+    n = ota_pread_all (w->bin_fd, w->read_buf, want, (off_t) (start + offset), FALSE);
     if (n < 0)
       return ota_set_error_from_errno (error, errno, "cannot read back %s", w->bin_name);
     if ((gsize) n < want)

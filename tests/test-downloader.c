@@ -758,8 +758,10 @@ direct_call (int fd, gint *count)
   return TRUE;
 }
 
-ssize_t
-__wrap_pwrite (int fd, const void *buf, size_t n, off_t offset)
+/* The disk's side of a write, whichever name the C library gave it. */
+static ssize_t
+disk_pwrite (ssize_t (*real) (int, const void *, size_t, off_t), int fd, const void *buf, size_t n,
+             off_t offset)
 {
   guint8 *copy;
   ssize_t rc;
@@ -767,23 +769,21 @@ __wrap_pwrite (int fd, const void *buf, size_t n, off_t offset)
   if (!direct_call (fd, &direct_writes))
     return -1;
   copy = corrupted_copy (fd, buf, n, offset);
-  rc = __real_pwrite (fd, copy != NULL ? copy : buf, n, offset);
+  rc = real (fd, copy != NULL ? copy : buf, n, offset);
   g_aligned_free (copy);
   return rc;
 }
 
 ssize_t
+__wrap_pwrite (int fd, const void *buf, size_t n, off_t offset)
+{
+  return disk_pwrite (__real_pwrite, fd, buf, n, offset);
+}
+
+ssize_t
 __wrap_pwrite64 (int fd, const void *buf, size_t n, off_t offset)
 {
-  guint8 *copy;
-  ssize_t rc;
-
-  if (!direct_call (fd, &direct_writes))
-    return -1;
-  copy = corrupted_copy (fd, buf, n, offset);
-  rc = __real_pwrite64 (fd, copy != NULL ? copy : buf, n, offset);
-  g_aligned_free (copy);
-  return rc;
+  return disk_pwrite (__real_pwrite64, fd, buf, n, offset);
 }
 
 ssize_t
@@ -798,6 +798,17 @@ __wrap_pread64 (int fd, void *buf, size_t n, off_t offset)
   return direct_call (fd, &direct_reads) ? __real_pread64 (fd, buf, n, offset) : -1;
 }
 
+/* FALSE: an open with these flags is to fail, as without direct I/O. */
+static gboolean
+disk_open_allowed (int flags)
+{
+  if ((flags & O_DIRECT) && g_atomic_int_get (&refuse_direct_open)) {
+    errno = EINVAL;
+    return FALSE;
+  }
+  return TRUE;
+}
+
 int
 __wrap_open (const char *path, int flags, ...)
 {
@@ -808,11 +819,7 @@ __wrap_open (const char *path, int flags, ...)
   if (flags & O_CREAT)
     mode = va_arg (args, mode_t);
   va_end (args);
-  if ((flags & O_DIRECT) && g_atomic_int_get (&refuse_direct_open)) {
-    errno = EINVAL;
-    return -1;
-  }
-  return __real_open (path, flags, mode);
+  return disk_open_allowed (flags) ? __real_open (path, flags, mode) : -1;
 }
 
 int
@@ -825,11 +832,7 @@ __wrap_open64 (const char *path, int flags, ...)
   if (flags & O_CREAT)
     mode = va_arg (args, mode_t);
   va_end (args);
-  if ((flags & O_DIRECT) && g_atomic_int_get (&refuse_direct_open)) {
-    errno = EINVAL;
-    return -1;
-  }
-  return __real_open64 (path, flags, mode);
+  return disk_open_allowed (flags) ? __real_open64 (path, flags, mode) : -1;
 }
 
 /* ---- the order of file system calls ----
