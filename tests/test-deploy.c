@@ -513,6 +513,20 @@ shutdown_setup (OtaTestEnv *env, gconstpointer data)
  * DISCONNECT. Checkpoints are timed (every second, as checkpoint_bytes is
  * large): an agent that exited without waiting for its download worker would
  * leave a record behind the image nearly every time. */
+typedef struct {
+  const char *path;
+  const char *needle;
+  guint count;
+} LogLinesWait;
+
+static gboolean
+log_has_lines (gpointer data)
+{
+  LogLinesWait *w = data;
+
+  return ota_test_file_count_lines (w->path, w->needle) >= w->count;
+}
+
 static void
 test_sigterm_during_download (OtaTestEnv *env, gconstpointer data)
 {
@@ -548,7 +562,10 @@ test_sigterm_during_download (OtaTestEnv *env, gconstpointer data)
     g_assert_cmpuint (record_size, ==, bin_size);
     g_assert_cmpuint (record_size, >=, reported);
     g_assert_cmpuint (record_size, <, SHUTDOWN_IMAGE);
-    /* mosquitto: "Client X disconnected." after a DISCONNECT, "closed its connection." without. */
+    /* mosquitto: "Client X disconnected." after a DISCONNECT, "closed its connection." without.
+     * The broker writes its log on its own time: the agent may be gone before it did. */
+    LogLinesWait logged = { broker_log_path, "Client " CLIENT_ID " disconnected.", round };
+    g_assert_true (ota_test_wait (log_has_lines, &logged, OTA_TEST_TIMEOUT_MS));
     g_assert_cmpuint (ota_test_file_count_lines (broker_log_path, "Received DISCONNECT from " CLIENT_ID), ==, round);
     g_assert_cmpuint (ota_test_file_count_lines (broker_log_path, "Client " CLIENT_ID " disconnected."), ==, round);
     g_assert_cmpuint (ota_test_file_count_lines (broker_log_path, "Client " CLIENT_ID " closed its connection"), ==, 0);
