@@ -72,6 +72,10 @@ G_STATIC_ASSERT (sizeof (off_t) == 8);
 /* Buffers of bytes read back, between the reader and the verifier: one being
  * hashed, one being read. With both at the verifier, the reader waits. */
 #define OTA_READ_BUFFERS 2
+/* At most this many written buffers are on their way through the reader and
+ * the verifier; beyond, the writer waits. This bounds how far progress trails
+ * the disk, and what the network still brings after the writer failed. */
+#define OTA_IN_READ_BACK_MAX 4
 /* Direct I/O wants offsets, lengths and memory aligned to the logical block
  * size: a page covers every device this runs on. A read-back is widened to
  * whole blocks on both sides. */
@@ -192,6 +196,12 @@ typedef struct {
   gboolean direct_writes; /* the writer's: writes of whole blocks use @direct_fd */
   gboolean direct_reads;  /* the reader's: reads back use @direct_fd */
   GAsyncQueue *read_bufs; /* read buffers the verifier is done with */
+  /* WRITEs the writer passed on that the verifier is not done with, under
+   * @read_back_lock: the writer waits for room, and for none before it cuts
+   * the file (a read of bytes it removed would look like tampering). */
+  GMutex read_back_lock;
+  GCond read_back_cond;
+  guint in_read_back;
   guint n_read_bufs;      /* allocated, wherever they are */
   gboolean read_failed;
   /* The verifier's. */
@@ -459,6 +469,8 @@ ota_writer_new (const OtaDownloadParams *params, OtaLink *link, GMainContext *co
   w->read_jobs = g_async_queue_new_full ((GDestroyNotify) ota_job_free);
   w->verify_jobs = g_async_queue_new_full ((GDestroyNotify) ota_job_free);
   w->read_bufs = g_async_queue_new_full (g_aligned_free);
+  g_mutex_init (&w->read_back_lock);
+  g_cond_init (&w->read_back_cond);
   w->direct_fd = -1;
   w->context = g_main_context_ref (context);
   w->link = g_atomic_rc_box_acquire (link);
@@ -503,6 +515,8 @@ ota_writer_free (OtaWriter *w)
   if (w->direct_fd >= 0)
     close (w->direct_fd);
   g_async_queue_unref (w->read_bufs);
+  g_mutex_clear (&w->read_back_lock);
+  g_cond_clear (&w->read_back_cond);
   g_free (w->read_buf);
   ota_record_clear (&w->record);
   g_clear_error (&w->error);
@@ -735,6 +749,37 @@ ota_writer_write (OtaWriter *w, OtaJob *job, GError **error)
   return TRUE;
 }
 
+/* Writer thread: waits until at most @at_most written buffers are still to be
+ * read back and hashed. */
+static void
+ota_writer_wait_read_back (OtaWriter *w, guint at_most)
+{
+  g_mutex_lock (&w->read_back_lock);
+  while (w->in_read_back > at_most)
+    g_cond_wait (&w->read_back_cond, &w->read_back_lock);
+  g_mutex_unlock (&w->read_back_lock);
+}
+
+/* Writer thread: one more buffer on its way to be read back, once there is room. */
+static void
+ota_writer_pass_to_read_back (OtaWriter *w)
+{
+  ota_writer_wait_read_back (w, OTA_IN_READ_BACK_MAX - 1);
+  g_mutex_lock (&w->read_back_lock);
+  w->in_read_back++;
+  g_mutex_unlock (&w->read_back_lock);
+}
+
+/* Verifier thread: a buffer read back and hashed. */
+static void
+ota_verifier_done_with_write (OtaWriter *w)
+{
+  g_mutex_lock (&w->read_back_lock);
+  w->in_read_back--;
+  g_cond_signal (&w->read_back_cond);
+  g_mutex_unlock (&w->read_back_lock);
+}
+
 /* The record goes first: after a crash in between it describes an empty
  * download, whatever the image still holds. The verifier starts over on its
  * own: RESTART passes it next. */
@@ -743,6 +788,7 @@ ota_writer_restart (OtaWriter *w, GError **error)
 {
   if (!ota_writer_check_untouched (w, error) || !ota_writer_save_record (w, 0, error))
     return FALSE;
+  ota_writer_wait_read_back (w, 0);
   if (ftruncate (w->bin_fd, 0) < 0)
     return ota_set_error_from_errno (error, errno, "cannot truncate %s", w->bin_name);
   if (!ota_writer_note_own_change (w, error))
@@ -1172,8 +1218,10 @@ ota_writer_thread (gpointer data)
     quit = job->kind == OTA_JOB_QUIT;
     if (!quit)
       ota_writer_run (w, job);
-    if (job->kind == OTA_JOB_WRITE)
+    if (job->kind == OTA_JOB_WRITE) {
       ota_writer_give_back (w, job);
+      ota_writer_pass_to_read_back (w);
+    }
     /* The reader's now; after QUIT, so is everything else. */
     g_async_queue_push (w->read_jobs, job);
   }
@@ -1270,8 +1318,8 @@ ota_verifier_hash_prefix (OtaWriter *w, guint64 length, GError **error)
 }
 
 /* The buffer's bytes as the reader read them back, into MD5 and, for a signed
- * image, SHA-256. They were read before the writer ran any later job: a
- * RESTART that follows resets both digests after them. */
+ * image, SHA-256. A RESTART cuts the file only once every earlier buffer was
+ * read back and hashed, and resets both digests after them. */
 static gboolean
 ota_verifier_hash_write (OtaWriter *w, OtaJob *job, GError **error)
 {
@@ -1422,9 +1470,11 @@ ota_verifier_thread (gpointer data)
       break;
     }
     ota_verifier_run (w, job);
-    /* The reader may be waiting for it. */
+    /* The reader may be waiting for it, the writer for room. */
     if (job->back != NULL)
       g_async_queue_push (w->read_bufs, g_steal_pointer (&job->back));
+    if (job->kind == OTA_JOB_WRITE)
+      ota_verifier_done_with_write (w);
     ota_link_post (w->link, w->context, job);
   }
   /* The writer never started: its creator still owns everything. */

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <glib/gstdio.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -61,6 +62,8 @@ typedef struct {
   guint drip_ms;       /* the body comes one byte every drip_ms */
   guint pace_ms;       /* the body comes in 64 KiB pieces every pace_ms */
   gboolean range_416;  /* every Range request gets 416 */
+  gboolean ignore_range; /* every request gets 200 and the whole body */
+  guint pace_later_ms; /* responses after the first are paced so */
   gint responses;
   gint active;         /* connections being served */
 } RawServer;
@@ -352,9 +355,14 @@ raw_respond (Fixture *f, GOutputStream *out, gint64 range_start, gboolean first)
 {
   const guint8 *body = g_bytes_get_data (f->firmware, NULL);
   guint64 size = g_bytes_get_size (f->firmware);
-  guint64 start = range_start >= 0 ? (guint64) range_start : 0;
-  guint64 length = size - start;
+  guint64 start;
+  guint64 length;
   g_autofree char *head = NULL;
+
+  if (f->raw.ignore_range)
+    range_start = -1;
+  start = range_start >= 0 ? (guint64) range_start : 0;
+  length = size - start;
   
   if (f->raw.trailing_junk)
     head = g_strdup ("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
@@ -380,6 +388,8 @@ raw_respond (Fixture *f, GOutputStream *out, gint64 range_start, gboolean first)
     length = MIN (length, f->raw.cut_after);
   if (f->raw.cut_every > 0)
     length = MIN (length, f->raw.cut_every);
+  if (!first && f->raw.pace_later_ms > 0)
+    f->raw.pace_ms = f->raw.pace_later_ms;
   raw_write_body (f, out, body + start, length);
   if (f->raw.trailing_junk)
     g_output_stream_write_all (out, body, 1000, NULL, NULL, NULL);
@@ -710,6 +720,7 @@ static gboolean refuse_direct_open;
 static gboolean refuse_direct_io;
 static gint direct_writes;
 static gint direct_reads;
+static gint slow_read_back_ms; /* each read of the reader thread takes that long */
 
 ssize_t __real_pwrite (int fd, const void *buf, size_t n, off_t offset);
 ssize_t __wrap_pwrite (int fd, const void *buf, size_t n, off_t offset);
@@ -786,15 +797,29 @@ __wrap_pwrite64 (int fd, const void *buf, size_t n, off_t offset)
   return disk_pwrite (__real_pwrite64, fd, buf, n, offset);
 }
 
+/* A disk (or a CPU) slower than the network, for the reads back. */
+static void
+disk_read_delay (void)
+{
+  char name[16] = "";
+  gint delay = g_atomic_int_get (&slow_read_back_ms);
+
+  if (delay > 0 && pthread_getname_np (pthread_self (), name, sizeof name) == 0 &&
+      strcmp (name, "ota-read") == 0)
+    g_usleep ((gulong) delay * 1000);
+}
+
 ssize_t
 __wrap_pread (int fd, void *buf, size_t n, off_t offset)
 {
+  disk_read_delay ();
   return direct_call (fd, &direct_reads) ? __real_pread (fd, buf, n, offset) : -1;
 }
 
 ssize_t
 __wrap_pread64 (int fd, void *buf, size_t n, off_t offset)
 {
+  disk_read_delay ();
   return direct_call (fd, &direct_reads) ? __real_pread64 (fd, buf, n, offset) : -1;
 }
 
@@ -1839,6 +1864,29 @@ test_frozen_process_is_not_a_stall (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->seen.bytes_sent, ==, FW_SIZE);
 }
 
+/* After a cut the server ignores Range: the download starts over and the file
+ * is cut back to nothing while buffers written before are still to be read
+ * back (the read-back slower than the network). Those reads must not find a
+ * shorter file and call it tampering: the writer waits for them. */
+static void
+test_restart_while_reading_back (Fixture *f, gconstpointer data)
+{
+  OtaDownloadParams params = fixture_params (f);
+  int code;
+
+  f->raw.cut_after = 3 * 1024 * 1024;
+  f->raw.ignore_range = TRUE;
+  f->raw.pace_later_ms = 20;
+  raw_server_start (f);
+  params.url = f->raw.url;
+  g_atomic_int_set (&slow_read_back_ms, 100);
+  code = run_download (f, &params);
+  g_atomic_int_set (&slow_read_back_ms, 0);
+  g_assert_cmpint (code, ==, 0);
+  assert_image_is_firmware (f);
+  g_assert_cmpuint (f->seen.requests, ==, 2);
+}
+
 /* 416 to a range inside the file: once, start over from 0. */
 static void
 test_416_in_the_middle_starts_over (Fixture *f, gconstpointer data)
@@ -1998,6 +2046,7 @@ main (int argc, char **argv)
   ADD ("/download/resume/refuses-hard-linked-image", test_resume_refuses_hard_linked_image, NULL);
   ADD ("/download/new-download-leaves-old-image-to-readers", test_new_download_leaves_old_image_to_readers, NULL);
   ADD ("/download/resume/range-ignored-starts-over", test_range_ignored_starts_over, NULL);
+  ADD ("/download/resume/range-ignored-while-reading-back", test_restart_while_reading_back, NULL);
   ADD ("/download/resume/wrong-content-range-starts-over", test_wrong_content_range_starts_over,
        NULL);
   ADD ("/download/resume/other-offer-replaces-partial", test_other_offer_replaces_partial, NULL);
