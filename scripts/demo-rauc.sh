@@ -27,19 +27,9 @@ fi
 
 # ---- stage 1: dependencies, build, then this script on a private bus ----
 if [ -z "${IV_OTA_DEMO_IN_SESSION:-}" ]; then
-  if [ -n "${IV_OTA_DEMO_BUILDDIR:-}" ]; then
-    builddir=$(cd "$IV_OTA_DEMO_BUILDDIR" && pwd) || exit 1
-  else
-    "$root/scripts/deps.sh" || { echo "demo: cannot install the dependencies" >&2; exit 1; }
-    builddir=$root/build-demo
-    if [ ! -f "$builddir/build.ninja" ]; then
-      echo "demo: configuring $builddir (release)"
-      meson setup "$builddir" "$root" -Dbuildtype=release >"$builddir.setup.log" 2>&1 ||
-        { cat "$builddir.setup.log" >&2; exit 1; }
-    fi
-    echo "demo: building (ninja -C $builddir)"
-    ninja -C "$builddir" >"$builddir.compile.log" 2>&1 || { tail -n 40 "$builddir.compile.log" >&2; exit 1; }
-  fi
+  # shellcheck source=scripts/demo-build.sh
+  source "$root/scripts/demo-build.sh"
+  demo_build
   for tool in rauc mksquashfs losetup openssl mosquitto; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
       { echo "demo: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
