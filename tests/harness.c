@@ -542,6 +542,28 @@ ota_test_file_count_lines (const char *path, const char *needle)
   return n;
 }
 
+typedef struct {
+  const char *path;
+  const char *needle;
+  guint count;
+} OtaTestFileLines;
+
+static gboolean
+ota_test_file_has_lines (gpointer data)
+{
+  OtaTestFileLines *w = data;
+
+  return ota_test_file_count_lines (w->path, w->needle) >= w->count;
+}
+
+gboolean
+ota_test_wait_file_lines (const char *path, const char *needle, guint count, guint timeout_ms)
+{
+  OtaTestFileLines w = { path, needle, count };
+
+  return ota_test_wait (ota_test_file_has_lines, &w, timeout_ms);
+}
+
 void
 ota_test_agent_free (OtaTestAgent *agent)
 {

@@ -119,6 +119,9 @@ void ota_test_agent_kill (OtaTestAgent *agent);
 guint ota_test_agent_log_count (OtaTestAgent *agent, const char *needle);
 /* Count of lines of the file at @path containing @needle (0 if unreadable). */
 guint ota_test_file_count_lines (const char *path, const char *needle);
+/* Waits up to @timeout_ms until the file at @path has @count such lines (a log
+ * another process writes on its own time); FALSE if it never had. */
+gboolean ota_test_wait_file_lines (const char *path, const char *needle, guint count, guint timeout_ms);
 void ota_test_agent_free (OtaTestAgent *agent);
 
 /* ---- D-Bus clients ---- */

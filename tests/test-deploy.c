@@ -168,27 +168,12 @@ agent_connected_now (Deploy *d)
   return g_variant_get_boolean (value);
 }
 
-typedef struct {
-  Deploy *d;
-  const char *needle;
-  guint count;
-} LogWait;
-
-static gboolean
-agent_logged (gpointer data)
-{
-  LogWait *w = data;
-  return ota_test_agent_log_count (w->d->agent, w->needle) >= w->count;
-}
-
 /* The agent failed to connect twice in a row (so the failure is not a fluke
  * of the first attempt) and says so with @needle; it never was connected. */
 static void
 assert_refused (Deploy *d, const char *needle)
 {
-  LogWait w = { d, needle, 2 };
-
-  if (!ota_test_wait (agent_logged, &w, OTA_TEST_TIMEOUT_MS * 2))
+  if (!ota_test_wait_file_lines (d->agent->log_path, needle, 2, OTA_TEST_TIMEOUT_MS * 2))
     g_error ("the agent never logged \"%s\" twice, see %s", needle, d->agent->log_path);
   g_assert_false (agent_connected_now (d));
   g_assert_cmpuint (ota_test_agent_log_count (d->agent, "mqtt: connected to"), ==, 0);
@@ -202,14 +187,13 @@ assert_session_works (Deploy *d)
   g_autoptr (GError) error = NULL;
   g_autofree char *fw = g_build_filename (d->dir, "fw", NULL);
   g_autofree char *received = g_strdup_printf ("Received PUBLISH from %s", CLIENT_ID);
-  LogWait w = { d, "report delivered", 1 };
 
   g_assert_true (ota_test_wait (proxy_connected, d->proxy, OTA_TEST_TIMEOUT_MS));
   g_assert_cmpint (g_mkdir (fw, 0755), ==, 0);
   ota_test_init (d->proxy, "", "1.0", fw, FALSE, &error);
   g_assert_no_error (error);
   /* Delivered means the broker acknowledged the QoS 1 publish. */
-  g_assert_true (ota_test_wait (agent_logged, &w, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait_file_lines (d->agent->log_path, "report delivered", 1, OTA_TEST_TIMEOUT_MS));
   g_assert_cmpuint (broker_log_count (d, received), >=, 1);
 }
 
@@ -376,11 +360,9 @@ test_signin_wrong_secret_is_refused (Deploy *d, gconstpointer data)
   g_autofree char *password = openssl_password (username, SECRET);
   g_autofree char *broker = password_broker_conf (d, username, password);
   g_autofree char *hook = g_strdup_printf ("Ab3dE:%" G_GINT64_FORMAT, expiry);
-  LogWait w = { d, "refused the connection", 1 };
-
   deploy_start_full (d, broker, "[device]\ndevice_secret=" OTHER_SECRET "\n", hook);
   /* A refused CONNACK backs off long (32 s): one refusal is the evidence. */
-  g_assert_true (ota_test_wait (agent_logged, &w, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait_file_lines (d->agent->log_path, "refused the connection", 1, OTA_TEST_TIMEOUT_MS));
   g_assert_cmpuint (ota_test_agent_log_count (d->agent, "not authorised"), >=, 1);
   g_assert_false (agent_connected_now (d));
   g_assert_cmpuint (ota_test_agent_log_count (d->agent, "mqtt: connected to"), ==, 0);
@@ -513,20 +495,6 @@ shutdown_setup (OtaTestEnv *env, gconstpointer data)
  * DISCONNECT. Checkpoints are timed (every second, as checkpoint_bytes is
  * large): an agent that exited without waiting for its download worker would
  * leave a record behind the image nearly every time. */
-typedef struct {
-  const char *path;
-  const char *needle;
-  guint count;
-} LogLinesWait;
-
-static gboolean
-log_has_lines (gpointer data)
-{
-  LogLinesWait *w = data;
-
-  return ota_test_file_count_lines (w->path, w->needle) >= w->count;
-}
-
 static void
 test_sigterm_during_download (OtaTestEnv *env, gconstpointer data)
 {
@@ -564,8 +532,8 @@ test_sigterm_during_download (OtaTestEnv *env, gconstpointer data)
     g_assert_cmpuint (record_size, <, SHUTDOWN_IMAGE);
     /* mosquitto: "Client X disconnected." after a DISCONNECT, "closed its connection." without.
      * The broker writes its log on its own time: the agent may be gone before it did. */
-    LogLinesWait logged = { broker_log_path, "Client " CLIENT_ID " disconnected.", round };
-    g_assert_true (ota_test_wait (log_has_lines, &logged, OTA_TEST_TIMEOUT_MS));
+    g_assert_true (ota_test_wait_file_lines (broker_log_path, "Client " CLIENT_ID " disconnected.", round,
+                                             OTA_TEST_TIMEOUT_MS));
     g_assert_cmpuint (ota_test_file_count_lines (broker_log_path, "Received DISCONNECT from " CLIENT_ID), ==, round);
     g_assert_cmpuint (ota_test_file_count_lines (broker_log_path, "Client " CLIENT_ID " disconnected."), ==, round);
     g_assert_cmpuint (ota_test_file_count_lines (broker_log_path, "Client " CLIENT_ID " closed its connection"), ==, 0);

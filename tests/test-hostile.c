@@ -29,35 +29,10 @@ static const char *https_config =
 
 /* ---- helpers ---- */
 
-typedef struct {
-  OtaTestAgent *agent;
-  const char *needle;
-  guint target;
-} LogWait;
-
-static gboolean
-log_reached (gpointer data)
-{
-  LogWait *w = data;
-  return ota_test_agent_log_count (w->agent, w->needle) >= w->target;
-}
-
-static gboolean
-tick (gpointer data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-/* The log file grows without waking the main context: poll it. */
 static gboolean
 wait_log_count (OtaTestAgent *agent, const char *needle, guint target)
 {
-  LogWait w = { agent, needle, target };
-  guint id = g_timeout_add (10, tick, NULL);
-  gboolean ok = ota_test_wait (log_reached, &w, OTA_TEST_TIMEOUT_MS);
-
-  g_source_remove (id);
-  return ok;
+  return ota_test_wait_file_lines (agent->log_path, needle, target, OTA_TEST_TIMEOUT_MS);
 }
 
 /* A GetStatus round trip; signals the agent sent before its reply are then
@@ -136,14 +111,12 @@ assert_rejected (OtaTestEnv *env, const char *name, const void *payload, gsize l
 {
   guint before = ota_test_agent_log_count (env->agent, REJECTED);
   RejectWait w = { env, before + 1, env->signals->progress->len };
-  guint id;
   g_autofree char *state = NULL;
 
   g_test_message ("hostile message: %s (%" G_GSIZE_FORMAT " bytes)", name, length);
   ota_test_cloud_publish (env->cloud, payload, length);
-  id = g_timeout_add (10, tick, NULL);
+  /* The log is a file: ota_test_wait() polls it. */
   ota_test_wait (reject_or_signal, &w, OTA_TEST_TIMEOUT_MS);
-  g_source_remove (id);
   state = status_state_after_drain (env);
   g_assert_cmpuint (env->signals->offered->len, ==, 0);
   g_assert_cmpuint (env->signals->progress->len, ==, w.progress);
