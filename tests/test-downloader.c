@@ -823,6 +823,19 @@ __wrap_pread64 (int fd, void *buf, size_t n, off_t offset)
   return direct_call (fd, &direct_reads) ? __real_pread64 (fd, buf, n, offset) : -1;
 }
 
+/* In a wrapper of open() or openat(): declares @mode, the mode argument that
+ * comes only with O_CREAT or O_TMPFILE. */
+#define OPEN_MODE_ARG(mode, flags)                                                \
+  mode_t mode = 0;                                                                \
+  do {                                                                            \
+    va_list args_;                                                                \
+                                                                                  \
+    va_start (args_, flags);                                                      \
+    if (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE)                \
+      mode = va_arg (args_, mode_t);                                              \
+    va_end (args_);                                                               \
+  } while (0)
+
 /* FALSE: an open with these flags is to fail, as without direct I/O. */
 static gboolean
 disk_open_allowed (int flags)
@@ -837,26 +850,14 @@ disk_open_allowed (int flags)
 int
 __wrap_open (const char *path, int flags, ...)
 {
-  mode_t mode = 0;
-  va_list args;
-
-  va_start (args, flags);
-  if (flags & O_CREAT)
-    mode = va_arg (args, mode_t);
-  va_end (args);
+  OPEN_MODE_ARG (mode, flags);
   return disk_open_allowed (flags) ? __real_open (path, flags, mode) : -1;
 }
 
 int
 __wrap_open64 (const char *path, int flags, ...)
 {
-  mode_t mode = 0;
-  va_list args;
-
-  va_start (args, flags);
-  if (flags & O_CREAT)
-    mode = va_arg (args, mode_t);
-  va_end (args);
+  OPEN_MODE_ARG (mode, flags);
   return disk_open_allowed (flags) ? __real_open64 (path, flags, mode) : -1;
 }
 
@@ -899,38 +900,27 @@ trace_note (int dirfd, const char *what, const char *name)
   g_mutex_unlock (&trace_lock);
 }
 
-int
-__wrap_openat (int dirfd, const char *path, int flags, ...)
+/* Notes a name that an openat() created; returns its result. */
+static int
+trace_openat (int fd, int dirfd, const char *path, int flags)
 {
-  mode_t mode = 0;
-  va_list args;
-  int fd;
-
-  va_start (args, flags);
-  if (flags & O_CREAT)
-    mode = va_arg (args, mode_t);
-  va_end (args);
-  fd = __real_openat (dirfd, path, flags, mode);
   if (fd >= 0 && (flags & O_CREAT))
     trace_note (dirfd, "create", path);
   return fd;
 }
 
 int
+__wrap_openat (int dirfd, const char *path, int flags, ...)
+{
+  OPEN_MODE_ARG (mode, flags);
+  return trace_openat (__real_openat (dirfd, path, flags, mode), dirfd, path, flags);
+}
+
+int
 __wrap_openat64 (int dirfd, const char *path, int flags, ...)
 {
-  mode_t mode = 0;
-  va_list args;
-  int fd;
-
-  va_start (args, flags);
-  if (flags & O_CREAT)
-    mode = va_arg (args, mode_t);
-  va_end (args);
-  fd = __real_openat64 (dirfd, path, flags, mode);
-  if (fd >= 0 && (flags & O_CREAT))
-    trace_note (dirfd, "create", path);
-  return fd;
+  OPEN_MODE_ARG (mode, flags);
+  return trace_openat (__real_openat64 (dirfd, path, flags, mode), dirfd, path, flags);
 }
 
 int
