@@ -19,6 +19,8 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/demo-common.sh
+source "$root/scripts/demo-common.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "demo --rauc: needs root (it puts RAUC's slots on loop devices); try: sudo $0 --rauc" >&2
@@ -27,24 +29,16 @@ fi
 
 # ---- stage 1: dependencies, build, then this script on a private bus ----
 if [ -z "${IV_OTA_DEMO_IN_SESSION:-}" ]; then
-  # shellcheck source=scripts/demo-build.sh
-  source "$root/scripts/demo-build.sh"
   demo_build
   for tool in rauc mksquashfs losetup openssl mosquitto; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
       { echo "demo: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
   done
-  IV_OTA_DEMO_IN_SESSION=1 IV_OTA_DEMO_BUILDDIR=$builddir dbus-run-session -- bash "$0" "$@" 3>&2 2>/dev/null
-  exit $?
+  demo_in_session "$@"
 fi
 
 # ---- stage 2: the story ----
-{ exec 2>&3 3>&-; } 2>/dev/null || true
-builddir=$IV_OTA_DEMO_BUILDDIR
-IV_OTAD=$builddir/service/iv-otad
-IV_OTA_CLOUD=$builddir/tools/iv-ota-cloud
-IV_OTA=$builddir/tools/iv-ota
-export IV_OTA_BUS=session
+demo_session_programs
 
 deadline=$((SECONDS + ${IV_OTA_DEMO_TIMEOUT:-120}))
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/iv-ota-demo-rauc.XXXXXX") || exit 1

@@ -22,6 +22,8 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/demo-common.sh
+source "$root/scripts/demo-common.sh"
 
 # scripts/demo.sh --rauc: the RAUC story instead (scripts/demo-rauc.sh, as root).
 if [ "${1:-}" = --rauc ]; then
@@ -31,27 +33,16 @@ fi
 
 # ---- stage 1: dependencies, build, then the same script on a private bus ----
 if [ -z "${IV_OTA_DEMO_IN_SESSION:-}" ]; then
-  # shellcheck source=scripts/demo-build.sh
-  source "$root/scripts/demo-build.sh"
   demo_build
   for exe in service/iv-otad tools/iv-ota-cloud tools/iv-ota examples/device-app; do
     [ -x "$builddir/$exe" ] || { echo "demo: $builddir/$exe is missing" >&2; exit 1; }
   done
-  # dbus-run-session returns the script's status. Its daemon's stderr (a
-  # harmless "Failed to set fd limit" as root) is dropped; the script gets
-  # ours back through fd 3.
-  IV_OTA_DEMO_IN_SESSION=1 IV_OTA_DEMO_BUILDDIR=$builddir dbus-run-session -- bash "$0" "$@" 3>&2 2>/dev/null
-  exit $?
+  demo_in_session "$@"
 fi
 
 # ---- stage 2: the story, inside the private session bus ----
-{ exec 2>&3 3>&-; } 2>/dev/null || true
-builddir=$IV_OTA_DEMO_BUILDDIR
-IV_OTAD=$builddir/service/iv-otad
-IV_OTA_CLOUD=$builddir/tools/iv-ota-cloud
-IV_OTA=$builddir/tools/iv-ota
+demo_session_programs
 DEVICE_APP=$builddir/examples/device-app
-export IV_OTA_BUS=session
 
 FW_SIZE=$((64 * 1024 * 1024))
 CUT_AT=$((FW_SIZE * 40 / 100))
