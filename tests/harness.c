@@ -1125,6 +1125,27 @@ ota_test_status_downloaded (OtaTestEnv *env)
   return downloaded;
 }
 
+typedef struct {
+  OtaTestEnv *env;
+  guint64 at_least;
+} OtaTestDownloadedWait;
+
+static gboolean
+ota_test_downloaded_reaches (gpointer data)
+{
+  OtaTestDownloadedWait *w = data;
+
+  return ota_test_status_downloaded (w->env) >= w->at_least;
+}
+
+gboolean
+ota_test_wait_downloaded (OtaTestEnv *env, guint64 at_least, guint timeout_ms)
+{
+  OtaTestDownloadedWait w = { env, at_least };
+
+  return ota_test_wait (ota_test_downloaded_reaches, &w, timeout_ms);
+}
+
 gint64
 ota_test_record_downloaded (OtaTestEnv *env)
 {

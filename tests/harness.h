@@ -257,6 +257,9 @@ void ota_test_app_report (OtaTestEnv *env, const char *state, int percent, int c
 gboolean ota_test_ready_emitted (gpointer data);
 /* "downloaded" of GetStatus("") */
 guint64 ota_test_status_downloaded (OtaTestEnv *env);
+/* Waits up to @timeout_ms until GetStatus says at least @at_least bytes were
+ * downloaded (polled); FALSE if it never did. */
+gboolean ota_test_wait_downloaded (OtaTestEnv *env, guint64 at_least, guint timeout_ms);
 /* downloaded_size of FW_2.0.json (which must describe 2.0), or -1 without a readable record. */
 gint64 ota_test_record_downloaded (OtaTestEnv *env);
 

@@ -439,27 +439,6 @@ typedef struct {
   gpointer sig;
 } ShutdownCase;
 
-typedef struct {
-  OtaTestEnv *env;
-  guint64 at_least;
-} DownloadedWait;
-
-static guint64
-status_downloaded (OtaTestEnv *env)
-{
-  g_autofree char *text = ota_test_status_get (env->proxy, "", "downloaded");
-  /* g_variant_print of a t: "uint64 N" */
-  const char *digits = strrchr (text, ' ');
-  return g_ascii_strtoull (digits != NULL ? digits + 1 : text, NULL, 10);
-}
-
-static gboolean
-downloaded_reaches (gpointer data)
-{
-  DownloadedWait *w = data;
-  return status_downloaded (w->env) >= w->at_least;
-}
-
 static void
 read_record (OtaTestEnv *env, guint64 *record_size, guint64 *bin_size)
 {
@@ -511,7 +490,6 @@ test_sigterm_during_download (OtaTestEnv *env, gconstpointer data)
 
   for (guint round = 1; round <= 2; round++) {
     g_autoptr (GError) error = NULL;
-    DownloadedWait w = { env, previous + 2 * MIB };
     guint64 reported, record_size, bin_size;
 
     if (round > 1) {
@@ -520,8 +498,8 @@ test_sigterm_during_download (OtaTestEnv *env, gconstpointer data)
     }
     ota_test_init (env->proxy, "", "1.0", env->fw_dir, FALSE, &error);
     g_assert_no_error (error);
-    g_assert_true (ota_test_wait (downloaded_reaches, &w, OTA_TEST_TIMEOUT_MS));
-    reported = status_downloaded (env);
+    g_assert_true (ota_test_wait_downloaded (env, previous + 2 * MIB, OTA_TEST_TIMEOUT_MS));
+    reported = ota_test_status_downloaded (env);
     /* Asserts exit status 0. */
     ota_test_agent_stop_with (env->agent, sig);
     read_record (env, &record_size, &bin_size);

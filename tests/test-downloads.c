@@ -638,14 +638,7 @@ test_max_firmware_size (OtaTestEnv *env, gconstpointer data)
 typedef struct {
   OtaTestEnv *env;
   guint64 at_least;
-} DownloadedWait;
-
-static gboolean
-downloaded_reaches (gpointer data)
-{
-  DownloadedWait *w = data;
-  return ota_test_status_downloaded (w->env) >= w->at_least;
-}
+} RecordWait;
 
 #define SLOW_RATE (2 * MIB)
 
@@ -657,14 +650,13 @@ test_resume_after_kill (OtaTestEnv *env, gconstpointer data)
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
-  DownloadedWait half = { env, FW_SIZE / 2 };
   gint64 checkpoint;
   guint64 sent;
 
   ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
   ota_test_app_init (env, "1.0");
-  g_assert_true (poll_until (downloaded_reaches, &half, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait_downloaded (env, FW_SIZE / 2, OTA_TEST_TIMEOUT_MS));
   ota_test_agent_kill (env->agent);
   checkpoint = ota_test_record_downloaded (env);
   g_assert_cmpint (checkpoint, >, 0);
@@ -697,7 +689,7 @@ test_resume_after_kill (OtaTestEnv *env, gconstpointer data)
 static gboolean
 record_covers (gpointer data)
 {
-  DownloadedWait *w = data;
+  RecordWait *w = data;
   return ota_test_record_downloaded (w->env) >= (gint64) w->at_least;
 }
 
@@ -711,14 +703,13 @@ test_resume_after_cancel (OtaTestEnv *env, gconstpointer data)
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
   g_autoptr (GError) error = NULL;
-  DownloadedWait quarter = { env, FW_SIZE / 4 };
-  DownloadedWait at_cancel = { env, 0 };
+  RecordWait at_cancel = { env, 0 };
   gint64 checkpoint;
 
   ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
   ota_test_app_init (env, "1.0");
-  g_assert_true (poll_until (downloaded_reaches, &quarter, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait_downloaded (env, FW_SIZE / 4, OTA_TEST_TIMEOUT_MS));
   ota_dbus_ota_call_cancel_sync (env->proxy, "", NULL, &error);
   g_assert_no_error (error);
   assert_status (env, "idle", 0);
@@ -756,12 +747,11 @@ test_cancel_then_check_now_at_once (OtaTestEnv *env, gconstpointer data)
   g_autoptr (OtaTestCloudTool) tool = NULL;
   g_autoptr (GArray) responses = NULL;
   g_autoptr (GError) error = NULL;
-  DownloadedWait quarter = { env, FW_SIZE / 4 };
 
   ota_test_image_make (env, FW_SIZE, &image);
   tool = cloud_start (env, &image, args);
   ota_test_app_init (env, "1.0");
-  g_assert_true (poll_until (downloaded_reaches, &quarter, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait_downloaded (env, FW_SIZE / 4, OTA_TEST_TIMEOUT_MS));
   ota_dbus_ota_call_cancel_sync (env->proxy, "", NULL, &error);
   g_assert_no_error (error);
   ota_dbus_ota_call_check_now_sync (env->proxy, "", NULL, &error);
@@ -788,13 +778,12 @@ test_responsive_during_download (OtaTestEnv *env, gconstpointer data)
   g_autofree char *rate = g_strdup_printf ("--rate=%d", BUSY_RATE);
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
-  DownloadedWait started = { env, 1 };
   guint answered_downloading = 0;
 
   ota_test_image_make (env, 64 * MIB, &image);
   tool = cloud_start (env, &image, args);
   ota_test_app_init (env, "1.0");
-  g_assert_true (poll_until (downloaded_reaches, &started, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait_downloaded (env, 1, OTA_TEST_TIMEOUT_MS));
   for (guint i = 0; i < 20; i++) {
     /* status_get() asserts that the call succeeded. */
     g_autoptr (GVariant) status = status_get (env);
@@ -885,7 +874,6 @@ test_tampered_image_is_not_handed_over (OtaTestEnv *env, gconstpointer data)
   g_autofree char *record = ota_test_fw_path (env, "json");
   const char *args[] = { rate, NULL };
   g_autoptr (OtaTestCloudTool) tool = NULL;
-  DownloadedWait forty = { env, TAMPER_SIZE * 2 / 5 };
   int idx;
   const char *msg;
   int code;
@@ -893,7 +881,7 @@ test_tampered_image_is_not_handed_over (OtaTestEnv *env, gconstpointer data)
   ota_test_image_make (env, TAMPER_SIZE, &image);
   tool = cloud_start (env, &image, args);
   ota_test_app_init (env, "1.0");
-  g_assert_true (poll_until (downloaded_reaches, &forty, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait_downloaded (env, TAMPER_SIZE * 2 / 5, OTA_TEST_TIMEOUT_MS));
   tc->tamper (bin);
   idx = ota_test_signals_wait_state (env->signals, "", "fail", OTA_TEST_TIMEOUT_MS);
   g_assert_cmpint (idx, >=, 0);

@@ -416,21 +416,6 @@ test_done_after_reboot_raises_the_floor (Fixture *f, gconstpointer data)
   g_assert_cmpstr (floor, ==, "{\"module\":\"\",\"installed\":7}");
 }
 
-typedef struct {
-  OtaTestEnv *env;
-  guint64 at_least;
-} DownloadedWait;
-
-/* Polled: needs no event on the main context to become true. */
-static gboolean
-downloaded_reaches (gpointer data)
-{
-  DownloadedWait *w = data;
-
-  g_usleep (50 * 1000);
-  return ota_test_status_downloaded (w->env) >= w->at_least;
-}
-
 /* A signed download resumed by a new agent: its SHA-256 covers the prefix
  * the first agent wrote (re-read once, like the MD5) and the rest; a wrong
  * prefix would fail -4. */
@@ -440,13 +425,12 @@ test_resumed_signed_download_installs (Fixture *f, gconstpointer data)
   g_autofree char *signed_text = sign_file (f, "a", "", "2.0", "0", f->image.path);
   g_autofree char *arg = g_strconcat ("--user-defined=", signed_text, NULL);
   const char *args[] = { arg, "--rate=1048576", NULL };
-  DownloadedWait part = { &f->env, FW_SIZE / 3 };
   g_autoptr (GArray) responses = NULL;
   gint64 checkpoint;
 
   f->cloud = ota_test_cloud_tool_start (f->env.dir, "slow", f->env.broker->port, "2.0", f->image.path, args);
   ota_test_app_init (&f->env, "1.0");
-  g_assert_true (ota_test_wait (downloaded_reaches, &part, OTA_TEST_TIMEOUT_MS));
+  g_assert_true (ota_test_wait_downloaded (&f->env, FW_SIZE / 3, OTA_TEST_TIMEOUT_MS));
   ota_test_agent_kill (f->env.agent);
   checkpoint = ota_test_record_downloaded (&f->env);
   g_assert_cmpint (checkpoint, >, 0);
