@@ -536,21 +536,30 @@ restart_agent_with_keepalive (OtaTestEnv *env, guint seconds)
   return broker_log_count (env, "as " OTA_TEST_PRODUCT OTA_TEST_DEVICE);
 }
 
+#define PINGREQ_LINE "Received PINGREQ from " OTA_TEST_PRODUCT OTA_TEST_DEVICE
+
+/* After an idle stretch: two more pings than @pings reached the broker, and
+ * the session of the @connects-th CONNECT is still the one, never timed out. */
+static void
+assert_pings_kept_session (OtaTestEnv *env, guint pings, guint connects)
+{
+  g_assert_cmpuint (broker_log_count (env, PINGREQ_LINE), >=, pings + 2);
+  g_assert_cmpuint (broker_log_count (env, "as " OTA_TEST_PRODUCT OTA_TEST_DEVICE), ==, connects);
+  g_assert_cmpuint (broker_log_count (env, OTA_TEST_PRODUCT OTA_TEST_DEVICE " has exceeded timeout"), ==, 0);
+  g_assert_true (agent_connected_now (env));
+}
+
 /* An idle session with a short keepalive: the broker receives a PINGREQ every
  * keepalive and keeps the one session open, long past 1.5 x keepalive (when
  * mosquitto drops a silent client). */
 static void
 test_keepalive_pings_keep_idle_session (OtaTestEnv *env, gconstpointer data)
 {
-  const char *pingreq = "Received PINGREQ from " OTA_TEST_PRODUCT OTA_TEST_DEVICE;
   guint connects = restart_agent_with_keepalive (env, 5);
-  guint pings = broker_log_count (env, pingreq);
+  guint pings = broker_log_count (env, PINGREQ_LINE);
 
   ota_test_spin (13 * 1000);
-  g_assert_cmpuint (broker_log_count (env, pingreq), >=, pings + 2);
-  g_assert_cmpuint (broker_log_count (env, "as " OTA_TEST_PRODUCT OTA_TEST_DEVICE), ==, connects);
-  g_assert_cmpuint (broker_log_count (env, OTA_TEST_PRODUCT OTA_TEST_DEVICE " has exceeded timeout"), ==, 0);
-  g_assert_true (agent_connected_now (env));
+  assert_pings_kept_session (env, pings, connects);
 }
 
 /* An MQTT 5 broker that imposes a shorter keepalive (Server Keep Alive in the
@@ -559,7 +568,6 @@ test_keepalive_pings_keep_idle_session (OtaTestEnv *env, gconstpointer data)
 static void
 test_keepalive_follows_server_keepalive (OtaTestEnv *env, gconstpointer data)
 {
-  const char *pingreq = "Received PINGREQ from " OTA_TEST_PRODUCT OTA_TEST_DEVICE;
   guint connects, pings;
 
   ota_test_agent_stop (env->agent);
@@ -567,14 +575,11 @@ test_keepalive_follows_server_keepalive (OtaTestEnv *env, gconstpointer data)
   env->broker->extra_conf = g_strdup ("max_keepalive 10\n");
   ota_test_env_broker_restart_cloud_first (env);
   connects = restart_agent_with_keepalive (env, 30);
-  pings = broker_log_count (env, pingreq);
+  pings = broker_log_count (env, PINGREQ_LINE);
   g_assert_cmpuint (ota_test_agent_log_count (env->agent, "sets the keepalive to 10 s"), ==, 1);
 
   ota_test_spin (25 * 1000);
-  g_assert_cmpuint (broker_log_count (env, pingreq), >=, pings + 2);
-  g_assert_cmpuint (broker_log_count (env, "as " OTA_TEST_PRODUCT OTA_TEST_DEVICE), ==, connects);
-  g_assert_cmpuint (broker_log_count (env, OTA_TEST_PRODUCT OTA_TEST_DEVICE " has exceeded timeout"), ==, 0);
-  g_assert_true (agent_connected_now (env));
+  assert_pings_kept_session (env, pings, connects);
 }
 
 /* A broker that stops answering (frozen, socket open) is noticed by the
